@@ -1,0 +1,61 @@
+# rctl — build, test and benchmark entry points.
+#   make test    the whole suite (what CI runs): Go vet/format/race tests,
+#                end-to-end process tests, the Python agent's lint/type/tests.
+#                Installs what it needs itself (Go modules, agent virtualenv).
+#   make dev     a local 3-server cluster (rctl dev).
+#   make bench   benchmarks that print figures (see bench/RESULTS.md).
+
+GO      ?= go
+PYTHON  ?= python3
+VENV    := agent/.venv
+BIN     := bin/rctl
+
+.PHONY: all build test test-go lint lint-go agent-venv test-agent lint-agent dev bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) .
+
+test: lint test-go test-agent
+
+lint: lint-go lint-agent
+
+lint-go:
+	$(GO) mod download
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './agent/*')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test-go: build
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The agent's virtualenv is created on first use and reused afterwards.
+$(VENV)/.installed: agent/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e 'agent[dev]'
+	touch $@
+
+agent-venv: $(VENV)/.installed
+
+lint-agent: agent-venv
+	$(VENV)/bin/ruff check agent
+	$(VENV)/bin/ruff format --check agent
+	$(VENV)/bin/mypy agent/src
+
+test-agent: agent-venv build
+	RCTL_BIN=$(abspath $(BIN)) $(VENV)/bin/pytest -q agent/tests
+
+dev: build
+	$(BIN) dev --servers 3
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeEntry -fuzztime=60s ./fsm/
+	$(GO) test -run='^$$' -fuzz=FuzzApply -fuzztime=60s ./fsm/
+
+bench: build
+	$(GO) test -run='^$$' -bench=. -benchtime=1x ./bench/
+
+clean:
+	rm -rf bin $(VENV)

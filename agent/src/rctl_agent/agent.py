@@ -1,0 +1,478 @@
+"""The node agent's main loop (docs/rpc.md, "Node agent methods").
+
+Threads: the caller's thread runs :meth:`Agent.run` (register, heartbeat,
+reconcile, drain); each task runs in a worker thread (Task.Start, then the
+executor); a :class:`~rctl_agent.reports.Reporter` thread delivers results.
+
+The heartbeat reply's ``tasks`` list is authoritative.  After each reply the
+agent starts the ``assigned`` tasks it does not run yet (at most
+``capacity`` at once, and none while draining or not ``FOLLOWING``) and
+stops, without a report, local work on tasks no longer listed.  A task
+listed as ``running`` that this process never ran was lost by an earlier
+run of the agent under the same node id: it is reported failed.
+
+Reports race with heartbeats (a reply built before a Complete was applied
+still lists the task), so the agent remembers the log index at which each
+local task ended and ignores listings of it that are not newer.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import __version__
+from .client import ClusterClient, ClusterUnavailable, ConnState
+from .executors import ExecutorError, ExecutorRegistry, TaskResult, TaskSpec
+from .reports import Report, Reporter
+from .wire import RpcError
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_ERROR = "agent shutting down"
+LOST_ERROR = "task lost: the agent restarted while it ran"
+_PENDING = -1  # finished task whose report is not acknowledged yet
+_IGNORE = 1 << 64  # finished task never to be acted on again
+
+
+@dataclass
+class AgentConfig:
+    """Settings of one agent.
+
+    :param node_id: the node's id (as task ids).
+    :param capacity: tasks run at once (1-65536), sent at registration.
+    :param cloud: cloud label (tasks with a ``cloud`` constraint match it).
+    :param region: region label.
+    :param address: address label (default: the host name).
+    :param meta: free-form labels.
+    :param drain_timeout: seconds in-flight tasks get to finish after a stop
+        request before they are killed and reported failed.
+    :param register_timeout: seconds the first registration may take before
+        the agent gives up (later re-registrations never give up).
+    :param write_timeout: seconds per write call attempt (WAN-sized).
+    :param min_heartbeat_timeout: floor of the heartbeat call timeout, which
+        otherwise equals the heartbeat interval.
+    :param final_flush_timeout: seconds the shutdown waits for reports.
+    :param default_interval: heartbeat interval until the leader sends one.
+    :param stuck_timeout: seconds to wait for killed tasks to end at shutdown.
+    """
+
+    node_id: str
+    capacity: int = 4
+    cloud: str = ""
+    region: str = ""
+    address: str = field(default_factory=socket.gethostname)
+    meta: dict[str, str] = field(default_factory=dict)
+    drain_timeout: float = 30.0
+    register_timeout: float = 60.0
+    write_timeout: float = 5.0
+    min_heartbeat_timeout: float = 1.0
+    final_flush_timeout: float = 10.0
+    default_interval: float = 1.0
+    stuck_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.capacity <= 65536:
+            raise ValueError("capacity must be between 1 and 65536")
+        if self.drain_timeout < 0:
+            raise ValueError("drain_timeout must be >= 0")
+
+
+class AgentError(Exception):
+    """The agent cannot go on; the message is one sentence for the operator."""
+
+
+class _Waker:
+    """Wakes the main loop; ``wake`` is safe from signal handlers and threads."""
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe()
+        for fd in (self._r, self._w):
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+
+    def wake(self) -> None:
+        try:
+            os.write(self._w, b"!")
+        except (BlockingIOError, OSError):
+            pass  # already awake (pipe full) or closed
+
+    def wait(self, timeout: float) -> None:
+        select.select([self._r], [], [], max(timeout, 0.0))
+        try:
+            while os.read(self._r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        os.close(self._r)
+        os.close(self._w)
+
+
+@dataclass(eq=False)
+class _Local:
+    spec: TaskSpec
+    cancel: threading.Event = field(default_factory=threading.Event)
+    executing: bool = False  # Task.Start acknowledged, executor running
+    removed_at: int | None = None  # set: stop without a report
+    shutdown: bool = False  # killed by the drain timeout: report Fail
+
+
+class Agent:
+    """One node agent.
+
+    :param config: settings.
+    :param client: cluster client (owned: closed when :meth:`run` returns).
+    :param executors: executor registry (default: built-ins and plugins).
+    :param clock: monotonic seconds; drives heartbeat and drain timing.
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        client: ClusterClient,
+        *,
+        executors: ExecutorRegistry | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.executors = executors or ExecutorRegistry()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._waker = _Waker()
+        self._stop_requests = 0
+        self._local: dict[str, _Local] = {}
+        self._finished: dict[str, int] = {}
+        self._interval = config.default_interval
+        self._last_tasks: list[Any] = []
+        self._last_index = 0
+        self._slot_freed = False
+        self._draining = False
+        self.reporter = Reporter(
+            client,
+            config.node_id,
+            timeout=config.write_timeout,
+            on_acked=self._acked,
+            on_dropped=self._dropped,
+        )
+
+    # ---- control -----------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask for a graceful stop (drain); a second request skips the drain wait.
+
+        Safe to call from a signal handler: it takes no lock.
+        """
+        self._stop_requests += 1
+        self._waker.wake()
+
+    @property
+    def draining(self) -> bool:
+        """True once a stop was requested and registration had succeeded."""
+        return self._draining
+
+    def local_tasks(self) -> list[str]:
+        """Ids of tasks with a local worker (starting, running or stopping)."""
+        with self._lock:
+            return list(self._local)
+
+    def run(self) -> None:
+        """Register, heartbeat and run tasks until stopped, then drain and deregister.
+
+        Returns after a clean shutdown (or a stop before registration).
+        :raises AgentError: registration or deregistration failed for good.
+        """
+        self.reporter.start()
+        try:
+            if not self._register(initial=True):
+                return
+            self._loop()
+            self._finish()
+        finally:
+            self.reporter.stop()
+            self.client.close()
+            self._waker.close()
+
+    # ---- main loop ---------------------------------------------------
+    def _loop(self) -> None:
+        next_hb = self._clock()
+        drain_deadline = 0.0
+        killed_at: float | None = None
+        while True:
+            now = self._clock()
+            if self._stop_requests and not self._draining:
+                drain_deadline = now + self.config.drain_timeout
+                self._begin_drain()
+                next_hb = now
+            if self._draining:
+                if killed_at is None and (self._stop_requests > 1 or now >= drain_deadline):
+                    killed_at = now
+                    self._kill_remaining()
+                left = self.local_tasks()
+                if not left:
+                    return
+                if killed_at is not None and now - killed_at > self.config.stuck_timeout:
+                    log.error("tasks %s did not stop after being killed; leaving them", left)
+                    return
+            if now >= next_hb:
+                next_hb = self._heartbeat()
+                continue
+            if self._slot_freed:
+                self._slot_freed = False
+                self._reconcile(self._last_tasks, self._last_index)
+            wait = next_hb - now
+            if self._draining:
+                wait = min(wait, (drain_deadline if killed_at is None else now + 0.5) - now)
+            self._waker.wait(wait)
+
+    def _register(self, *, initial: bool) -> bool:
+        cfg = self.config
+        args = {
+            "id": cfg.node_id,
+            "address": cfg.address,
+            "cloud": cfg.cloud,
+            "region": cfg.region,
+            "capacity": cfg.capacity,
+            "meta": {"agent_version": __version__, **cfg.meta},
+        }
+        deadline = self._clock() + cfg.register_timeout
+        while not self._stop_requests:
+            budget = cfg.write_timeout
+            if initial:
+                budget = min(budget, max(deadline - self._clock(), 0.0))
+            try:
+                reply = self.client.call("Node.Register", args, timeout=cfg.write_timeout, budget=budget)
+            except RpcError as e:
+                raise AgentError(
+                    f"the cluster refused to register node {cfg.node_id}: {e.message or e.code}"
+                ) from e
+            except ClusterUnavailable as e:
+                if initial and self._clock() >= deadline:
+                    raise AgentError(
+                        f"no rctl server reachable at {', '.join(self.client.servers)} "
+                        f"(tried for {cfg.register_timeout:g} s, last error: {e.last_error}); "
+                        "check --servers or the cluster's health"
+                    ) from e
+                continue
+            self._apply_timing(reply)
+            log.info(
+                "registered node %s (cloud %r, region %r, capacity %d); heartbeat every %.2f s",
+                cfg.node_id,
+                cfg.cloud,
+                cfg.region,
+                cfg.capacity,
+                self._interval,
+            )
+            return True
+        return False
+
+    def _apply_timing(self, reply: Any) -> None:
+        if not isinstance(reply, dict):
+            return
+        interval = reply.get("heartbeat_interval_ms")
+        if isinstance(interval, int) and interval > 0:
+            self._interval = interval / 1000
+        ttl = reply.get("ttl_ms")
+        if isinstance(ttl, int) and ttl > 0:
+            self.client.set_lost_after(ttl / 1000)
+
+    def _heartbeat(self) -> float:
+        """Send one heartbeat; return when the next one is due."""
+        with self._lock:
+            running = sorted(tid for tid, lt in self._local.items() if lt.executing)
+        args = {"node_id": self.config.node_id, "draining": self._draining, "running": running}
+        timeout = max(self._interval, self.config.min_heartbeat_timeout)
+        sent = self._clock()
+        try:
+            reply = self.client.call(
+                "Node.Heartbeat", args, timeout=timeout, budget=timeout, leader_only=True
+            )
+        except RpcError as e:
+            if e.code == "not_found" and not self._draining:
+                log.warning("the leader does not know node %s; registering again", self.config.node_id)
+                self._register(initial=False)
+                return self._clock()
+            if e.code != "not_found":
+                log.error("heartbeat refused: %s", e)
+            return self._clock() + self._interval
+        except ClusterUnavailable as e:
+            log.debug("heartbeat not delivered: %s", e)
+            return self._clock()  # the client's shared backoff paces the retry
+        self._apply_timing(reply)
+        tasks = reply.get("tasks") if isinstance(reply, dict) else None
+        index = reply.get("index") if isinstance(reply, dict) else None
+        self._reconcile(tasks if isinstance(tasks, list) else [], index if isinstance(index, int) else 0)
+        return sent + self._interval
+
+    def _reconcile(self, tasks: list[Any], index: int) -> None:
+        listed = {t["id"]: t for t in tasks if isinstance(t, dict) and isinstance(t.get("id"), str)}
+        can_start = not self._draining and self.client.state is ConnState.FOLLOWING
+        to_start: list[_Local] = []
+        with self._lock:
+            self._last_tasks, self._last_index = tasks, index
+            stale = [
+                tid
+                for tid, done in self._finished.items()
+                if tid not in listed and done != _PENDING and done < index
+            ]
+            for tid in stale:  # a newer listing without it: nothing left to guard
+                del self._finished[tid]
+            for tid, lt in self._local.items():
+                if tid not in listed and lt.removed_at is None:
+                    log.info("task %s is no longer held by this node; stopping it", tid)
+                    lt.removed_at = index
+                    lt.cancel.set()
+            for tid, task in listed.items():
+                if tid in self._local:
+                    continue
+                done = self._finished.get(tid)
+                if done is not None and (done == _PENDING or index <= done):
+                    continue
+                status = task.get("status")
+                if status == "assigned":
+                    if not can_start or len(self._local) >= self.config.capacity:
+                        continue
+                    self._finished.pop(tid, None)
+                    lt = _Local(TaskSpec.from_wire(task))
+                    self._local[tid] = lt
+                    to_start.append(lt)
+                elif status == "running":
+                    log.warning("task %s is running on this node but not here; failing it", tid)
+                    self.reporter.submit(Report.for_result(tid, TaskResult(-1, error=LOST_ERROR)))
+                    self._finished[tid] = _PENDING
+        for lt in to_start:
+            threading.Thread(
+                target=self._work, args=(lt,), name=f"rctl-task-{lt.spec.id}", daemon=True
+            ).start()
+
+    # ---- drain -------------------------------------------------------
+    def _begin_drain(self) -> None:
+        with self._lock:
+            self._draining = True
+            busy = [lt for lt in self._local.values() if lt.executing]
+            for lt in self._local.values():
+                if not lt.executing and lt.removed_at is None:
+                    lt.removed_at = _IGNORE  # not started: the Deregister requeues it
+                    lt.cancel.set()
+        log.info(
+            "stopping: draining %d running tasks (up to %g s)", len(busy), self.config.drain_timeout
+        )
+
+    def _kill_remaining(self) -> None:
+        with self._lock:
+            for lt in self._local.values():
+                if lt.removed_at is None:
+                    lt.shutdown = True
+                lt.cancel.set()
+            n = len(self._local)
+        if n:
+            log.warning("drain over: killing %d tasks and reporting them failed", n)
+
+    def _finish(self) -> None:
+        cfg = self.config
+        if not self.reporter.flush(cfg.final_flush_timeout):
+            log.warning("reports not acknowledged at shutdown: %s", self.reporter.pending())
+        try:
+            self.client.call(
+                "Node.Deregister",
+                {"node_id": cfg.node_id},
+                timeout=cfg.write_timeout,
+                budget=2 * cfg.write_timeout,
+            )
+        except RpcError as e:
+            if e.code != "not_found":
+                raise AgentError(f"could not deregister node {cfg.node_id}: {e}") from e
+        except ClusterUnavailable as e:
+            raise AgentError(f"could not deregister node {cfg.node_id}: {e}") from e
+        log.info("deregistered node %s", cfg.node_id)
+
+    # ---- task workers ------------------------------------------------
+    def _work(self, lt: _Local) -> None:
+        report: Report | None = None
+        try:
+            if not self._start_remote(lt):
+                return
+            with self._lock:
+                if lt.cancel.is_set():
+                    return
+                lt.executing = True
+            log.info("running task %s (type %s)", lt.spec.id, lt.spec.type)
+            result = self._execute(lt)
+            if lt.removed_at is not None:
+                log.info("task %s stopped", lt.spec.id)
+                return
+            if lt.shutdown and not result.ok:
+                result = TaskResult(result.exit_code, result.output, SHUTDOWN_ERROR)
+            report = Report.for_result(lt.spec.id, result)
+            log.info(
+                "task %s ended: exit code %d%s",
+                lt.spec.id,
+                result.exit_code,
+                f", {result.error}" if result.error else "",
+            )
+        except Exception as e:  # a bug here must still free the slot and report
+            log.exception("worker for task %s crashed", lt.spec.id)
+            report = Report.for_result(lt.spec.id, TaskResult(-1, error=f"agent error: {e}"))
+        finally:
+            with self._lock:
+                del self._local[lt.spec.id]
+                if report is not None:
+                    self.reporter.submit(report)
+                    self._finished[lt.spec.id] = _PENDING
+                elif lt.removed_at is not None:
+                    self._finished[lt.spec.id] = lt.removed_at
+                else:
+                    self._finished[lt.spec.id] = self._last_index
+                self._slot_freed = True
+            self._waker.wake()
+
+    def _start_remote(self, lt: _Local) -> bool:
+        """Report Task.Start until acknowledged; False if refused or cancelled."""
+        args = {"task_id": lt.spec.id, "node_id": self.config.node_id}
+        while not lt.cancel.is_set():
+            try:
+                self.client.call(
+                    "Task.Start", args, timeout=self.config.write_timeout, budget=self.config.write_timeout
+                )
+                return True
+            except RpcError as e:
+                if e.code in ("conflict", "not_found"):
+                    log.info("task %s was taken away before it started (%s)", lt.spec.id, e)
+                else:
+                    log.error("Task.Start for %s refused: %s", lt.spec.id, e)
+                return False
+            except ClusterUnavailable as e:
+                log.debug("Task.Start for %s not acknowledged yet: %s", lt.spec.id, e)
+        return False
+
+    def _execute(self, lt: _Local) -> TaskResult:
+        spec = lt.spec
+        try:
+            result = self.executors.get(spec.type).run(spec, lt.cancel)
+        except ExecutorError as e:
+            return TaskResult(-1, error=str(e))
+        except Exception as e:
+            log.exception("executor for task %s (type %s) raised", spec.id, spec.type)
+            return TaskResult(-1, error=f"executor for type {spec.type!r} raised {type(e).__name__}: {e}")
+        if not isinstance(result, TaskResult):
+            return TaskResult(-1, error=f"executor for type {spec.type!r} returned no TaskResult")
+        return result
+
+    # ---- reporter callbacks -----------------------------------------
+    def _acked(self, report: Report, index: int) -> None:
+        with self._lock:
+            if self._finished.get(report.task_id) == _PENDING:
+                self._finished[report.task_id] = max(index, self._last_index)
+
+    def _dropped(self, report: Report, err: RpcError) -> None:
+        with self._lock:
+            if self._finished.get(report.task_id) == _PENDING:
+                del self._finished[report.task_id]

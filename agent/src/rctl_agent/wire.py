@@ -1,0 +1,266 @@
+"""The rctl RPC wire protocol (docs/rpc.md, "Transport" to "Errors").
+
+A client opens a TCP connection, writes the connection byte ``0x02`` and then
+exchanges frames: a 4-byte big-endian body length followed by one msgpack
+value.  Requests are ``{seq, method, args, timeout_ms}`` maps; responses are
+``{seq, error, result}`` maps that may come back in any order and are matched
+by ``seq``.
+
+:class:`Connection` is one such pipelined connection, safe to share between
+threads.  It never retries: every failure surfaces as :class:`RpcError` (the
+server answered with an error map) or :class:`TransportError` (no answer).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import struct
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+import msgpack
+
+log = logging.getLogger(__name__)
+
+CONN_RPC = 0x02
+"""First byte of an RPC connection."""
+
+MAX_FRAME = 16 * 1024 * 1024
+"""Largest frame body either side accepts (16 MiB)."""
+
+DEFAULT_GRACE = 1.0
+"""Seconds a client waits past ``timeout_ms`` for the server's own
+``deadline_exceeded`` answer before it gives up on the connection."""
+
+_HEADER = struct.Struct(">I")
+
+
+class RpcError(Exception):
+    """The server answered a call with an error map.
+
+    ``code`` is stable and meant for matching (``not_leader``, ``not_found``,
+    ``invalid_argument``, ``conflict``, ``unavailable``, ``deadline_exceeded``,
+    ``permission_denied``, ``internal``); ``message`` is one human sentence;
+    ``leader_id`` and ``leader_addr`` come with ``not_leader`` when known.
+    """
+
+    def __init__(
+        self, code: str, message: str = "", leader_id: str = "", leader_addr: str = ""
+    ) -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message
+        self.leader_id = leader_id
+        self.leader_addr = leader_addr
+
+    @classmethod
+    def from_wire(cls, err: Any) -> RpcError:
+        """Build an error from a response's ``error`` value (tolerates junk)."""
+        if not isinstance(err, dict):
+            return cls("internal", f"malformed error value {err!r}")
+
+        def text(key: str) -> str:
+            value = err.get(key)
+            return value if isinstance(value, str) else ""
+
+        return cls(text("code") or "internal", text("message"), text("leader_id"), text("leader_addr"))
+
+
+class TransportError(Exception):
+    """A call got no answer: connect failed, the connection broke, or it timed out.
+
+    ``maybe_sent`` is False only when the request certainly never left this
+    process (so even a non-idempotent call may be retried).
+    """
+
+    def __init__(self, message: str, *, maybe_sent: bool) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
+
+
+class CallTimeout(TransportError):
+    """No response arrived within the call's timeout plus the grace period."""
+
+
+def parse_address(addr: str) -> tuple[str, int]:
+    """Split ``host:port`` (or ``[v6]:port``) and check the port; raise ValueError."""
+    host, sep, port_text = addr.strip().rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"address {addr!r} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"address {addr!r} has a non-numeric port") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"address {addr!r} has a port outside 1-65535")
+    return host, port
+
+
+def encode_frame(value: Any) -> bytes:
+    """Encode one frame (length header + msgpack body)."""
+    body: bytes = msgpack.packb(value, use_bin_type=True)
+    if len(body) > MAX_FRAME:
+        raise ValueError(f"frame of {len(body)} bytes exceeds the {MAX_FRAME}-byte limit")
+    return _HEADER.pack(len(body)) + body
+
+
+def decode_body(body: bytes) -> Any:
+    """Decode one frame body (str as str, bin as bytes, string map keys)."""
+    return msgpack.unpackb(body, raw=False, strict_map_key=False)
+
+
+def read_exact(sock: socket.socket, n: int, stop: threading.Event | None = None) -> bytes:
+    """Read exactly ``n`` bytes; raise EOFError at end of stream.
+
+    Socket timeouts are tolerated (the read goes on) unless ``stop`` is set.
+    """
+    buf = bytearray()
+    while len(buf) < n:
+        try:
+            chunk = sock.recv(n - len(buf))
+        except TimeoutError:
+            if stop is not None and stop.is_set():
+                raise EOFError("connection closed locally") from None
+            continue
+        if not chunk:
+            raise EOFError("connection closed by peer")
+        buf += chunk
+    return bytes(buf)
+
+
+def read_frame(sock: socket.socket, stop: threading.Event | None = None) -> Any:
+    """Read and decode one frame; raise EOFError or ValueError (oversized frame)."""
+    (length,) = _HEADER.unpack(read_exact(sock, _HEADER.size, stop))
+    if length > MAX_FRAME:
+        raise ValueError(f"peer announced a {length}-byte frame (limit {MAX_FRAME})")
+    return decode_body(read_exact(sock, length, stop))
+
+
+class Connection:
+    """One pipelined RPC connection to one server.
+
+    Opening it connects, writes ``0x02`` and starts a reader thread that hands
+    each response to the call waiting for its ``seq``.  Any number of threads
+    may :meth:`call` at once.  The connection closes itself on any transport
+    problem (and on a call timeout, since a server that does not answer past
+    its own deadline is presumed gone); every pending call then fails with
+    :class:`TransportError`, and a closed connection is never reused.
+
+    :param addr: ``host:port`` of the server.
+    :param connect_timeout: seconds allowed for the TCP connect.
+    :param io_timeout: seconds a blocked send may take before the connection
+        is declared broken.
+    """
+
+    def __init__(self, addr: str, *, connect_timeout: float = 3.0, io_timeout: float = 5.0) -> None:
+        self.addr = addr
+        host, port = parse_address(addr)
+        try:
+            sock = socket.create_connection((host, port), timeout=connect_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(io_timeout)
+            sock.sendall(bytes([CONN_RPC]))
+        except OSError as e:
+            raise TransportError(f"cannot connect to {addr}: {e}", maybe_sent=False) from e
+        self._sock = sock
+        self._closed = threading.Event()
+        self._lock = threading.RLock()  # guards _pending and writes
+        self._pending: dict[int, Future[dict[str, Any]]] = {}
+        self._seq = itertools.count(1)
+        self._reader = threading.Thread(
+            target=self._read_loop, name=f"rctl-conn-{addr}", daemon=True
+        )
+        self._reader.start()
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is unusable."""
+        return self._closed.is_set()
+
+    def call(
+        self, method: str, args: dict[str, Any] | None, *, timeout: float, grace: float = DEFAULT_GRACE
+    ) -> Any:
+        """Send one request and wait for its response; return the ``result``.
+
+        :param method: e.g. ``"Node.Heartbeat"``.
+        :param args: the ``args`` map.
+        :param timeout: seconds; sent as ``timeout_ms`` and waited for, plus ``grace``.
+        :raises RpcError: the server answered with an error.
+        :raises TransportError: no answer (the request may still take effect
+            if ``maybe_sent`` is true: a write may have committed).
+        """
+        fut: Future[dict[str, Any]] = Future()
+        with self._lock:
+            if self.closed:
+                raise TransportError(f"connection to {self.addr} is closed", maybe_sent=False)
+            seq = next(self._seq)
+            self._pending[seq] = fut
+            request = {
+                "seq": seq,
+                "method": method,
+                "args": args,
+                "timeout_ms": max(1, int(timeout * 1000)),
+            }
+            try:
+                self._sock.sendall(encode_frame(request))
+            except OSError as e:
+                self._pending.pop(seq, None)
+                self._shutdown(f"send failed: {e}")
+                raise TransportError(f"{method} to {self.addr}: send failed: {e}", maybe_sent=True) from e
+        try:
+            response = fut.result(timeout + grace)
+        except TimeoutError:
+            with self._lock:
+                self._pending.pop(seq, None)
+            self._shutdown("call timed out")
+            raise CallTimeout(
+                f"{method} to {self.addr}: no answer within {timeout + grace:.1f} s", maybe_sent=True
+            ) from None
+        except TransportError as e:
+            raise TransportError(f"{method} to {self.addr}: {e}", maybe_sent=True) from None
+        if response.get("error") is not None:
+            raise RpcError.from_wire(response["error"])
+        return response.get("result")
+
+    def close(self) -> None:
+        """Close the connection; calls in flight fail with TransportError."""
+        self._shutdown("closed locally")
+
+    def _shutdown(self, why: str) -> None:
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            pending, self._pending = self._pending, {}
+        log.debug("connection to %s closed: %s", self.addr, why)
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        for fut in pending.values():
+            fut.set_exception(TransportError(f"connection lost ({why})", maybe_sent=True))
+
+    def _read_loop(self) -> None:
+        why = "reader stopped"
+        try:
+            while not self._closed.is_set():
+                frame = read_frame(self._sock, self._closed)
+                seq = frame.get("seq") if isinstance(frame, dict) else None
+                if not isinstance(seq, int):
+                    why = f"malformed response {frame!r:.80}"
+                    break
+                with self._lock:
+                    fut = self._pending.pop(seq, None)
+                if fut is not None:  # None: the call gave up already
+                    fut.set_result(frame)
+        except (OSError, EOFError, ValueError) as e:
+            why = str(e) or type(e).__name__
+        except Exception as e:  # a decoding bug must not kill calls silently
+            why = f"unexpected {type(e).__name__}: {e}"
+        self._shutdown(why)

@@ -1,0 +1,377 @@
+"""A scriptable fake rctl cluster speaking the docs/rpc.md wire protocol.
+
+Each :class:`FakeServer` is a real TCP server on 127.0.0.1 (an ephemeral
+port) that reads the 0x02 connection byte and length-prefixed msgpack
+frames, and answers every request in its own thread (so responses may come
+back out of order, matched by ``seq``).  All servers of a
+:class:`FakeCluster` share one manifest of nodes and tasks:
+
+* one server is the leader (switchable with :meth:`FakeCluster.set_leader`);
+* writes reaching a follower are "forwarded" (applied to the shared state,
+  recorded as handled by the leader) or answered ``unavailable`` without one;
+* ``Node.Heartbeat`` at a follower answers ``not_leader`` + ``leader_addr``;
+* per server: ``mode`` ("ok", "unavailable", "drop": close the connection on
+  each request, "blackhole": never answer), ``delay`` seconds before
+  answering, ``die_after`` (a set of methods: apply it, then crash without
+  answering), :meth:`FakeServer.kill` / :meth:`FakeServer.revive`.
+
+Reports are counted only when they change state (``applied``), so a
+duplicate report is visible as received twice but applied once.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+HEADER = struct.Struct(">I")
+
+
+class FakeError(Exception):
+    def __init__(self, code: str, message: str = "", leader_id: str = "", leader_addr: str = ""):
+        super().__init__(code)
+        self.wire = {
+            "code": code,
+            "message": message or code,
+            "leader_id": leader_id,
+            "leader_addr": leader_addr,
+        }
+
+
+@dataclass
+class Call:
+    server: str  # the server the client talked to
+    handled_by: str  # the server whose state change it was (the leader for forwarded writes)
+    method: str
+    args: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return buf
+
+
+class FakeServer:
+    def __init__(self, cluster: FakeCluster, sid: str) -> None:
+        self.cluster = cluster
+        self.id = sid
+        self.mode = "ok"
+        self.delay = 0.0
+        self.die_after: set[str] = set()
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self.alive = False
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", self.port))
+        ls.listen(64)
+        self.port = ls.getsockname()[1]
+        self._listener = ls
+        self.alive = True
+        threading.Thread(target=self._accept, args=(ls,), daemon=True).start()
+
+    def kill(self) -> None:
+        """Crash: stop listening and drop every connection."""
+        with self._lock:
+            self.alive = False
+            ls, self._listener = self._listener, None
+            conns, self._conns = self._conns, set()
+        if ls is not None:
+            ls.close()
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+    def revive(self) -> None:
+        self.start()
+
+    def _accept(self, ls: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = ls.accept()
+            except OSError:
+                return
+            with self._lock:
+                if not self.alive:
+                    conn.close()
+                    return
+                self._conns.add(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        wlock = threading.Lock()
+        try:
+            if _recv_exact(conn, 1) != b"\x02":
+                return
+            while True:
+                (n,) = HEADER.unpack(_recv_exact(conn, 4))
+                if n > 16 * 1024 * 1024:
+                    return
+                req = msgpack.unpackb(_recv_exact(conn, n), raw=False)
+                if self.mode == "drop":
+                    return
+                threading.Thread(
+                    target=self._handle, args=(conn, wlock, req), daemon=True
+                ).start()
+        except (OSError, EOFError, ValueError):
+            pass
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+            conn.close()
+
+    def _handle(self, conn: socket.socket, wlock: threading.Lock, req: dict[str, Any]) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        if self.mode == "blackhole" or not self.alive:
+            return
+        method = req.get("method", "")
+        resp: dict[str, Any] = {"seq": req.get("seq"), "error": None, "result": None}
+        try:
+            if self.mode == "unavailable":
+                self.cluster._record(self, self, method, req.get("args") or {})
+                raise FakeError("unavailable", "no quorum")
+            resp["result"] = self.cluster._dispatch(self, method, req.get("args") or {})
+        except FakeError as e:
+            resp["error"] = e.wire
+        if method in self.die_after:
+            self.kill()
+            return
+        body = msgpack.packb(resp, use_bin_type=True)
+        try:
+            with wlock:
+                conn.sendall(HEADER.pack(len(body)) + body)
+        except OSError:
+            pass
+
+
+class FakeCluster:
+    """Shared manifest + N fake servers; servers[0] leads at first."""
+
+    def __init__(self, n: int = 3, *, interval_ms: int = 50, ttl_ms: int = 2000) -> None:
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)
+        self.servers = [FakeServer(self, f"s{i}") for i in range(n)]
+        self.leader: FakeServer | None = self.servers[0]
+        self.interval_ms = interval_ms
+        self.ttl_ms = ttl_ms
+        self.index = 1
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.calls: list[Call] = []
+        self.applied: Counter[tuple[str, str]] = Counter()
+        self.advertise: list[FakeServer] | None = None  # default: every server
+
+    def __enter__(self) -> FakeCluster:
+        for s in self.servers:
+            s.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s in self.servers:
+            s.kill()
+
+    # ---- scripting ---------------------------------------------------
+    def set_leader(self, server: FakeServer | None) -> None:
+        with self.lock:
+            self.leader = server
+
+    def add_task(
+        self, tid: str, ttype: str = "sleep", payload: dict[str, str] | None = None, *, node: str = ""
+    ) -> dict[str, Any]:
+        with self.lock:
+            self.index += 1
+            task = {
+                "id": tid,
+                "type": ttype,
+                "payload": payload or {},
+                "cloud": "",
+                "max_attempts": 3,
+                "status": "assigned" if node else "pending",
+                "node_id": node,
+                "attempts": 1 if node else 0,
+                "result": None,
+                "create_index": self.index,
+                "modify_index": self.index,
+            }
+            self.tasks[tid] = task
+            return task
+
+    def set_status(self, tid: str, status: str, node: str | None = None) -> None:
+        with self.lock:
+            self.index += 1
+            self.tasks[tid]["status"] = status
+            if node is not None:
+                self.tasks[tid]["node_id"] = node
+            self.tasks[tid]["modify_index"] = self.index
+
+    def calls_of(self, method: str, *, handled_by: str | None = None) -> list[Call]:
+        with self.lock:
+            return [
+                c
+                for c in self.calls
+                if c.method == method and (handled_by is None or c.handled_by == handled_by)
+            ]
+
+    def wait_for(self, pred: Any, timeout: float = 10.0, what: str = "condition") -> None:
+        """Poll ``pred`` (under the lock) until true; fail after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not pred():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+                self.cond.wait(min(left, 0.05))
+
+    # ---- protocol ----------------------------------------------------
+    def _record(self, server: FakeServer, by: FakeServer, method: str, args: dict[str, Any]) -> None:
+        with self.cond:
+            self.calls.append(Call(server.id, by.id, method, args))
+            self.cond.notify_all()
+
+    def _servers_list(self) -> list[dict[str, str]]:
+        return [{"id": s.id, "address": s.addr} for s in (self.advertise or self.servers)]
+
+    def _leader_fields(self) -> dict[str, Any]:
+        ldr = self.leader
+        return {
+            "leader_id": ldr.id if ldr else "",
+            "leader_addr": ldr.addr if ldr else "",
+            "servers": self._servers_list(),
+        }
+
+    def _dispatch(self, server: FakeServer, method: str, args: dict[str, Any]) -> Any:
+        with self.cond:
+            leader = self.leader
+            if method == "Node.Heartbeat":
+                self._record(server, server, method, args)
+                if leader is not server:
+                    raise FakeError(
+                        "not_leader",
+                        "not the leader",
+                        leader.id if leader else "",
+                        leader.addr if leader else "",
+                    )
+                return self._heartbeat(args)
+            if leader is None or not leader.alive:
+                self._record(server, server, method, args)
+                raise FakeError("unavailable", "no leader known")
+            self._record(server, leader, method, args)
+            handler = {
+                "Node.Register": self._register,
+                "Node.Deregister": self._deregister,
+                "Task.Start": self._start,
+                "Task.Complete": lambda a: self._report(a, "complete"),
+                "Task.Fail": lambda a: self._report(a, "failed"),
+                "Task.Add": self._task_add,
+                "Task.Get": self._task_get,
+            }.get(method)
+            if handler is None:
+                raise FakeError("invalid_argument", f"unknown method {method}")
+            return handler(args)
+
+    def _bump(self) -> int:
+        self.index += 1
+        return self.index
+
+    def _register(self, a: dict[str, Any]) -> dict[str, Any]:
+        if not a.get("id"):
+            raise FakeError("invalid_argument", "id is required")
+        node = dict(a, status="healthy", draining=False)
+        self.nodes[a["id"]] = node
+        return {
+            "node": node,
+            "index": self._bump(),
+            "heartbeat_interval_ms": self.interval_ms,
+            "ttl_ms": self.ttl_ms,
+            **self._leader_fields(),
+        }
+
+    def _heartbeat(self, a: dict[str, Any]) -> dict[str, Any]:
+        node = self.nodes.get(a.get("node_id", ""))
+        if node is None:
+            raise FakeError("not_found", "unknown node")
+        node["draining"] = bool(a.get("draining"))
+        node["running"] = list(a.get("running") or [])
+        held = [
+            dict(t)
+            for t in self.tasks.values()
+            if t["node_id"] == node["id"] and t["status"] in ("assigned", "running")
+        ]
+        return {
+            "status": node["status"],
+            "heartbeat_interval_ms": self.interval_ms,
+            "ttl_ms": self.ttl_ms,
+            "tasks": held,
+            "index": self.index,
+            **self._leader_fields(),
+        }
+
+    def _deregister(self, a: dict[str, Any]) -> dict[str, Any]:
+        nid = a.get("node_id", "")
+        if self.nodes.pop(nid, None) is None:
+            raise FakeError("not_found", "unknown node")
+        for t in self.tasks.values():
+            if t["node_id"] == nid and t["status"] in ("assigned", "running"):
+                t.update(status="pending", node_id="", modify_index=self._bump())
+        return {"index": self._bump()}
+
+    def _task(self, a: dict[str, Any]) -> dict[str, Any]:
+        task = self.tasks.get(a.get("task_id", ""))
+        if task is None:
+            raise FakeError("not_found", "unknown task")
+        return task
+
+    def _start(self, a: dict[str, Any]) -> dict[str, Any]:
+        t = self._task(a)
+        if t["node_id"] != a.get("node_id") or t["status"] not in ("assigned", "running"):
+            raise FakeError("conflict", "the node does not hold the task")
+        if t["status"] == "assigned":
+            t.update(status="running", modify_index=self._bump())
+            self.applied[("Task.Start", t["id"])] += 1
+        return {"task": dict(t), "index": t["modify_index"]}
+
+    def _report(self, a: dict[str, Any], status: str) -> dict[str, Any]:
+        t = self._task(a)
+        method = "Task.Complete" if status == "complete" else "Task.Fail"
+        same_node = t["node_id"] == a.get("node_id")
+        if same_node and t["status"] in ("assigned", "running"):
+            t.update(status=status, result=a.get("result"), modify_index=self._bump())
+            self.applied[(method, t["id"])] += 1
+        elif not (same_node and t["status"] == status):
+            raise FakeError("conflict", f"task is {t['status']}")
+        return {"task": dict(t), "index": t["modify_index"]}
+
+    def _task_add(self, a: dict[str, Any]) -> dict[str, Any]:
+        t = self.add_task(a["id"], a["type"], a.get("payload"))
+        return {"task": dict(t), "index": t["modify_index"]}
+
+    def _task_get(self, a: dict[str, Any]) -> dict[str, Any]:
+        t = self.tasks.get(a.get("id", ""))
+        if t is None:
+            raise FakeError("not_found", "unknown task")
+        return {"task": dict(t), "index": t["modify_index"]}

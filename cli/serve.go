@@ -1,0 +1,113 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rctl-dev/rctl/cluster"
+)
+
+type serveFlags struct {
+	nodeID, dataDir, bind, advertise, peers, join string
+	nonVoter                                      bool
+	cloud, region, timing                         string
+	logLevel, logFormat                           string
+	snapshotThreshold, trailingLogs               uint64
+	heartbeatInterval                             time.Duration
+	maxHeartbeatRate                              float64
+}
+
+func newServeCommand(g *globals) *cobra.Command {
+	f := &serveFlags{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a control-plane server (a Raft peer holding the task manifest)",
+		Long: `Run an rctl server. It holds the Global Task Manifest in a Raft cluster and
+answers RPC, all on one TCP port (--bind, default 0.0.0.0:50051).
+
+Start a new cluster by giving every server the same --peers list; each
+bootstraps the identical configuration on first start, so the command is safe
+to run on all of them. Add a server to a running cluster with --join. State
+lives in --data-dir and survives restarts (kill -9 included); a second server
+on the same data dir is refused.
+
+Every flag can also be set as RCTL_<FLAG>, e.g. RCTL_NODE_ID, RCTL_DATA_DIR.
+SIGINT or SIGTERM stops the server cleanly.`,
+		Example: `  rctl serve --node-id aws-1 --data-dir /var/lib/rctl --bind 0.0.0.0:50051 \
+    --advertise 10.0.1.5:50051 --cloud aws --region us-east-1 --timing wan \
+    --peers aws-1=10.0.1.5:50051,aws-2=10.0.1.6:50051,gcp-1=10.1.0.5:50051`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(g, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.nodeID, "node-id", "", "this server's stable id, e.g. aws-1 (required)")
+	fl.StringVar(&f.dataDir, "data-dir", "", "directory for the raft log, stable store and snapshots (required)")
+	fl.StringVar(&f.bind, "bind", "0.0.0.0:50051", "host:port to listen on for raft and RPC")
+	fl.StringVar(&f.advertise, "advertise", "", "host:port other servers and clients reach this server at (default: --bind, which must then be a concrete address)")
+	fl.StringVar(&f.peers, "peers", "", "static initial membership id1=host:port,id2=host:port,... (the same list on every server, this one included)")
+	fl.StringVar(&f.join, "join", "", "host:port[,host:port...] of servers of a running cluster to join; retried until this server is in")
+	fl.BoolVar(&f.nonVoter, "nonvoter", false, "with --join: join as a non-voter (replicates the log, never votes or leads)")
+	fl.StringVar(&f.cloud, "cloud", "", "cloud label shown in listings, e.g. aws or gcp")
+	fl.StringVar(&f.region, "region", "", "region label shown in listings, e.g. us-east-1")
+	fl.StringVar(&f.timing, "timing", "lan", "timing profile: lan (one datacenter) or wan (servers across clouds, RTT up to ~250 ms); see docs/operations.md")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json (structured lines either way)")
+	fl.DurationVar(&f.heartbeatInterval, "heartbeat-interval", time.Second, "heartbeat interval handed to node agents while the fleet is small; a node is degraded after 2 intervals and unreachable after 3 intervals + 1s")
+	fl.Float64Var(&f.maxHeartbeatRate, "max-heartbeat-rate", 10000, "bound on heartbeats per second across the fleet: the interval grows to nodes/rate seconds for large fleets")
+	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 8192, "log entries since the last snapshot that trigger a new one")
+	fl.Uint64Var(&f.trailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot so lagging followers catch up without one")
+	return cmd
+}
+
+func runServe(g *globals, f *serveFlags) error {
+	cfg := cluster.Default()
+	cfg.NodeID, cfg.DataDir, cfg.Bind, cfg.Advertise = f.nodeID, f.dataDir, f.bind, f.advertise
+	cfg.NonVoter, cfg.Cloud, cfg.Region, cfg.Timing = f.nonVoter, f.cloud, f.region, f.timing
+	cfg.SnapshotThreshold, cfg.TrailingLogs = f.snapshotThreshold, f.trailingLogs
+	cfg.LogLevel, cfg.Version, cfg.LogOutput = f.logLevel, Version, g.stderr
+	cfg.Liveness.MinInterval, cfg.Liveness.MaxRate = f.heartbeatInterval, f.maxHeartbeatRate
+	peers, err := cluster.ParsePeers(f.peers)
+	if err != nil {
+		return usageError{err}
+	}
+	cfg.Peers = peers
+	for _, j := range strings.Split(f.join, ",") {
+		if j = strings.TrimSpace(j); j != "" {
+			cfg.Join = append(cfg.Join, j)
+		}
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return usagef("--log-level %q is invalid; use debug, info, warn or error", f.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch f.logFormat {
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(g.stderr, opts))
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(g.stderr, opts))
+		cfg.LogJSON = true
+	default:
+		return usagef("--log-format %q is invalid; use text or json", f.logFormat)
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{fmt.Errorf("serve: %w", err)}
+	}
+	srv, err := cluster.New(cfg)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	s := <-sig
+	cfg.Logger.Info("signal received; shutting down", "signal", s.String())
+	return srv.Shutdown()
+}

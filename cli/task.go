@@ -1,0 +1,280 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rctl-dev/rctl/fsm"
+	"github.com/rctl-dev/rctl/rpc"
+)
+
+func newTaskCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "task",
+		Short: "Add, inspect, list, cancel and watch tasks in the manifest",
+	}
+	cmd.AddCommand(newTaskAdd(g), newTaskGet(g), newTaskList(g), newTaskCancel(g), newTaskWatch(g))
+	return cmd
+}
+
+func newTaskAdd(g *globals) *cobra.Command {
+	var (
+		typ, id, cloud string
+		payload        []string
+		maxAttempts    int
+	)
+	cmd := &cobra.Command{
+		Use:   "add --type TYPE [--id ID] [--payload key=value]...",
+		Short: "Add a task; prints its id (json: the task)",
+		Long: `Add a task to the manifest in status pending. The leader's scheduler assigns
+it to a node agent.
+
+Without --id a fresh id is generated here, before the first attempt, so a retry
+after a failover cannot create the task twice. Adding an id that exists with
+identical content is a no-op that succeeds; with different content it fails
+with conflict. Scripts that may rerun should pass --id.`,
+		Example: `  rctl task add --type shell --payload cmd='echo hello'
+  rctl task add --type sleep --id nightly-42 --payload seconds=5 --cloud gcp`,
+		Args: exactArgs(0, "no positional arguments (use --type and --payload)"),
+		RunE: func(*cobra.Command, []string) error {
+			if typ == "" {
+				return usagef("--type is required (e.g. shell or sleep)")
+			}
+			if maxAttempts < 0 {
+				return usagef("--max-attempts must be ≥ 0, got %d", maxAttempts)
+			}
+			args := rpc.TaskAddArgs{ID: id, Type: typ, Cloud: cloud, MaxAttempts: maxAttempts}
+			if args.ID == "" {
+				args.ID = rpc.NewTaskID()
+			}
+			if len(payload) > 0 {
+				args.Payload = map[string]string{}
+				for _, kv := range payload {
+					k, v, ok := strings.Cut(kv, "=")
+					if !ok || k == "" {
+						return usagef("--payload %q is not key=value", kv)
+					}
+					if _, dup := args.Payload[k]; dup {
+						return usagef("--payload key %q given twice", k)
+					}
+					args.Payload[k] = v
+				}
+			}
+			var reply rpc.TaskReply
+			if err := g.call(rpc.MethodTaskAdd, &args, &reply); err != nil {
+				return err
+			}
+			if g.json() {
+				return g.printJSON(reply.Task)
+			}
+			fmt.Fprintln(g.stdout, reply.Task.ID)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&typ, "type", "", "task type, chosen by the agent's executors: shell, sleep, or a plugin's type (required)")
+	f.StringVar(&id, "id", "", "task id (default: generated); re-adding the same id with the same content is a no-op")
+	f.StringArrayVar(&payload, "payload", nil, "payload entry key=value, repeatable (shell: cmd=..., timeout=SECONDS; sleep: seconds=N)")
+	f.StringVar(&cloud, "cloud", "", "only place the task on nodes in this cloud")
+	f.IntVar(&maxAttempts, "max-attempts", 0, "how many times the task may be assigned before it fails when its nodes die (0: default 3)")
+	return cmd
+}
+
+func newTaskGet(g *globals) *cobra.Command {
+	var stale bool
+	cmd := &cobra.Command{
+		Use:   "get ID",
+		Short: "Show one task",
+		Args:  exactArgs(1, "one task id"),
+		RunE: func(_ *cobra.Command, a []string) error {
+			var reply rpc.TaskGetReply
+			err := g.call(rpc.MethodTaskGet, &rpc.TaskGetArgs{ID: a[0], QueryOptions: rpc.QueryOptions{Stale: stale}}, &reply)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return g.printJSON(reply.Task)
+			}
+			printTask(g, reply.Task)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&stale, "stale", false, "answer from the contacted server's local state without asking the leader (may lag)")
+	return cmd
+}
+
+func printTask(g *globals, t *fsm.Task) {
+	w := g.stdout
+	fmt.Fprintf(w, "id:           %s\n", t.ID)
+	fmt.Fprintf(w, "type:         %s\n", t.Type)
+	fmt.Fprintf(w, "status:       %s\n", t.Status)
+	fmt.Fprintf(w, "node:         %s\n", dash(t.NodeID))
+	fmt.Fprintf(w, "attempts:     %d of %d\n", t.Attempts, t.MaxAttempts)
+	if t.Cloud != "" {
+		fmt.Fprintf(w, "cloud:        %s\n", t.Cloud)
+	}
+	fmt.Fprintf(w, "created:      %s (%s ago)\n", time.Unix(0, t.CreatedAt).UTC().Format(time.RFC3339), ago(t.CreatedAt))
+	fmt.Fprintf(w, "updated:      %s (%s ago)\n", time.Unix(0, t.UpdatedAt).UTC().Format(time.RFC3339), ago(t.UpdatedAt))
+	keys := make([]string, 0, len(t.Payload))
+	for k := range t.Payload {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "payload:      %s=%s\n", k, t.Payload[k])
+	}
+	if t.Result != nil {
+		fmt.Fprintf(w, "exit code:    %d\n", t.Result.ExitCode)
+		if t.Result.Error != "" {
+			fmt.Fprintf(w, "error:        %s\n", t.Result.Error)
+		}
+		if t.Result.Output != "" {
+			fmt.Fprintf(w, "output:\n%s\n", indent(t.Result.Output))
+		}
+	}
+	fmt.Fprintln(w, "history:")
+	for _, e := range t.History {
+		fmt.Fprintf(w, "  %s  %-9s %s %s\n", time.Unix(0, e.Time).UTC().Format("15:04:05.000"), e.Status, dash(e.NodeID), e.Message)
+	}
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
+}
+
+func newTaskList(g *globals) *cobra.Command {
+	var (
+		status string
+		stale  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "list [--status S] [--stale]",
+		Short: "List tasks, oldest first",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(*cobra.Command, []string) error {
+			if status != "" && !fsm.TaskStatus(status).Valid() {
+				return usagef("--status %q is not a status; use pending, assigned, running, complete, failed or cancelled", status)
+			}
+			var reply rpc.TaskListReply
+			err := g.call(rpc.MethodTaskList, &rpc.TaskListArgs{Status: status, QueryOptions: rpc.QueryOptions{Stale: stale}}, &reply)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return g.printJSON(reply.Tasks)
+			}
+			t := newTable(g.stdout, "ID", "TYPE", "STATUS", "NODE", "ATTEMPTS", "AGE")
+			for _, task := range reply.Tasks {
+				t.row(task.ID, task.Type, string(task.Status), dash(task.NodeID), fmt.Sprint(task.Attempts), ago(task.CreatedAt))
+			}
+			return t.flush()
+		},
+	}
+	cmd.Flags().StringVar(&status, "status", "", "only tasks in this status: pending, assigned, running, complete, failed, cancelled")
+	cmd.Flags().BoolVar(&stale, "stale", false, "answer from the contacted server's local state without asking the leader (may lag)")
+	return cmd
+}
+
+func newTaskCancel(g *globals) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a task that has not finished (cancelling a cancelled task is a no-op)",
+		Args:  exactArgs(1, "one task id"),
+		RunE: func(_ *cobra.Command, a []string) error {
+			var reply rpc.TaskReply
+			if err := g.call(rpc.MethodTaskCancel, &rpc.TaskCancelArgs{ID: a[0], Reason: reason}, &reply); err != nil {
+				return err
+			}
+			if g.json() {
+				return g.printJSON(reply.Task)
+			}
+			fmt.Fprintf(g.stdout, "%s %s\n", reply.Task.ID, reply.Task.Status)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why the task is cancelled; kept in its history")
+	return cmd
+}
+
+func newTaskWatch(g *globals) *cobra.Command {
+	var (
+		status string
+		stale  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "watch [--status S]",
+		Short: "Print task changes as they happen until Ctrl-C (one line, or one JSON object, per change)",
+		Long: `Watch the manifest with blocking queries: the server answers as soon as a task
+changes, so nothing is polled. The first answer prints every current task; then
+each change prints the task's new state. Follows failovers across --addr.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(*cobra.Command, []string) error {
+			if status != "" && !fsm.TaskStatus(status).Valid() {
+				return usagef("--status %q is not a status", status)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return watchTasks(ctx, g, status, stale)
+		},
+	}
+	cmd.Flags().StringVar(&status, "status", "", "only print tasks in this status")
+	cmd.Flags().BoolVar(&stale, "stale", false, "let any server answer from local state")
+	return cmd
+}
+
+func watchTasks(ctx context.Context, g *globals, status string, stale bool) error {
+	c := g.client()
+	defer c.Close()
+	seen := map[string]uint64{}
+	var index uint64
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		cctx, cancel := context.WithTimeout(ctx, 70*time.Second)
+		var reply rpc.TaskListReply
+		err := c.Call(cctx, rpc.MethodTaskList, &rpc.TaskListArgs{Status: status,
+			QueryOptions: rpc.QueryOptions{Stale: stale, MinIndex: index, MaxWaitMS: 60_000}}, &reply)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			if !rpc.IsRetryable(err) && rpc.CodeOf(err) != rpc.CodeDeadlineExceeded {
+				return err
+			}
+			fmt.Fprintf(g.stderr, "rctl: watch: %v; retrying\n", err)
+			time.Sleep(backoff)
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if reply.Index < index {
+			index = 0 // the cluster was restored from a snapshot: start over
+		} else {
+			index = reply.Index
+		}
+		for _, t := range reply.Tasks {
+			if seen[t.ID] == t.ModifyIndex {
+				continue
+			}
+			seen[t.ID] = t.ModifyIndex
+			if g.json() {
+				if err := compactJSON(g, t); err != nil {
+					return err
+				}
+				continue
+			}
+			fmt.Fprintf(g.stdout, "%s  %-20s %-9s %-10s node=%s attempts=%d\n",
+				time.Unix(0, t.UpdatedAt).UTC().Format("15:04:05.000"), t.ID, t.Status, t.Type, dash(t.NodeID), t.Attempts)
+		}
+	}
+	return nil
+}

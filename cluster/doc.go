@@ -1,0 +1,29 @@
+// Package cluster is the rctl server: it opens and locks the data
+// directory, runs hashicorp/raft over raft-boltdb/v2 (log and stable store)
+// and a file snapshot store, multiplexes Raft and RPC on one TCP port, and
+// runs the leader's duties.
+//
+// # Lifecycle
+//
+//  1. New validates the Config, locks <data-dir>/rctl.lock (a second server
+//     on the same directory is refused) and checks <data-dir>/node-id.
+//  2. If raft.HasExistingState finds nothing, the server bootstraps: from
+//     Config.Peers (every server gets the same list, so running it on all is
+//     safe) or as a one-server cluster; with Config.Join it does not
+//     bootstrap but asks the listed servers to add it, retrying until in.
+//  3. Each server records its labels (cloud, region) in the manifest
+//     through the leader, so listings show them even for servers that are
+//     down.
+//  4. On gaining leadership, a server applies a barrier before it serves
+//     linearizable reads (LeaderReady).
+//
+// # Timing
+//
+// Raft timeouts come from named profiles (lan, wan) in timing.go, chosen
+// for the network's round-trip times; docs/operations.md gives the reasons.
+//
+// # Port multiplexing
+//
+// The first byte of each accepted connection selects Raft (0x01), RPC
+// (0x02) or a snapshot stream (0x03); see docs/rpc.md.
+package cluster

@@ -1,0 +1,107 @@
+package cluster
+
+import (
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/rctl-dev/rctl/fsm"
+)
+
+// leaderDuties runs while this server leads and its barrier has applied:
+// judging node liveness and scheduling pending tasks. Both propose
+// ordinary Raft entries; nothing here changes state directly.
+func (s *Server) leaderDuties(stop <-chan struct{}) {
+	lv := newLiveness(s.cfg.Liveness, s.clock)
+	s.liveMu.Lock()
+	s.live = lv
+	s.liveMu.Unlock()
+	defer func() {
+		s.liveMu.Lock()
+		s.live = nil
+		s.liveMu.Unlock()
+	}()
+
+	judge := time.NewTicker(s.cfg.Liveness.MinInterval / 4)
+	defer judge.Stop()
+	sched := time.NewTicker(time.Second)
+	defer sched.Stop()
+	for {
+		watch := s.fsm.WatchCh()
+		s.schedule(lv)
+		select {
+		case <-stop:
+			return
+		case <-judge.C:
+			s.judge(lv)
+		case <-watch:
+		case <-sched.C:
+		}
+	}
+}
+
+// judge proposes the liveness changes the tracker asks for.
+func (s *Server) judge(lv *liveness) {
+	for _, ch := range lv.Judge(s.fsm.Nodes()) {
+		e := &fsm.NodeStatusEntry{NodeID: ch.NodeID, Status: ch.To, Time: s.clock.Now().UnixNano()}
+		if err := s.propose(e); err != nil {
+			s.log.Warn("liveness: status change not committed", "node", ch.NodeID, "to", ch.To, "err", err)
+			return
+		}
+		s.log.Info("node status changed", "event", "node_status", "node", ch.NodeID, "from", ch.From, "to", ch.To)
+	}
+}
+
+// schedule runs one scheduling round.
+func (s *Server) schedule(lv *liveness) {
+	pending := s.fsm.Tasks(fsm.TaskPending)
+	if len(pending) == 0 {
+		return
+	}
+	eligible := func(n *fsm.Node) bool { return n.Status == fsm.NodeHealthy && !lv.Draining(n.ID) }
+	held := func(id string) int { return len(s.fsm.NodeTasks(id)) }
+	as := plan(pending, s.fsm.Nodes(), held, eligible, maxAssignPerRound)
+	if len(as) == 0 {
+		return
+	}
+	// Pipeline the entries: issue them all, then wait.
+	futs := make([]raft.ApplyFuture, 0, len(as))
+	now := s.clock.Now().UnixNano()
+	for _, a := range as {
+		data, err := fsm.EncodeEntry(&fsm.AssignTaskEntry{TaskID: a.TaskID, NodeID: a.NodeID, Time: now})
+		if err != nil {
+			s.log.Error("scheduler: encode", "err", err)
+			return
+		}
+		futs = append(futs, s.raft.Apply(data, 5*time.Second))
+	}
+	assigned := 0
+	for i, f := range futs {
+		if err := f.Error(); err != nil {
+			s.log.Warn("scheduler: assignment not committed", "task", as[i].TaskID, "err", err)
+			return
+		}
+		if r, ok := f.Response().(*fsm.ApplyResult); ok && r.Err != nil {
+			s.log.Debug("scheduler: assignment refused", "task", as[i].TaskID, "node", as[i].NodeID, "err", r.Err)
+			continue
+		}
+		assigned++
+	}
+	s.log.Debug("scheduler: round done", "assigned", assigned, "pending", len(pending))
+}
+
+// propose applies one entry and returns the fsm's refusal, if any.
+func (s *Server) propose(body any) error {
+	data, err := fsm.EncodeEntry(body)
+	if err != nil {
+		return err
+	}
+	f := s.raft.Apply(data, 5*time.Second)
+	if err := f.Error(); err != nil {
+		return err
+	}
+	if r, ok := f.Response().(*fsm.ApplyResult); ok && r.Err != nil {
+		return r.Err
+	}
+	return nil
+}

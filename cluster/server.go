@@ -1,0 +1,453 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/rctl-dev/rctl/fsm"
+	"github.com/rctl-dev/rctl/rpc"
+)
+
+// Server is one rctl control-plane server: a Raft peer holding the task
+// manifest, serving RPC and Raft on one port.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	timing Timing
+
+	dir   *dataDir
+	store *raftboltdb.BoltStore
+	snaps *raft.FileSnapshotStore
+	trans *raft.NetworkTransport
+	mux   *mux
+	fsm   *fsm.FSM
+	raft  *raft.Raft
+	rpc   *rpc.Server
+
+	clock  Clock
+	liveMu sync.Mutex
+	live   *liveness // non-nil while leading
+
+	leaderReady      atomic.Bool
+	lastLeaderChange atomic.Int64 // unix nanos
+	notifyCh         chan bool
+	observerCh       chan raft.Observation
+	observer         *raft.Observer
+
+	shutdownOnce sync.Once
+	shutdownCh   chan struct{}
+	ctx          context.Context // cancelled when Shutdown starts
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+}
+
+var _ rpc.Backend = (*Server)(nil)
+
+// New opens the data directory, starts Raft and begins serving on
+// cfg.Bind. On a fresh data directory it bootstraps from cfg.Peers (or as
+// a single-server cluster when neither Peers nor Join is set) and joins
+// through cfg.Join otherwise. On error nothing is left running.
+func New(cfg Config) (_ *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	timing, _ := TimingProfile(cfg.Timing)
+	s := &Server{
+		cfg: cfg, log: cfg.Logger.With("node_id", cfg.NodeID), timing: timing,
+		fsm: fsm.New(), notifyCh: make(chan bool, 16), observerCh: make(chan raft.Observation, 256),
+		shutdownCh: make(chan struct{}), clock: cfg.Clock,
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			s.cancel()
+		}
+	}()
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+
+	if s.dir, err = openDataDir(cfg.DataDir, cfg.NodeID); err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, s.dir.close)
+
+	s.store, err = raftboltdb.New(raftboltdb.Options{
+		Path:        s.dir.raftDB(),
+		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("data-dir %s: cannot open the raft log %s (%v); if the file is corrupt, restore the server from its peers by moving the data dir away and joining again", cfg.DataDir, s.dir.raftDB(), err)
+	}
+	cleanup = append(cleanup, func() { s.store.Close() })
+
+	hlog := hclog.New(&hclog.LoggerOptions{
+		Name: "raft", Output: cfg.LogOutput, Level: hclog.LevelFromString(cfg.LogLevel),
+		JSONFormat: cfg.LogJSON,
+	})
+	s.snaps, err = raft.NewFileSnapshotStoreWithLogger(s.dir.snapshotDir(), 3, hlog)
+	if err != nil {
+		return nil, fmt.Errorf("data-dir %s: snapshot store: %w", cfg.DataDir, err)
+	}
+
+	ln, err := net.Listen("tcp", cfg.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("bind %s: %w (is another server using the port?)", cfg.Bind, err)
+	}
+	s.mux = newMux(ln, tcpAddr(cfg.Advertise), s.log)
+	s.mux.faults = cfg.faults
+	cleanup = append(cleanup, s.mux.close)
+	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  (*raftLayer)(s.mux),
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hlog,
+	})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hlog
+	rc.NotifyCh = s.notifyCh
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.MaxAppendEntries = 256
+	timing.apply(rc)
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("raft config: %w", err)
+	}
+
+	hasState, err := raft.HasExistingState(s.store, s.store, s.snaps)
+	if err != nil {
+		return nil, fmt.Errorf("data-dir %s: cannot read raft state: %w", cfg.DataDir, err)
+	}
+	if !hasState && len(cfg.Join) == 0 {
+		conf := raft.Configuration{}
+		if len(cfg.Peers) == 0 {
+			conf.Servers = []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(cfg.Advertise), Suffrage: raft.Voter}}
+		}
+		for _, p := range cfg.Peers {
+			conf.Servers = append(conf.Servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Address), Suffrage: raft.Voter})
+		}
+		if err := raft.BootstrapCluster(rc, s.store, s.store, s.snaps, s.trans, conf); err != nil {
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+		s.log.Info("bootstrapped a new cluster configuration", "servers", len(conf.Servers))
+	} else if hasState {
+		s.log.Info("recovering existing raft state", "data_dir", cfg.DataDir)
+	}
+
+	s.raft, err = raft.NewRaft(rc, s.fsm, s.store, s.store, s.snaps, s.trans)
+	if err != nil {
+		s.trans.Close()
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	s.observer = raft.NewObserver(s.observerCh, false, nil)
+	s.raft.RegisterObserver(s.observer)
+
+	dial := rpc.DialTCP
+	if cfg.faults != nil {
+		dial = cfg.faults.dial
+	}
+	s.rpc = rpc.NewServer(rpc.Config{Backend: s, Logger: s.log, Version: cfg.Version, Dial: dial})
+	s.mux.rpc = s.rpc.ServeConn
+	s.mux.snap = s.rpc.ServeSnapshot
+
+	s.goFunc(s.mux.serve)
+	s.goFunc(s.observe)
+	s.goFunc(s.monitorLeadership)
+	s.goFunc(s.registerSelf)
+	if len(cfg.Join) > 0 {
+		s.goFunc(s.joinLoop)
+	}
+	s.log.Info("rctl server started", "bind", cfg.Bind, "advertise", cfg.Advertise,
+		"timing", timing.Name, "cloud", cfg.Cloud, "region", cfg.Region)
+	return s, nil
+}
+
+func (s *Server) goFunc(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// Raft returns the raft instance.
+func (s *Server) Raft() *raft.Raft { return s.raft }
+
+// FSM returns the manifest.
+func (s *Server) FSM() *fsm.FSM { return s.fsm }
+
+// Self returns this server's id, advertised address and labels.
+func (s *Server) Self() fsm.Server {
+	return fsm.Server{ID: s.cfg.NodeID, Address: s.cfg.Advertise, Cloud: s.cfg.Cloud, Region: s.cfg.Region}
+}
+
+// LeaderReady reports whether this server leads and has applied its
+// term's barrier.
+func (s *Server) LeaderReady() bool {
+	return s.leaderReady.Load() && s.raft.State() == raft.Leader
+}
+
+// LastLeaderChange is when this server last saw a leader change.
+func (s *Server) LastLeaderChange() time.Time {
+	if n := s.lastLeaderChange.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
+// Addr is the advertised address.
+func (s *Server) Addr() string { return s.cfg.Advertise }
+
+// ListenAddr is the address actually bound (useful with port 0).
+func (s *Server) ListenAddr() string { return s.mux.ln.Addr().String() }
+
+// Shutdown stops serving, stops Raft and releases the data directory.
+// It is safe to call more than once.
+func (s *Server) Shutdown() error {
+	var err error
+	s.shutdownOnce.Do(func() {
+		close(s.shutdownCh)
+		s.cancel()
+		s.rpc.Shutdown()
+		if f := s.raft.Shutdown(); f.Error() != nil {
+			err = f.Error()
+		}
+		s.raft.DeregisterObserver(s.observer)
+		s.trans.Close()
+		s.mux.close()
+		s.wg.Wait()
+		if cerr := s.store.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		s.dir.close()
+		s.log.Info("rctl server stopped")
+	})
+	return err
+}
+
+// Done is closed when Shutdown starts.
+func (s *Server) Done() <-chan struct{} { return s.shutdownCh }
+
+// observe logs raft events as structured lines.
+func (s *Server) observe() {
+	for {
+		select {
+		case <-s.shutdownCh:
+			return
+		case o := <-s.observerCh:
+			switch d := o.Data.(type) {
+			case raft.LeaderObservation:
+				s.lastLeaderChange.Store(time.Now().UnixNano())
+				if d.LeaderID == "" {
+					s.log.Warn("raft: leader lost", "event", "leader_change", "term", s.raft.CurrentTerm())
+				} else {
+					s.log.Info("raft: leader elected", "event", "leader_change", "leader_id", string(d.LeaderID),
+						"leader_addr", string(d.LeaderAddr), "term", s.raft.CurrentTerm())
+				}
+			case raft.RaftState:
+				s.log.Info("raft: state changed", "event", "state_change", "state", d.String(), "term", s.raft.CurrentTerm())
+			case raft.PeerObservation:
+				if d.Removed {
+					s.log.Info("raft: peer removed", "event", "membership_change", "peer_id", string(d.Peer.ID))
+				} else {
+					s.log.Info("raft: peer added", "event", "membership_change", "peer_id", string(d.Peer.ID),
+						"peer_addr", string(d.Peer.Address), "suffrage", d.Peer.Suffrage.String())
+				}
+			case raft.FailedHeartbeatObservation:
+				s.log.Warn("raft: heartbeat to follower failing", "event", "heartbeat_failed", "peer_id", string(d.PeerID),
+					"last_contact", d.LastContact.Format(time.RFC3339Nano))
+			case raft.ResumedHeartbeatObservation:
+				s.log.Info("raft: heartbeat to follower resumed", "event", "heartbeat_resumed", "peer_id", string(d.PeerID))
+			}
+		}
+	}
+}
+
+// monitorLeadership runs the leader's duties while this server leads.
+func (s *Server) monitorLeadership() {
+	var stop chan struct{}
+	var done sync.WaitGroup
+	for {
+		select {
+		case <-s.shutdownCh:
+			if stop != nil {
+				close(stop)
+				done.Wait()
+			}
+			return
+		case isLeader := <-s.notifyCh:
+			switch {
+			case isLeader && stop == nil:
+				stop = make(chan struct{})
+				done.Add(1)
+				go func(stop chan struct{}) {
+					defer done.Done()
+					s.leaderLoop(stop)
+				}(stop)
+			case !isLeader && stop != nil:
+				s.leaderReady.Store(false)
+				close(stop)
+				done.Wait()
+				stop = nil
+			}
+		}
+	}
+}
+
+// leaderLoop establishes leadership: a barrier proves every entry of
+// earlier terms is applied locally, after which linearizable reads are
+// safe. Later duties (liveness, scheduling) hang off this loop.
+func (s *Server) leaderLoop(stop chan struct{}) {
+	for {
+		err := s.raft.Barrier(time.Minute).Error()
+		if err == nil {
+			break
+		}
+		s.log.Warn("leader barrier failed; retrying", "err", err)
+		select {
+		case <-stop:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	s.leaderReady.Store(true)
+	s.log.Info("leadership established", "term", s.raft.CurrentTerm(), "applied_index", s.raft.AppliedIndex())
+	s.leaderDuties(stop)
+}
+
+func (s *Server) liveTracker() *liveness {
+	s.liveMu.Lock()
+	defer s.liveMu.Unlock()
+	return s.live
+}
+
+// NodeHeartbeat records a node's heartbeat on the leader and returns the
+// interval and TTL to hand back. ok is false when this server is not an
+// established leader.
+func (s *Server) NodeHeartbeat(nodeID string, draining bool) (interval, ttl time.Duration, ok bool) {
+	lv := s.liveTracker()
+	if lv == nil || !s.LeaderReady() {
+		return 0, 0, false
+	}
+	lv.Heartbeat(nodeID, draining)
+	n := len(s.fsm.Nodes())
+	return lv.Interval(n), lv.TTL(n), true
+}
+
+// NodeHeartbeatAge is how long ago the node heartbeated to this leader.
+func (s *Server) NodeHeartbeatAge(nodeID string) (time.Duration, bool) {
+	if lv := s.liveTracker(); lv != nil {
+		return lv.Age(nodeID)
+	}
+	return 0, false
+}
+
+// HeartbeatParams is the interval and TTL for the current fleet size.
+func (s *Server) HeartbeatParams() (interval, ttl time.Duration) {
+	lv := s.liveTracker()
+	if lv == nil {
+		lv = newLiveness(s.cfg.Liveness, s.clock)
+	}
+	n := len(s.fsm.Nodes())
+	return lv.Interval(n), lv.TTL(n)
+}
+
+// ForgetNode drops a deregistered node from the liveness tracker.
+func (s *Server) ForgetNode(nodeID string) {
+	if lv := s.liveTracker(); lv != nil {
+		lv.Forget(nodeID)
+	}
+}
+
+// registerSelf records this server's labels in the manifest once, and
+// again whenever they differ (after a restart with new labels).
+func (s *Server) registerSelf() {
+	want := s.Self()
+	c := rpc.NewClient([]string{s.cfg.Advertise})
+	defer c.Close()
+	backoff := 200 * time.Millisecond
+	for {
+		if cur := s.fsm.Server(want.ID); cur != nil && *cur == want {
+			return
+		}
+		if s.inConfiguration() {
+			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+			err := c.Call(ctx, rpc.MethodServerLabels, &rpc.ServerLabelsArgs{Server: want}, nil)
+			cancel()
+			if err == nil {
+				continue
+			}
+			s.log.Debug("registering server labels failed; retrying", "err", err)
+		}
+		select {
+		case <-s.shutdownCh:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (s *Server) inConfiguration() bool {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, srv := range f.Configuration().Servers {
+		if srv.ID == raft.ServerID(s.cfg.NodeID) {
+			return true
+		}
+	}
+	return false
+}
+
+// joinLoop asks the servers in cfg.Join to add this one until it is in.
+func (s *Server) joinLoop() {
+	c := rpc.NewClient(s.cfg.Join)
+	defer c.Close()
+	backoff := 200 * time.Millisecond
+	for {
+		if s.inConfiguration() && s.raft.Leader() != "" {
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
+		err := c.Call(ctx, rpc.MethodRaftJoin, &rpc.JoinArgs{
+			ID: s.cfg.NodeID, Address: s.cfg.Advertise, Voter: !s.cfg.NonVoter,
+			Cloud: s.cfg.Cloud, Region: s.cfg.Region,
+		}, nil)
+		cancel()
+		if err == nil {
+			s.log.Info("joined the cluster", "via", c.Current(), "voter", !s.cfg.NonVoter)
+			return
+		}
+		if errors.Is(err, io.EOF) {
+			err = fmt.Errorf("connection closed")
+		}
+		s.log.Warn("join failed; retrying", "join", s.cfg.Join, "err", err, "retry_in", backoff.String())
+		select {
+		case <-s.shutdownCh:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}

@@ -1,0 +1,270 @@
+package fsm
+
+import "strconv"
+
+// This file applies the task entries: add, assign, start, complete, fail
+// and cancel. Every function validates the entry against the state first
+// and mutates only after every check passed; it reports whether a table
+// changed.
+
+// applyAddTask creates a pending task, or is a no-op when the same task
+// was already added.
+func (s *state) applyAddTask(e *AddTaskEntry, ix uint64, res *ApplyResult) bool {
+	if err := checkAddTask(e); err != nil {
+		res.Err = err
+		return false
+	}
+	maxAttempts := e.MaxAttempts
+	if maxAttempts == 0 {
+		maxAttempts = DefaultMaxAttempts
+	}
+	if old := s.tasks.get(e.ID); old != nil {
+		field := ""
+		switch {
+		case old.Type != e.Type:
+			field = "type"
+		case !sameMap(old.Payload, e.Payload):
+			field = "payload"
+		case old.Cloud != e.Cloud:
+			field = "cloud"
+		case old.MaxAttempts != maxAttempts:
+			field = "max_attempts"
+		}
+		if field != "" {
+			res.Err = conflictf("task %s already exists with a different %s; use a new id", quote(e.ID), field)
+			return false
+		}
+		res.Task = old // the same add, resent: idempotent
+		return false
+	}
+	t := &Task{
+		ID:          e.ID,
+		Type:        e.Type,
+		Payload:     normMap(e.Payload),
+		Cloud:       e.Cloud,
+		MaxAttempts: maxAttempts,
+		Status:      TaskPending,
+		CreatedAt:   e.Time,
+		UpdatedAt:   e.Time,
+		CreateIndex: ix,
+		ModifyIndex: ix,
+		// No history event: CreatedAt and CreateIndex record the creation,
+		// and a million pending tasks need not carry one 64-byte event each.
+	}
+	s.tasks.insert(t)
+	bump(&s.idx.Tasks, ix)
+	res.Task = t
+	return true
+}
+
+func checkAddTask(e *AddTaskEntry) *Error {
+	if err := checkID("task id", e.ID); err != nil {
+		return err
+	}
+	if err := checkLabel("task type", e.Type, MaxTypeLen, true); err != nil {
+		return err
+	}
+	if err := checkMap("task payload", e.Payload); err != nil {
+		return err
+	}
+	if err := checkLabel("task cloud", e.Cloud, maxLabelLen, false); err != nil {
+		return err
+	}
+	if e.MaxAttempts < 0 || e.MaxAttempts > MaxAttemptsLimit {
+		return invalidf("max_attempts is %d; use 0 (the default, %d) to %d", e.MaxAttempts, DefaultMaxAttempts, MaxAttemptsLimit)
+	}
+	return checkTime(e.Time)
+}
+
+// applyAssignTask gives a pending task to a node with room for it.
+func (s *state) applyAssignTask(e *AssignTaskEntry, ix uint64, res *ApplyResult) bool {
+	if err := firstErr(checkRef("task id", e.TaskID), checkRef("node id", e.NodeID), checkTime(e.Time)); err != nil {
+		res.Err = err
+		return false
+	}
+	t := s.tasks.get(e.TaskID)
+	if t == nil {
+		res.Err = notFoundf("task %s does not exist", quote(e.TaskID))
+		return false
+	}
+	n := s.nodes[e.NodeID]
+	switch {
+	case n == nil:
+		res.Err = invalidf("unknown node %s; a node must register before it is given tasks", quote(e.NodeID))
+	case t.Status != TaskPending:
+		res.Err = conflictf("task %s is %s%s; only pending tasks can be assigned", quote(t.ID), t.Status, heldSuffix(t))
+	case n.Status == NodeUnreachable:
+		res.Err = conflictf("node %s is unreachable; assign the task to a live node", quote(n.ID))
+	case t.Cloud != "" && t.Cloud != n.Cloud:
+		where := "has no cloud label"
+		if n.Cloud != "" {
+			where = "is in cloud " + quote(n.Cloud)
+		}
+		res.Err = conflictf("task %s must run in cloud %s but node %s %s", quote(t.ID), quote(t.Cloud), quote(n.ID), where)
+	case s.tasks.heldCount(n.ID) >= n.Capacity:
+		res.Err = conflictf("node %s is full: it holds %d tasks and its capacity is %d", quote(n.ID), s.tasks.heldCount(n.ID), n.Capacity)
+	}
+	if res.Err != nil {
+		return false
+	}
+	nt := transition(t, TaskAssigned, n.ID, n.ID, "", e.Time, ix)
+	nt.Attempts++
+	s.putTask(nt, res)
+	return true
+}
+
+// applyStartTask moves an assigned task to running on its node.
+func (s *state) applyStartTask(e *StartTaskEntry, ix uint64, res *ApplyResult) bool {
+	if err := firstErr(checkRef("task id", e.TaskID), checkRef("node id", e.NodeID), checkTime(e.Time)); err != nil {
+		res.Err = err
+		return false
+	}
+	t := s.tasks.get(e.TaskID)
+	switch {
+	case t == nil:
+		res.Err = notFoundf("task %s does not exist", quote(e.TaskID))
+	case t.Status == TaskRunning && t.NodeID == e.NodeID:
+		res.Task = t // start resent: idempotent
+	case isHeld(t) && t.NodeID != e.NodeID:
+		res.Err = conflictf("task %s is held by node %s, not %s", quote(t.ID), quote(t.NodeID), quote(e.NodeID))
+	case t.Status != TaskAssigned:
+		res.Err = conflictf("task %s is %s%s; only an assigned task can start", quote(t.ID), t.Status, heldSuffix(t))
+	default:
+		s.putTask(transition(t, TaskRunning, t.NodeID, t.NodeID, "", e.Time, ix), res)
+		return true
+	}
+	return false
+}
+
+// applyFinishTask ends a task held by nodeID as complete or failed (to).
+// The same report resent is a no-op; a report from a node that no longer
+// holds the task is refused.
+func (s *state) applyFinishTask(taskID, nodeID string, r Result, now int64, to TaskStatus, ix uint64, res *ApplyResult) bool {
+	if err := firstErr(checkRef("task id", taskID), checkRef("node id", nodeID), checkTime(now)); err != nil {
+		res.Err = err
+		return false
+	}
+	verb := "complete"
+	if to == TaskFailed {
+		verb = "fail"
+	}
+	t := s.tasks.get(taskID)
+	switch {
+	case t == nil:
+		res.Err = notFoundf("task %s does not exist", quote(taskID))
+	case t.Status == to && t.NodeID == nodeID:
+		res.Task = t // result resent after a leader change: idempotent
+	case isHeld(t) && t.NodeID != nodeID:
+		res.Err = conflictf("task %s is held by node %s, not %s; the report is stale", quote(t.ID), quote(t.NodeID), quote(nodeID))
+	case !isHeld(t):
+		res.Err = conflictf("task %s is %s%s; only assigned or running tasks can %s", quote(t.ID), t.Status, heldSuffix(t), verb)
+	default:
+		nt := transition(t, to, t.NodeID, t.NodeID, "", now, ix)
+		nt.Result = &Result{
+			ExitCode: r.ExitCode,
+			Output:   truncateTail(r.Output, MaxOutputLen),
+			Error:    truncateTail(r.Error, MaxOutputLen),
+		}
+		s.putTask(nt, res)
+		return true
+	}
+	return false
+}
+
+// applyCancelTask cancels a task that has not finished, freeing its node.
+func (s *state) applyCancelTask(e *CancelTaskEntry, ix uint64, res *ApplyResult) bool {
+	if err := firstErr(checkRef("task id", e.TaskID), checkTime(e.Time)); err != nil {
+		res.Err = err
+		return false
+	}
+	t := s.tasks.get(e.TaskID)
+	switch {
+	case t == nil:
+		res.Err = notFoundf("task %s does not exist", quote(e.TaskID))
+	case t.Status == TaskCancelled:
+		res.Task = t // cancel resent: idempotent
+	case t.Status.Terminal():
+		res.Err = conflictf("task %s is already %s; a finished task cannot be cancelled", quote(t.ID), t.Status)
+	default:
+		msg := truncateHead(e.Reason, maxMessageLen)
+		if msg == "" {
+			msg = "cancelled"
+		}
+		s.putTask(transition(t, TaskCancelled, "", t.NodeID, msg, e.Time, ix), res)
+		return true
+	}
+	return false
+}
+
+// requeueHeld takes every task away from a node that left or became
+// unreachable (why is "left" or "unreachable"). A task with attempts left
+// goes back to pending; one that used them all fails with ExitCode -1
+// and keeps NodeID, so the operator sees where it last ran. It reports
+// whether any task changed.
+func (s *state) requeueHeld(nodeID, why string, now int64, ix uint64) bool {
+	held := s.tasks.heldBy(nodeID) // in (CreateIndex, ID) order
+	for _, t := range held {
+		var nt *Task
+		if t.Attempts >= t.MaxAttempts {
+			msg := "node " + nodeID + " " + why + "; gave up after " + strconv.Itoa(t.Attempts) + " attempts"
+			nt = transition(t, TaskFailed, t.NodeID, nodeID, msg, now, ix)
+			nt.Result = &Result{ExitCode: -1, Error: msg}
+		} else {
+			nt = transition(t, TaskPending, "", nodeID, "requeued: node "+nodeID+" "+why, now, ix)
+		}
+		s.tasks.replace(nt)
+	}
+	if len(held) > 0 {
+		bump(&s.idx.Tasks, ix)
+	}
+	return len(held) > 0
+}
+
+// putTask stores a changed task and records the change.
+func (s *state) putTask(t *Task, res *ApplyResult) {
+	s.tasks.replace(t)
+	bump(&s.idx.Tasks, t.ModifyIndex)
+	res.Task = t
+}
+
+// transition returns a modified copy of t in status to, held by nodeID,
+// with an event naming eventNode. t itself is never changed.
+func transition(t *Task, to TaskStatus, nodeID, eventNode, msg string, now int64, ix uint64) *Task {
+	nt := *t
+	nt.Status = to
+	nt.NodeID = nodeID
+	nt.UpdatedAt = now
+	nt.ModifyIndex = ix
+	nt.History = appendEvent(t.History, Event{Time: now, Index: ix, Status: to, NodeID: eventNode, Message: msg})
+	return &nt
+}
+
+// appendEvent returns a new slice with ev after the newest MaxHistory-1
+// events of h. It never writes into h's backing array, which older copies
+// of the task still share.
+func appendEvent(h []Event, ev Event) []Event {
+	if len(h) >= MaxHistory {
+		h = h[len(h)-MaxHistory+1:]
+	}
+	out := make([]Event, len(h)+1)
+	copy(out, h)
+	out[len(h)] = ev
+	return out
+}
+
+// heldSuffix names the node in a refusal message when there is one.
+func heldSuffix(t *Task) string {
+	if t.NodeID == "" {
+		return ""
+	}
+	return " on node " + quote(t.NodeID)
+}
+
+func firstErr(errs ...*Error) *Error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

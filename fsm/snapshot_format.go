@@ -1,0 +1,319 @@
+package fsm
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+)
+
+// The snapshot file format (see doc.go for the full description):
+//
+//	"RCTLSNAP" | record(header) | record(task)… | record(node)… |
+//	record(server)… | sha256(everything before)
+//
+// where record(v) is a 4-byte big-endian length and the msgpack of v.
+const (
+	snapshotMagic   = "RCTLSNAP"
+	snapshotVersion = 1
+	// maxRecordLen bounds one record. The largest task the limits allow
+	// (64 payload values of 64 KiB, plus output and error) is about 4.2 MiB.
+	maxRecordLen = 16 << 20
+	// snapshotBufSize is the bufio size used on both sides.
+	snapshotBufSize = 256 << 10
+)
+
+// snapshotHeader is the first record of a snapshot.
+type snapshotHeader struct {
+	Version      int    `codec:"version"`
+	Index        uint64 `codec:"index"` // last applied log index
+	TasksIndex   uint64 `codec:"tasks_index"`
+	NodesIndex   uint64 `codec:"nodes_index"`
+	ServersIndex uint64 `codec:"servers_index"`
+	Tasks        int    `codec:"tasks"`
+	Nodes        int    `codec:"nodes"`
+	Servers      int    `codec:"servers"`
+}
+
+// snapshotData is a point-in-time view of the state. Stored objects are
+// copy-on-write, so copying the pointers under the read lock is enough;
+// encoding happens later, without the lock.
+type snapshotData struct {
+	hdr     snapshotHeader
+	tasks   []*Task // in table order; writeSnapshot sorts its own copy by ID
+	nodes   []*Node // sorted by ID
+	servers []*Server
+}
+
+// capture takes a snapshotData. The caller holds the FSM lock.
+func (s *state) capture() *snapshotData {
+	d := &snapshotData{
+		tasks:   slices.Clone(s.tasks.list),
+		nodes:   s.sortedNodes(),
+		servers: s.sortedServers(),
+	}
+	d.hdr = snapshotHeader{
+		Version:      snapshotVersion,
+		Index:        s.idx.Applied,
+		TasksIndex:   s.idx.Tasks,
+		NodesIndex:   s.idx.Nodes,
+		ServersIndex: s.idx.Servers,
+		Tasks:        len(d.tasks),
+		Nodes:        len(d.nodes),
+		Servers:      len(d.servers),
+	}
+	return d
+}
+
+// writeSnapshot encodes d to w, one record at a time through a bufio
+// writer: memory use is one record, not the whole snapshot.
+func writeSnapshot(w io.Writer, d *snapshotData) error {
+	slices.SortFunc(d.tasks, func(a, b *Task) int { return strings.Compare(a.ID, b.ID) })
+	bw := bufio.NewWriterSize(w, snapshotBufSize)
+	sum := sha256.New()
+	rw := &recordWriter{w: io.MultiWriter(bw, sum)}
+	rw.enc = codec.NewEncoderBytes(&rw.buf, MsgpackHandle())
+	if _, err := io.WriteString(rw.w, snapshotMagic); err != nil {
+		return fmt.Errorf("write magic: %w", err)
+	}
+	if err := rw.record("header", &d.hdr); err != nil {
+		return err
+	}
+	for _, t := range d.tasks {
+		if err := rw.record("task", t); err != nil {
+			return err
+		}
+	}
+	for _, n := range d.nodes {
+		if err := rw.record("node", n); err != nil {
+			return err
+		}
+	}
+	for _, sv := range d.servers {
+		if err := rw.record("server", sv); err != nil {
+			return err
+		}
+	}
+	if _, err := bw.Write(sum.Sum(nil)); err != nil {
+		return fmt.Errorf("write checksum: %w", err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("flush snapshot: %w", err)
+	}
+	return nil
+}
+
+type recordWriter struct {
+	w   io.Writer
+	enc *codec.Encoder
+	buf []byte
+}
+
+func (rw *recordWriter) record(what string, v any) error {
+	rw.buf = rw.buf[:0]
+	rw.enc.ResetBytes(&rw.buf)
+	if err := rw.enc.Encode(v); err != nil {
+		return fmt.Errorf("encode %s record: %w", what, err)
+	}
+	if len(rw.buf) > maxRecordLen {
+		return fmt.Errorf("encode %s record: %d bytes exceeds the %d-byte record limit", what, len(rw.buf), maxRecordLen)
+	}
+	var lb [4]byte
+	binary.BigEndian.PutUint32(lb[:], uint32(len(rw.buf)))
+	if _, err := rw.w.Write(lb[:]); err != nil {
+		return fmt.Errorf("write %s record: %w", what, err)
+	}
+	if _, err := rw.w.Write(rw.buf); err != nil {
+		return fmt.Errorf("write %s record: %w", what, err)
+	}
+	if cap(rw.buf) > 1<<20 { // do not keep one huge task's buffer around
+		rw.buf = nil
+	}
+	return nil
+}
+
+// snapshotVisitor receives the decoded records of a snapshot in order.
+// Each object is freshly allocated and may be kept.
+type snapshotVisitor interface {
+	header(h *snapshotHeader) error
+	task(t *Task) error
+	node(n *Node) error
+	server(sv *Server) error
+}
+
+// readSnapshot decodes and verifies a snapshot: magic, version, record
+// bounds, the counts the header announced, ID order (which also rules out
+// duplicates), known statuses, the checksum and the end of the stream. It
+// returns the header, the total size and the checksum. The visitor may
+// have seen records before an error is found (the checksum is checked
+// last), so callers build into a fresh state and discard it on error.
+func readSnapshot(r io.Reader, v snapshotVisitor) (hdr snapshotHeader, size int64, sum [sha256.Size]byte, err error) {
+	sr := &recordReader{br: bufio.NewReaderSize(r, snapshotBufSize), h: sha256.New()}
+	sr.dec = codec.NewDecoderBytes(nil, MsgpackHandle())
+
+	magic := make([]byte, len(snapshotMagic))
+	if err := sr.read("magic", magic); err != nil {
+		return hdr, 0, sum, err
+	}
+	if string(magic) != snapshotMagic {
+		return hdr, 0, sum, fmt.Errorf("not an rctl snapshot: magic %q, want %q", magic, snapshotMagic)
+	}
+	if err := sr.record("header", &hdr); err != nil {
+		return hdr, 0, sum, err
+	}
+	if hdr.Version != snapshotVersion {
+		return hdr, 0, sum, fmt.Errorf("snapshot format version %d is not supported (this build reads %d)", hdr.Version, snapshotVersion)
+	}
+	if hdr.Tasks < 0 || hdr.Nodes < 0 || hdr.Servers < 0 {
+		return hdr, 0, sum, fmt.Errorf("snapshot header announces negative counts (%d tasks, %d nodes, %d servers)", hdr.Tasks, hdr.Nodes, hdr.Servers)
+	}
+	if err := v.header(&hdr); err != nil {
+		return hdr, 0, sum, err
+	}
+	prev := ""
+	for i := 0; i < hdr.Tasks; i++ {
+		t := new(Task)
+		if err := sr.record("task", t); err != nil {
+			return hdr, 0, sum, fmt.Errorf("task %d of %d: %w", i+1, hdr.Tasks, err)
+		}
+		if err := checkStoredTask(t, prev); err != nil {
+			return hdr, 0, sum, err
+		}
+		prev = t.ID
+		if err := v.task(t); err != nil {
+			return hdr, 0, sum, err
+		}
+	}
+	prev = ""
+	for i := 0; i < hdr.Nodes; i++ {
+		n := new(Node)
+		if err := sr.record("node", n); err != nil {
+			return hdr, 0, sum, fmt.Errorf("node %d of %d: %w", i+1, hdr.Nodes, err)
+		}
+		if n.ID == "" || n.ID <= prev {
+			return hdr, 0, sum, fmt.Errorf("node %s is out of order or duplicated (after %s)", quote(n.ID), quote(prev))
+		}
+		if !n.Status.Valid() {
+			return hdr, 0, sum, fmt.Errorf("node %s has unknown status %s", quote(n.ID), quote(string(n.Status)))
+		}
+		prev = n.ID
+		if err := v.node(n); err != nil {
+			return hdr, 0, sum, err
+		}
+	}
+	prev = ""
+	for i := 0; i < hdr.Servers; i++ {
+		sv := new(Server)
+		if err := sr.record("server", sv); err != nil {
+			return hdr, 0, sum, fmt.Errorf("server %d of %d: %w", i+1, hdr.Servers, err)
+		}
+		if sv.ID == "" || sv.ID <= prev {
+			return hdr, 0, sum, fmt.Errorf("server %s is out of order or duplicated (after %s)", quote(sv.ID), quote(prev))
+		}
+		prev = sv.ID
+		if err := v.server(sv); err != nil {
+			return hdr, 0, sum, err
+		}
+	}
+
+	want := sr.h.Sum(nil)
+	if _, err := io.ReadFull(sr.br, sum[:]); err != nil {
+		return hdr, 0, sum, fmt.Errorf("read checksum: %w", unexpected(err))
+	}
+	if !bytes.Equal(sum[:], want) {
+		return hdr, 0, sum, errors.New("checksum mismatch: the snapshot is corrupt")
+	}
+	if _, err := sr.br.ReadByte(); err != io.EOF {
+		if err == nil {
+			return hdr, 0, sum, errors.New("unexpected data after the checksum")
+		}
+		return hdr, 0, sum, fmt.Errorf("read after checksum: %w", err)
+	}
+	return hdr, sr.n + sha256.Size, sum, nil
+}
+
+// checkStoredTask verifies what the rest of the package relies on.
+func checkStoredTask(t *Task, prev string) error {
+	if t.ID == "" || t.ID <= prev {
+		return fmt.Errorf("task %s is out of order or duplicated (after %s)", quote(t.ID), quote(prev))
+	}
+	if !t.Status.Valid() {
+		return fmt.Errorf("task %s has unknown status %s", quote(t.ID), quote(string(t.Status)))
+	}
+	if (t.Status == TaskAssigned || t.Status == TaskRunning) && t.NodeID == "" {
+		return fmt.Errorf("task %s is %s but names no node", quote(t.ID), t.Status)
+	}
+	return nil
+}
+
+type recordReader struct {
+	br  *bufio.Reader
+	h   hash.Hash
+	n   int64
+	buf []byte
+	dec *codec.Decoder
+}
+
+// read fills b from the stream and adds it to the checksum.
+func (sr *recordReader) read(what string, b []byte) error {
+	if _, err := io.ReadFull(sr.br, b); err != nil {
+		return fmt.Errorf("read %s: %w", what, unexpected(err))
+	}
+	sr.h.Write(b)
+	sr.n += int64(len(b))
+	return nil
+}
+
+// record reads one length-prefixed record and decodes it into v.
+func (sr *recordReader) record(what string, v any) error {
+	var lb [4]byte
+	if err := sr.read(what+" record length", lb[:]); err != nil {
+		return err
+	}
+	n := binary.BigEndian.Uint32(lb[:])
+	if n == 0 || n > maxRecordLen {
+		return fmt.Errorf("%s record is %d bytes; want 1 to %d", what, n, maxRecordLen)
+	}
+	if cap(sr.buf) < int(n) {
+		sr.buf = make([]byte, n)
+	}
+	b := sr.buf[:n]
+	if err := sr.read(what+" record", b); err != nil {
+		return err
+	}
+	sr.dec.ResetBytes(b)
+	if err := decodeRecover(sr.dec, v); err != nil {
+		return fmt.Errorf("decode %s record: %w", what, err)
+	}
+	if cap(sr.buf) > 1<<20 {
+		sr.buf = nil
+	}
+	return nil
+}
+
+// decodeRecover decodes, turning a codec panic into an error.
+func decodeRecover(dec *codec.Decoder, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("codec panic: %v", r)
+		}
+	}()
+	return dec.Decode(v)
+}
+
+// unexpected turns a clean EOF in the middle of a snapshot into
+// io.ErrUnexpectedEOF: the snapshot is truncated.
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

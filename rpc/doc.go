@@ -1,0 +1,25 @@
+// Package rpc is rctl's msgpack request/response protocol: the server side
+// (endpoints, forwarding to the leader, linearizable and stale reads,
+// blocking queries), the client side (pipelined connections, a pool, and a
+// Client that fails over across servers), and the stable error codes.
+//
+// The wire format is specified in docs/rpc.md; that page, not this code, is
+// the contract other languages implement (the Python agent does).
+//
+// # Contract for endpoints
+//
+// Every endpoint follows the same shape:
+//
+//  1. decode and validate its arguments (invalid_argument, nothing changed);
+//  2. writes and linearizable reads call s.forward first: on a follower the
+//     call goes to the leader and its answer is returned unchanged;
+//  3. writes propose exactly one fsm entry, stamped here with the time and,
+//     for Task.Add without an id, a random id — the fsm never reads clocks
+//     or randomness;
+//  4. linearizable reads pass readBarrier (leadership confirmed by a quorum
+//     after the read arrived, state applied up to the commit index seen
+//     then); stale reads read the local fsm.
+//
+// Errors leave endpoints as *Error with a documented Code; toError maps fsm
+// refusals and hashicorp/raft errors onto codes at the edge.
+package rpc

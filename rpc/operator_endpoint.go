@@ -1,0 +1,196 @@
+package rpc
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/rctl-dev/rctl/fsm"
+)
+
+// membershipTimeout bounds a configuration change.
+const membershipTimeout = 10 * time.Second
+
+func (s *Server) raftPeers(ctx context.Context, req *Request) (any, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	_, leaderID := s.leader()
+	reply := &RaftPeersReply{Index: f.Index(), Peers: []RaftPeer{}}
+	for _, srv := range f.Configuration().Servers {
+		reply.Peers = append(reply.Peers, RaftPeer{
+			ID: string(srv.ID), Address: string(srv.Address),
+			Suffrage: suffrage(srv.Suffrage), Leader: string(srv.ID) == leaderID,
+		})
+	}
+	return reply, nil
+}
+
+func (s *Server) join(ctx context.Context, req *Request) (any, error) {
+	var a JoinArgs
+	if err := args(req, &a); err != nil {
+		return nil, err
+	}
+	lbl := fsm.Server{ID: a.ID, Address: a.Address, Cloud: a.Cloud, Region: a.Region}
+	if err := ValidateServer(lbl); err != nil {
+		return nil, err
+	}
+	var reply Empty
+	if done, err := s.forward(ctx, req, &reply); done {
+		return &reply, err
+	}
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	want := raft.Voter
+	if !a.Voter {
+		want = raft.Nonvoter
+	}
+	for _, srv := range f.Configuration().Servers {
+		switch {
+		case srv.ID == raft.ServerID(a.ID) && srv.Address == raft.ServerAddress(a.Address) && srv.Suffrage == want:
+			// Already a member as asked: a retried join is a no-op.
+			return s.upsertLabels(ctx, lbl)
+		case srv.Address == raft.ServerAddress(a.Address) && srv.ID != raft.ServerID(a.ID):
+			return nil, Errorf(CodeConflict, "address %s already belongs to server %s; remove it first with `rctl operator raft remove-peer %s`", a.Address, srv.ID, srv.ID)
+		}
+	}
+	var fut raft.IndexFuture
+	if a.Voter {
+		fut = s.raft.AddVoter(raft.ServerID(a.ID), raft.ServerAddress(a.Address), 0, membershipTimeout)
+	} else {
+		fut = s.raft.AddNonvoter(raft.ServerID(a.ID), raft.ServerAddress(a.Address), 0, membershipTimeout)
+	}
+	if err := fut.Error(); err != nil {
+		return nil, fmt.Errorf("add server %s: %w", a.ID, err)
+	}
+	s.log.Info("server added to the raft configuration", "id", a.ID, "address", a.Address, "voter", a.Voter)
+	return s.upsertLabels(ctx, lbl)
+}
+
+func (s *Server) upsertLabels(ctx context.Context, lbl fsm.Server) (*Empty, error) {
+	res, err := s.apply(ctx, &fsm.ServerUpsertEntry{Server: lbl})
+	if err != nil {
+		return nil, err
+	}
+	return &Empty{Index: res.Index}, nil
+}
+
+// ValidateServer checks a server's id, address and labels.
+func ValidateServer(lbl fsm.Server) error {
+	if lbl.ID == "" {
+		return Errorf(CodeInvalidArgument, "server id is required")
+	}
+	if lbl.Address == "" {
+		return Errorf(CodeInvalidArgument, "server address is required")
+	}
+	if len(lbl.ID) > fsm.MaxIDLen || len(lbl.Address) > 256 || len(lbl.Cloud) > 64 || len(lbl.Region) > 64 {
+		return Errorf(CodeInvalidArgument, "server id, address or labels too long")
+	}
+	return nil
+}
+
+func (s *Server) serverLabels(ctx context.Context, req *Request) (any, error) {
+	var a ServerLabelsArgs
+	if err := args(req, &a); err != nil {
+		return nil, err
+	}
+	if err := ValidateServer(a.Server); err != nil {
+		return nil, err
+	}
+	var reply Empty
+	if done, err := s.forward(ctx, req, &reply); done {
+		return &reply, err
+	}
+	if cur := s.fsm.Server(a.Server.ID); cur != nil && *cur == a.Server {
+		return &Empty{Index: s.fsm.Indexes().Servers}, nil
+	}
+	return s.upsertLabels(ctx, a.Server)
+}
+
+func (s *Server) removePeer(ctx context.Context, req *Request) (any, error) {
+	var a RemovePeerArgs
+	if err := args(req, &a); err != nil {
+		return nil, err
+	}
+	if a.ID == "" {
+		return nil, Errorf(CodeInvalidArgument, "server id is required")
+	}
+	var reply Empty
+	if done, err := s.forward(ctx, req, &reply); done {
+		return &reply, err
+	}
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	found := false
+	for _, srv := range f.Configuration().Servers {
+		found = found || srv.ID == raft.ServerID(a.ID)
+	}
+	if !found {
+		return nil, Errorf(CodeNotFound, "server %q is not in the raft configuration; see `rctl operator raft list-peers`", a.ID)
+	}
+	// Forget the labels first: once the leader removes itself it can no
+	// longer write.
+	if _, err := s.apply(ctx, &fsm.ServerRemoveEntry{ID: a.ID}); err != nil {
+		return nil, err
+	}
+	fut := s.raft.RemoveServer(raft.ServerID(a.ID), 0, membershipTimeout)
+	if err := fut.Error(); err != nil {
+		return nil, fmt.Errorf("remove server %s: %w", a.ID, err)
+	}
+	s.log.Info("server removed from the raft configuration", "id", a.ID)
+	return &Empty{Index: fut.Index()}, nil
+}
+
+func (s *Server) transferLeader(ctx context.Context, req *Request) (any, error) {
+	var a TransferArgs
+	if err := args(req, &a); err != nil {
+		return nil, err
+	}
+	var reply TransferReply
+	if done, err := s.forward(ctx, req, &reply); done {
+		return &reply, err
+	}
+	self := s.b.Self().ID
+	var fut raft.Future
+	if a.ID == "" {
+		fut = s.raft.LeadershipTransfer()
+	} else {
+		if a.ID == self {
+			return &TransferReply{LeaderID: self, LeaderAddr: s.b.Self().Address}, nil
+		}
+		f := s.raft.GetConfiguration()
+		if err := f.Error(); err != nil {
+			return nil, err
+		}
+		var target *raft.Server
+		for _, srv := range f.Configuration().Servers {
+			if srv.ID == raft.ServerID(a.ID) {
+				target = &srv
+			}
+		}
+		if target == nil {
+			return nil, Errorf(CodeNotFound, "server %q is not in the raft configuration", a.ID)
+		}
+		if target.Suffrage != raft.Voter {
+			return nil, Errorf(CodeInvalidArgument, "server %q is a non-voter and cannot lead", a.ID)
+		}
+		fut = s.raft.LeadershipTransferToServer(target.ID, target.Address)
+	}
+	if err := fut.Error(); err != nil {
+		return nil, Errorf(CodeUnavailable, "leadership transfer failed: %v", err)
+	}
+	for ctx.Err() == nil {
+		if addr, id := s.leader(); id != "" && id != self {
+			return &TransferReply{LeaderID: id, LeaderAddr: addr}, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil, Errorf(CodeDeadlineExceeded, "leadership left %s but no new leader was seen before the deadline", self)
+}

@@ -1,0 +1,457 @@
+package rpc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/rctl-dev/rctl/fsm"
+)
+
+// Server timing defaults. docs/rpc.md repeats them.
+const (
+	// DefaultTimeout bounds a call that does not send timeout_ms.
+	DefaultTimeout = 10 * time.Second
+	// MaxTimeout caps timeout_ms.
+	MaxTimeout = 11 * time.Minute
+	// DefaultMaxWait and MaxMaxWait bound blocking queries.
+	DefaultMaxWait = 5 * time.Minute
+	MaxMaxWait     = 10 * time.Minute
+	// LeaderWait is how long a server without a known leader holds a call
+	// that needs one, hoping an election finishes, before unavailable.
+	LeaderWait = 7 * time.Second
+	// maxInflightPerConn bounds concurrently served calls per connection.
+	maxInflightPerConn = 256
+)
+
+// Backend is what the cluster provides to the RPC layer.
+type Backend interface {
+	// Raft is the local raft instance.
+	Raft() *raft.Raft
+	// FSM is the local manifest state machine.
+	FSM() *fsm.FSM
+	// Self is this server's id, advertised address and labels.
+	Self() fsm.Server
+	// LeaderReady reports whether this server is leader and has applied
+	// every entry committed before its term (a barrier in its term), so it
+	// may serve linearizable reads.
+	LeaderReady() bool
+	// LastLeaderChange is when this server last saw the leader change.
+	LastLeaderChange() time.Time
+	// NodeHeartbeat records a node agent's heartbeat on the leader and
+	// returns the interval and TTL to hand back; ok is false when this
+	// server is not an established leader.
+	NodeHeartbeat(nodeID string, draining bool) (interval, ttl time.Duration, ok bool)
+	// NodeHeartbeatAge is how long ago a node heartbeated to this leader.
+	NodeHeartbeatAge(nodeID string) (time.Duration, bool)
+	// HeartbeatParams is the interval and TTL for the current fleet.
+	HeartbeatParams() (interval, ttl time.Duration)
+	// ForgetNode drops a deregistered node from liveness tracking.
+	ForgetNode(nodeID string)
+}
+
+// Config configures a Server.
+type Config struct {
+	Backend Backend
+	Logger  *slog.Logger
+	// ApplyTimeout bounds how long a write waits to enter the leader's
+	// queue (raft.Apply's timeout).
+	ApplyTimeout time.Duration
+	// Version is reported by Status.Get.
+	Version string
+	// Dial opens connections to other servers (default DialTCP).
+	Dial DialFunc
+}
+
+type handler func(ctx context.Context, req *Request) (any, error)
+
+// Server serves RPC connections handed over by the port multiplexer.
+type Server struct {
+	b       Backend
+	raft    *raft.Raft
+	fsm     *fsm.FSM
+	log     *slog.Logger
+	pool    *Pool
+	cfg     Config
+	methods map[string]handler
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	done  bool
+}
+
+// NewServer builds a Server.
+func NewServer(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Dial == nil {
+		cfg.Dial = DialTCP
+	}
+	if cfg.ApplyTimeout == 0 {
+		cfg.ApplyTimeout = 5 * time.Second
+	}
+	s := &Server{
+		b: cfg.Backend, raft: cfg.Backend.Raft(), fsm: cfg.Backend.FSM(),
+		log: cfg.Logger, pool: NewPoolWithDialer(cfg.Dial), cfg: cfg, conns: map[net.Conn]struct{}{},
+	}
+	s.methods = map[string]handler{
+		MethodStatus:          s.status,
+		MethodMembers:         s.members,
+		MethodTaskAdd:         s.taskAdd,
+		MethodTaskGet:         s.taskGet,
+		MethodTaskList:        s.taskList,
+		MethodTaskCancel:      s.taskCancel,
+		MethodRaftPeers:       s.raftPeers,
+		MethodRaftJoin:        s.join,
+		MethodRaftRemovePeer:  s.removePeer,
+		MethodRaftTransfer:    s.transferLeader,
+		MethodServerLabels:    s.serverLabels,
+		MethodSnapshotInspect: s.snapshotInspect,
+		MethodNodeRegister:    s.nodeRegister,
+		MethodNodeHeartbeat:   s.nodeHeartbeat,
+		MethodNodeDeregister:  s.nodeDeregister,
+		MethodNodeList:        s.nodeList,
+		MethodNodeGet:         s.nodeGet,
+		MethodTaskStart:       s.taskStart,
+		MethodTaskComplete:    s.taskComplete,
+		MethodTaskFail:        s.taskFail,
+	}
+	return s
+}
+
+// Pool is the server's connection pool to other servers.
+func (s *Server) Pool() *Pool { return s.pool }
+
+// Shutdown closes every served connection and the pool.
+func (s *Server) Shutdown() {
+	s.mu.Lock()
+	s.done = true
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.pool.Close()
+}
+
+func (s *Server) track(c net.Conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.done {
+			return false
+		}
+		s.conns[c] = struct{}{}
+	} else {
+		delete(s.conns, c)
+	}
+	return true
+}
+
+// ServeConn serves RPC frames on c (the connection-type byte already
+// consumed) until the peer hangs up. Calls run concurrently; responses are
+// written as they finish, in any order.
+func (s *Server) ServeConn(c net.Conn) {
+	if !s.track(c, true) {
+		c.Close()
+		return
+	}
+	defer s.track(c, false)
+	defer c.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	br := bufio.NewReader(c)
+	bw := bufio.NewWriter(c)
+	var wmu sync.Mutex
+	sem := make(chan struct{}, maxInflightPerConn)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		req := new(Request)
+		if err := readFrame(br, req); err != nil {
+			if !isClosed(err) {
+				s.log.Debug("rpc connection dropped", "remote", c.RemoteAddr().String(), "err", err)
+			}
+			return
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			resp := s.handle(ctx, req)
+			wmu.Lock()
+			defer wmu.Unlock()
+			err := writeFrame(bw, handle, resp)
+			if err != nil {
+				// The result could not be encoded: answer with the error.
+				err = writeFrame(bw, handle, &Response{Seq: req.Seq, Error: Errorf(CodeInternal, "encode reply: %v", err)})
+			}
+			if err == nil {
+				err = bw.Flush()
+			}
+			if err != nil {
+				c.Close()
+			}
+		}()
+	}
+}
+
+func isClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, context.Canceled) ||
+		err.Error() == "EOF" || errors.Is(err, errors.New("EOF"))
+}
+
+// handle runs one request and always returns a response.
+func (s *Server) handle(parent context.Context, req *Request) (resp *Response) {
+	resp = &Response{Seq: req.Seq}
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("rpc handler panicked", "method", req.Method, "panic", fmt.Sprint(r))
+			resp.Result = nil
+			resp.Error = Errorf(CodeInternal, "%s failed inside the server; see its log", req.Method)
+		}
+	}()
+	h, ok := s.methods[req.Method]
+	if !ok {
+		resp.Error = Errorf(CodeInvalidArgument, "unknown method %q; see docs/rpc.md for the method list", req.Method)
+		return resp
+	}
+	timeout := DefaultTimeout
+	if req.TimeoutMS > 0 {
+		timeout = time.Duration(req.TimeoutMS) * time.Millisecond
+	}
+	if req.TimeoutMS < 0 {
+		resp.Error = Errorf(CodeInvalidArgument, "timeout_ms must not be negative, got %d", req.TimeoutMS)
+		return resp
+	}
+	timeout = min(timeout, MaxTimeout)
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	result, err := h(ctx, req)
+	if err != nil {
+		resp.Error = toError(err)
+		return resp
+	}
+	resp.Result = result
+	return resp
+}
+
+// args decodes a request's arguments into v; a nil or empty args field
+// leaves v zero.
+func args(req *Request, v any) error {
+	if len(req.Args) == 0 {
+		return nil
+	}
+	if err := decode(req.Args, v); err != nil {
+		return Errorf(CodeInvalidArgument, "%s: malformed arguments: %v", req.Method, err)
+	}
+	return nil
+}
+
+// leader returns the current leader's address and id as this server knows them.
+func (s *Server) leader() (string, string) {
+	addr, id := s.raft.LeaderWithID()
+	return string(addr), string(id)
+}
+
+func (s *Server) isLeader() bool { return s.raft.State() == raft.Leader }
+
+// waitLeader waits until some leader is known, up to LeaderWait or ctx.
+func (s *Server) waitLeader(ctx context.Context) (addr, id string, err error) {
+	deadline := time.Now().Add(LeaderWait)
+	for {
+		addr, id = s.leader()
+		if addr != "" {
+			return addr, id, nil
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return "", "", noLeader(s.b.Self().ID)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return "", "", noLeader(s.b.Self().ID)
+}
+
+func noLeader(self string) error {
+	return Errorf(CodeUnavailable, "server %s knows no leader: the cluster is electing one or this server is cut off from the majority; retry or try another server", self)
+}
+
+// forward sends req to the leader when this server is not the leader. It
+// returns done=true when the call was handled (forwarded or refused) and
+// the caller must return err; done=false means this server is the leader
+// and should serve the call itself.
+func (s *Server) forward(ctx context.Context, req *Request, reply any) (done bool, err error) {
+	if s.isLeader() {
+		return false, nil
+	}
+	if req.Forwarded {
+		addr, id := s.leader()
+		return true, &Error{Code: CodeNotLeader, LeaderAddr: addr, LeaderID: id,
+			Message: fmt.Sprintf("server %s is not the leader (leader: %s)", s.b.Self().ID, orNone(id))}
+	}
+	addr, _, err := s.waitLeader(ctx)
+	if err != nil {
+		return true, err
+	}
+	if addr == s.b.Self().Address {
+		// Raft still names us leader but we are not; let the caller retry.
+		return true, noLeader(s.b.Self().ID)
+	}
+	conn, err := s.pool.Get(ctx, addr)
+	if err != nil {
+		return true, err
+	}
+	fwd := *req
+	fwd.Forwarded = true
+	return true, conn.callRaw(ctx, &fwd, reply)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none known"
+	}
+	return s
+}
+
+// apply proposes one entry on the leader and returns the FSM's result.
+func (s *Server) apply(ctx context.Context, body any) (*fsm.ApplyResult, error) {
+	data, err := fsm.EncodeEntry(body)
+	if err != nil {
+		return nil, Errorf(CodeInvalidArgument, "%v", err)
+	}
+	timeout := s.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	f := s.raft.Apply(data, timeout)
+	errCh := make(chan error, 1)
+	go func() { errCh <- f.Error() }()
+	select {
+	case err := <-errCh:
+		if err != nil {
+			return nil, err
+		}
+	case <-ctx.Done():
+		return nil, Errorf(CodeDeadlineExceeded, "the write was proposed but not committed before the deadline; it may still commit — read it back before retrying")
+	}
+	res, ok := f.Response().(*fsm.ApplyResult)
+	if !ok {
+		return nil, Errorf(CodeInternal, "unexpected apply result %T", f.Response())
+	}
+	if res.Err != nil {
+		return res, res.Err
+	}
+	return res, nil
+}
+
+// readBarrier makes a linearizable read safe on the leader: leadership is
+// confirmed with a quorum after the read started, and the local state
+// machine has applied everything committed when it started.
+func (s *Server) readBarrier(ctx context.Context) error {
+	for !s.b.LeaderReady() {
+		if !s.isLeader() {
+			return noLeader(s.b.Self().ID)
+		}
+		select {
+		case <-ctx.Done():
+			return Errorf(CodeUnavailable, "the new leader has not caught up yet; retry")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	readIndex := s.raft.CommitIndex()
+	if err := s.verifyLeader(ctx); err != nil {
+		return err
+	}
+	for s.raft.AppliedIndex() < readIndex {
+		select {
+		case <-ctx.Done():
+			return Errorf(CodeDeadlineExceeded, "the leader did not apply index %d before the deadline", readIndex)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func (s *Server) verifyLeader(ctx context.Context) error {
+	f := s.raft.VerifyLeader()
+	errCh := make(chan error, 1)
+	go func() { errCh <- f.Error() }()
+	select {
+	case err := <-errCh:
+		if err != nil {
+			return Errorf(CodeUnavailable, "server %s could not confirm its leadership with a quorum (%v); retry", s.b.Self().ID, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return Errorf(CodeUnavailable, "server %s could not confirm its leadership with a quorum before the deadline; the cluster may have lost its majority", s.b.Self().ID)
+	}
+}
+
+// blockingRead runs a read with the QueryOptions semantics: forward to the
+// leader unless stale, wait for the table index to pass MinIndex, confirm
+// leadership before answering. run fills the reply and returns the index.
+func (s *Server) blockingRead(ctx context.Context, req *Request, opts QueryOptions, reply any,
+	meta *QueryMeta, run func() uint64) error {
+	if !opts.Stale {
+		if done, err := s.forward(ctx, req, reply); done {
+			return err
+		}
+	}
+	if opts.MaxWaitMS < 0 {
+		return Errorf(CodeInvalidArgument, "max_wait_ms must not be negative, got %d", opts.MaxWaitMS)
+	}
+	wait := DefaultMaxWait
+	if opts.MaxWaitMS > 0 {
+		wait = min(time.Duration(opts.MaxWaitMS)*time.Millisecond, MaxMaxWait)
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		watch := s.fsm.WatchCh()
+		if !opts.Stale {
+			if err := s.readBarrier(ctx); err != nil {
+				return err
+			}
+		}
+		idx := run()
+		if opts.MinIndex == 0 || idx > opts.MinIndex {
+			s.fillMeta(meta, idx)
+			return nil
+		}
+		select {
+		case <-watch:
+		case <-timer.C:
+			s.fillMeta(meta, idx)
+			return nil
+		case <-ctx.Done():
+			// The caller's deadline is shorter than max_wait: answer with
+			// what we have rather than an error, like a timed-out wait.
+			s.fillMeta(meta, idx)
+			return nil
+		}
+	}
+}
+
+func (s *Server) fillMeta(m *QueryMeta, idx uint64) {
+	m.Index = idx
+	addr, _ := s.leader()
+	m.KnownLeader = addr != ""
+	if !s.isLeader() {
+		if lc := s.raft.LastContact(); !lc.IsZero() {
+			m.LastContactMS = time.Since(lc).Milliseconds()
+		}
+	}
+}

@@ -1,0 +1,309 @@
+package rpc
+
+import "github.com/rctl-dev/rctl/fsm"
+
+// Method names. docs/rpc.md documents each one.
+const (
+	MethodStatus          = "Status.Get"
+	MethodMembers         = "Status.Members"
+	MethodTaskAdd         = "Task.Add"
+	MethodTaskGet         = "Task.Get"
+	MethodTaskList        = "Task.List"
+	MethodTaskCancel      = "Task.Cancel"
+	MethodRaftPeers       = "Operator.RaftPeers"
+	MethodRaftJoin        = "Operator.Join"
+	MethodRaftRemovePeer  = "Operator.RemovePeer"
+	MethodRaftTransfer    = "Operator.TransferLeader"
+	MethodServerLabels    = "Operator.ServerLabels"
+	MethodSnapshotInspect = "Operator.SnapshotInspect"
+	MethodNodeRegister    = "Node.Register"
+	MethodNodeHeartbeat   = "Node.Heartbeat"
+	MethodNodeDeregister  = "Node.Deregister"
+	MethodNodeList        = "Node.List"
+	MethodNodeGet         = "Node.Get"
+	MethodTaskStart       = "Task.Start"
+	MethodTaskComplete    = "Task.Complete"
+	MethodTaskFail        = "Task.Fail"
+)
+
+// QueryOptions are the read options every read method accepts.
+type QueryOptions struct {
+	// Stale lets any server answer from its local state without asking the
+	// leader; the reply may lag the cluster by up to the replication lag.
+	Stale bool `codec:"stale" json:"stale,omitempty"`
+	// MinIndex makes the call a blocking query: the server waits until the
+	// queried table's index is greater than MinIndex (or MaxWaitMS passes)
+	// before answering.
+	MinIndex uint64 `codec:"min_index" json:"min_index,omitempty"`
+	// MaxWaitMS bounds a blocking query's wait; 0 means 5 minutes, and at
+	// most 10 minutes is honoured.
+	MaxWaitMS int64 `codec:"max_wait_ms" json:"max_wait_ms,omitempty"`
+}
+
+// QueryMeta is returned by every read.
+type QueryMeta struct {
+	// Index is the index of the queried table at the time of the read; pass
+	// it back as MinIndex to wait for the next change.
+	Index uint64 `codec:"index" json:"index"`
+	// KnownLeader is false when the answering server knew no leader (only
+	// possible for stale reads).
+	KnownLeader bool `codec:"known_leader" json:"known_leader"`
+	// LastContactMS is how long ago the answering server heard from the
+	// leader (0 on the leader itself).
+	LastContactMS int64 `codec:"last_contact_ms" json:"last_contact_ms"`
+}
+
+// TaskAddArgs are the arguments of Task.Add.
+type TaskAddArgs struct {
+	// ID is optional; the server generates one when empty. Clients that
+	// retry should set it: re-adding an identical task is a no-op.
+	ID          string            `codec:"id"`
+	Type        string            `codec:"type"`
+	Payload     map[string]string `codec:"payload"`
+	Cloud       string            `codec:"cloud"`
+	MaxAttempts int               `codec:"max_attempts"`
+}
+
+// TaskReply carries one task.
+type TaskReply struct {
+	Task  *fsm.Task `codec:"task" json:"task"`
+	Index uint64    `codec:"index" json:"index"`
+}
+
+// TaskGetArgs are the arguments of Task.Get.
+type TaskGetArgs struct {
+	ID string `codec:"id"`
+	QueryOptions
+}
+
+// TaskGetReply is the reply of Task.Get.
+type TaskGetReply struct {
+	Task *fsm.Task `codec:"task" json:"task"`
+	QueryMeta
+}
+
+// TaskListArgs are the arguments of Task.List.
+type TaskListArgs struct {
+	// Status filters by status; empty lists every task.
+	Status string `codec:"status"`
+	QueryOptions
+}
+
+// TaskListReply is the reply of Task.List.
+type TaskListReply struct {
+	Tasks  []*fsm.Task    `codec:"tasks" json:"tasks"`
+	Counts map[string]int `codec:"counts" json:"counts"`
+	QueryMeta
+}
+
+// TaskCancelArgs are the arguments of Task.Cancel.
+type TaskCancelArgs struct {
+	ID     string `codec:"id"`
+	Reason string `codec:"reason"`
+}
+
+// StatusArgs are the arguments of Status.Get. Status always describes the
+// server that answers; MinIndex blocks until its applied index passes it.
+type StatusArgs struct {
+	MinIndex  uint64 `codec:"min_index"`
+	MaxWaitMS int64  `codec:"max_wait_ms"`
+}
+
+// StatusReply describes one server as it sees itself.
+type StatusReply struct {
+	ID            string `codec:"id" json:"id"`
+	Address       string `codec:"address" json:"address"`
+	Cloud         string `codec:"cloud" json:"cloud,omitempty"`
+	Region        string `codec:"region" json:"region,omitempty"`
+	State         string `codec:"state" json:"state"`
+	LeaderID      string `codec:"leader_id" json:"leader_id"`
+	LeaderAddr    string `codec:"leader_addr" json:"leader_addr"`
+	Term          uint64 `codec:"term" json:"term"`
+	CommitIndex   uint64 `codec:"commit_index" json:"commit_index"`
+	AppliedIndex  uint64 `codec:"applied_index" json:"applied_index"`
+	LastIndex     uint64 `codec:"last_index" json:"last_index"`
+	LastContactMS int64  `codec:"last_contact_ms" json:"last_contact_ms"`
+	// LastLeaderChangeMS is the unix time in ms at which this server last
+	// saw the leader change (0: never since it started).
+	LastLeaderChangeMS int64  `codec:"last_leader_change_ms" json:"last_leader_change_ms"`
+	NumPeers           int    `codec:"num_peers" json:"num_peers"`
+	Version            string `codec:"version" json:"version"`
+}
+
+// MembersArgs are the arguments of Status.Members.
+type MembersArgs struct {
+	// Stale answers from the contacted server without forwarding to the
+	// leader; replication figures are then omitted.
+	Stale bool `codec:"stale"`
+}
+
+// Member is one Raft server as listed by Status.Members.
+type Member struct {
+	ID       string `codec:"id" json:"id"`
+	Address  string `codec:"address" json:"address"`
+	Cloud    string `codec:"cloud" json:"cloud"`
+	Region   string `codec:"region" json:"region"`
+	Suffrage string `codec:"suffrage" json:"suffrage"`
+	// State is the server's own raft state (leader, follower, candidate),
+	// or "unreachable" when it did not answer the leader's probe.
+	State  string `codec:"state" json:"state"`
+	Leader bool   `codec:"leader" json:"leader"`
+	// LastContactMS is how long ago the server heard from the leader, as it
+	// reports it (-1 unknown).
+	LastContactMS int64 `codec:"last_contact_ms" json:"last_contact_ms"`
+	// Lag is the number of log entries the server's log trails the
+	// leader's (-1 unknown).
+	Lag  int64  `codec:"lag" json:"lag"`
+	Term uint64 `codec:"term" json:"term"`
+}
+
+// MembersReply is the reply of Status.Members.
+type MembersReply struct {
+	Members []Member `codec:"members" json:"members"`
+	// Warnings are sentences about the cluster's shape, e.g. a voter
+	// geometry that cannot survive the loss of one cloud.
+	Warnings []string `codec:"warnings" json:"warnings"`
+	// From is the id of the server that produced the list.
+	From string `codec:"from" json:"from"`
+}
+
+// RaftPeer is one entry of the Raft configuration.
+type RaftPeer struct {
+	ID       string `codec:"id" json:"id"`
+	Address  string `codec:"address" json:"address"`
+	Suffrage string `codec:"suffrage" json:"suffrage"`
+	Leader   bool   `codec:"leader" json:"leader"`
+}
+
+// RaftPeersReply is the reply of Operator.RaftPeers.
+type RaftPeersReply struct {
+	Peers []RaftPeer `codec:"peers" json:"peers"`
+	Index uint64     `codec:"index" json:"index"`
+}
+
+// JoinArgs asks the leader to add a server to the Raft configuration.
+type JoinArgs struct {
+	ID      string `codec:"id"`
+	Address string `codec:"address"`
+	Voter   bool   `codec:"voter"`
+	Cloud   string `codec:"cloud"`
+	Region  string `codec:"region"`
+}
+
+// RemovePeerArgs asks the leader to remove a server.
+type RemovePeerArgs struct {
+	ID string `codec:"id"`
+}
+
+// TransferArgs asks the leader to hand leadership over. ID empty: the
+// library picks the most up-to-date voter.
+type TransferArgs struct {
+	ID string `codec:"id"`
+}
+
+// TransferReply names the new leader.
+type TransferReply struct {
+	LeaderID   string `codec:"leader_id" json:"leader_id"`
+	LeaderAddr string `codec:"leader_addr" json:"leader_addr"`
+}
+
+// ServerLabelsArgs records a server's labels in the manifest.
+type ServerLabelsArgs struct {
+	Server fsm.Server `codec:"server"`
+}
+
+// Empty is the reply of methods that return nothing but success.
+type Empty struct {
+	Index uint64 `codec:"index" json:"index"`
+}
+
+// ServerAddr is one entry of the server list handed to agents.
+type ServerAddr struct {
+	ID      string `codec:"id" json:"id"`
+	Address string `codec:"address" json:"address"`
+}
+
+// NodeRegisterArgs are the arguments of Node.Register.
+type NodeRegisterArgs struct {
+	ID       string            `codec:"id"`
+	Address  string            `codec:"address"`
+	Cloud    string            `codec:"cloud"`
+	Region   string            `codec:"region"`
+	Capacity int               `codec:"capacity"`
+	Meta     map[string]string `codec:"meta"`
+}
+
+// NodeRegisterReply is the reply of Node.Register.
+type NodeRegisterReply struct {
+	Node                *fsm.Node    `codec:"node" json:"node"`
+	Index               uint64       `codec:"index" json:"index"`
+	HeartbeatIntervalMS int64        `codec:"heartbeat_interval_ms" json:"heartbeat_interval_ms"`
+	TTLMS               int64        `codec:"ttl_ms" json:"ttl_ms"`
+	LeaderID            string       `codec:"leader_id" json:"leader_id"`
+	LeaderAddr          string       `codec:"leader_addr" json:"leader_addr"`
+	Servers             []ServerAddr `codec:"servers" json:"servers"`
+}
+
+// HeartbeatArgs are the arguments of Node.Heartbeat.
+type HeartbeatArgs struct {
+	NodeID   string   `codec:"node_id"`
+	Draining bool     `codec:"draining"`
+	Running  []string `codec:"running"`
+}
+
+// HeartbeatReply is the reply of Node.Heartbeat.
+type HeartbeatReply struct {
+	Status              string       `codec:"status" json:"status"`
+	HeartbeatIntervalMS int64        `codec:"heartbeat_interval_ms" json:"heartbeat_interval_ms"`
+	TTLMS               int64        `codec:"ttl_ms" json:"ttl_ms"`
+	Tasks               []*fsm.Task  `codec:"tasks" json:"tasks"`
+	LeaderID            string       `codec:"leader_id" json:"leader_id"`
+	LeaderAddr          string       `codec:"leader_addr" json:"leader_addr"`
+	Servers             []ServerAddr `codec:"servers" json:"servers"`
+	Index               uint64       `codec:"index" json:"index"`
+}
+
+// NodeIDArgs name one node.
+type NodeIDArgs struct {
+	NodeID string `codec:"node_id"`
+}
+
+// NodeInfo is a node plus what the leader knows of its liveness.
+type NodeInfo struct {
+	fsm.Node
+	// HeartbeatAgeMS is how long ago the node heartbeated to the leader
+	// (-1: unknown on this server).
+	HeartbeatAgeMS int64 `codec:"heartbeat_age_ms" json:"heartbeat_age_ms"`
+	ActiveTasks    int   `codec:"active_tasks" json:"active_tasks"`
+}
+
+// NodeListArgs are the arguments of Node.List.
+type NodeListArgs struct {
+	QueryOptions
+}
+
+// NodeListReply is the reply of Node.List.
+type NodeListReply struct {
+	Nodes []NodeInfo `codec:"nodes" json:"nodes"`
+	QueryMeta
+}
+
+// NodeGetArgs are the arguments of Node.Get.
+type NodeGetArgs struct {
+	ID string `codec:"id"`
+	QueryOptions
+}
+
+// NodeGetReply is the reply of Node.Get.
+type NodeGetReply struct {
+	Node  *NodeInfo   `codec:"node" json:"node"`
+	Tasks []*fsm.Task `codec:"tasks" json:"tasks"`
+	QueryMeta
+}
+
+// TaskReportArgs are the arguments of Task.Start, Task.Complete and Task.Fail.
+type TaskReportArgs struct {
+	TaskID string     `codec:"task_id"`
+	NodeID string     `codec:"node_id"`
+	Result fsm.Result `codec:"result"`
+}

@@ -1,0 +1,121 @@
+package rpc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+
+	"github.com/rctl-dev/rctl/fsm"
+)
+
+// NewTaskID returns a fresh random task id ("t-" and 16 hex digits).
+func NewTaskID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "t-" + hex.EncodeToString(b[:])
+}
+
+func (s *Server) taskAdd(ctx context.Context, req *Request) (any, error) {
+	var a TaskAddArgs
+	if err := args(req, &a); err != nil {
+		return nil, err
+	}
+	if a.Type == "" {
+		return nil, Errorf(CodeInvalidArgument, "task type is required (e.g. shell, sleep)")
+	}
+	if a.ID == "" {
+		// Decided once, by the first server that sees the call, so a
+		// forwarded call keeps its id.
+		a.ID = NewTaskID()
+		raw, err := encode(&a)
+		if err != nil {
+			return nil, err
+		}
+		req.Args = raw
+	}
+	var reply TaskReply
+	if done, err := s.forward(ctx, req, &reply); done {
+		return &reply, err
+	}
+	res, err := s.apply(ctx, &fsm.AddTaskEntry{
+		ID: a.ID, Type: a.Type, Payload: a.Payload, Cloud: a.Cloud,
+		MaxAttempts: a.MaxAttempts, Time: time.Now().UnixNano(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &TaskReply{Task: res.Task, Index: res.Index}, nil
+}
+
+func (s *Server) taskCancel(ctx context.Context, req *Request) (any, error) {
+	var a TaskCancelArgs
+	if err := args(req, &a); err != nil {
+		return nil, err
+	}
+	if a.ID == "" {
+		return nil, Errorf(CodeInvalidArgument, "task id is required")
+	}
+	var reply TaskReply
+	if done, err := s.forward(ctx, req, &reply); done {
+		return &reply, err
+	}
+	res, err := s.apply(ctx, &fsm.CancelTaskEntry{TaskID: a.ID, Reason: a.Reason, Time: time.Now().UnixNano()})
+	if err != nil {
+		return nil, err
+	}
+	return &TaskReply{Task: res.Task, Index: res.Index}, nil
+}
+
+func (s *Server) taskGet(ctx context.Context, req *Request) (any, error) {
+	var a TaskGetArgs
+	if err := args(req, &a); err != nil {
+		return nil, err
+	}
+	if a.ID == "" {
+		return nil, Errorf(CodeInvalidArgument, "task id is required")
+	}
+	var reply TaskGetReply
+	err := s.blockingRead(ctx, req, a.QueryOptions, &reply, &reply.QueryMeta, func() uint64 {
+		reply.Task = s.fsm.Task(a.ID)
+		if reply.Task == nil {
+			return s.fsm.Indexes().Tasks
+		}
+		return reply.Task.ModifyIndex
+	})
+	if err != nil {
+		return nil, err
+	}
+	if reply.Task == nil {
+		return nil, Errorf(CodeNotFound, "task %q not found", a.ID)
+	}
+	return &reply, nil
+}
+
+func (s *Server) taskList(ctx context.Context, req *Request) (any, error) {
+	var a TaskListArgs
+	if err := args(req, &a); err != nil {
+		return nil, err
+	}
+	st := fsm.TaskStatus(a.Status)
+	if st != "" && !st.Valid() {
+		return nil, Errorf(CodeInvalidArgument, "unknown task status %q; use one of pending, assigned, running, complete, failed, cancelled", a.Status)
+	}
+	var reply TaskListReply
+	err := s.blockingRead(ctx, req, a.QueryOptions, &reply, &reply.QueryMeta, func() uint64 {
+		idx := s.fsm.Indexes().Tasks
+		reply.Tasks = s.fsm.Tasks(st)
+		reply.Counts = map[string]int{}
+		for k, v := range s.fsm.TaskCounts() {
+			reply.Counts[string(k)] = v
+		}
+		return idx
+	})
+	if err != nil {
+		return nil, err
+	}
+	if reply.Tasks == nil {
+		reply.Tasks = []*fsm.Task{}
+	}
+	return &reply, nil
+}
