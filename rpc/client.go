@@ -324,8 +324,8 @@ func (c *Client) CallAddr(ctx context.Context, method string, args, reply any) (
 				names = append(names, a)
 			}
 		}
-		return "", &Error{Code: CodeOf(lastErr), Message: fmt.Sprintf("no server answered %s at %s (tried %d servers; last error: %s); check --addr or the cluster's health",
-			method, strings.Join(names, ", "), len(names), lastErr.Error())}
+		return "", &Error{Code: CodeOf(lastErr), Message: fmt.Sprintf("no server answered %s at %s (tried %s; last error: %s); check --addr or the cluster's health",
+			method, strings.Join(names, ", "), plural(len(names), "server"), lastErr.Error())}
 	}
 	return "", lastErr
 }
@@ -336,4 +336,11 @@ func unwrapNetErr(err error) error {
 		return op.Err
 	}
 	return err
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -1,0 +1,247 @@
+// Package bench measures rctl with real server processes on loopback and
+// prints the figures. Run with `make bench` (or go test -bench=. ./bench/).
+// Results are recorded in bench/RESULTS.md.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rctl-dev/rctl/internal/testutil"
+	"github.com/rctl-dev/rctl/rpc"
+)
+
+var rctlBin string
+
+func TestMain(m *testing.M) {
+	rctlBin = os.Getenv("RCTL_BIN")
+	if rctlBin == "" {
+		dir, err := os.MkdirTemp("", "rctl-bench-")
+		if err != nil {
+			panic(err)
+		}
+		defer os.RemoveAll(dir)
+		rctlBin = filepath.Join(dir, "rctl")
+		if out, err := exec.Command("go", "build", "-o", rctlBin, "..").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build rctl: %v\n%s", err, out)
+			os.Exit(1)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+type server struct {
+	id, addr, dir string
+	args          []string
+	cmd           *exec.Cmd
+	done          chan struct{}
+}
+
+type cluster struct {
+	b       testing.TB
+	servers []*server
+}
+
+func startCluster(b testing.TB, n int, timing string) *cluster {
+	addrs := testutil.FreeAddrs(b, n)
+	var peers []string
+	for i, a := range addrs {
+		peers = append(peers, fmt.Sprintf("s%d=%s", i+1, a))
+	}
+	c := &cluster{b: b}
+	for i, a := range addrs {
+		s := &server{id: fmt.Sprintf("s%d", i+1), addr: a, dir: b.TempDir()}
+		s.args = []string{"serve", "--node-id", s.id, "--data-dir", s.dir, "--bind", a,
+			"--peers", strings.Join(peers, ","), "--timing", timing, "--log-level", "warn"}
+		c.servers = append(c.servers, s)
+		c.start(s)
+	}
+	b.Cleanup(c.stopAll)
+	return c
+}
+
+func (c *cluster) start(s *server) {
+	s.cmd = exec.Command(rctlBin, s.args...)
+	if err := s.cmd.Start(); err != nil {
+		c.b.Fatal(err)
+	}
+	s.done = make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(s.done) }()
+}
+
+func (c *cluster) kill(s *server) {
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+}
+
+func (c *cluster) stopAll() {
+	for _, s := range c.servers {
+		select {
+		case <-s.done:
+		default:
+			c.kill(s)
+		}
+	}
+}
+
+func (c *cluster) addrs(except *server) []string {
+	var out []string
+	for _, s := range c.servers {
+		if s != except {
+			out = append(out, s.addr)
+		}
+	}
+	return out
+}
+
+// leader polls until some server names a leader and returns it.
+func (c *cluster) leader(cl *rpc.Client, within time.Duration) *server {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		var st rpc.StatusReply
+		err := cl.Call(ctx, rpc.MethodStatus, &rpc.StatusArgs{}, &st)
+		cancel()
+		if err == nil && st.LeaderID != "" {
+			for _, s := range c.servers {
+				if s.id == st.LeaderID {
+					return s
+				}
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.b.Fatalf("no leader within %s", within)
+	return nil
+}
+
+func add(ctx context.Context, cl *rpc.Client, id string) error {
+	return cl.Call(ctx, rpc.MethodTaskAdd, &rpc.TaskAddArgs{ID: id, Type: "sleep"}, nil)
+}
+
+func pct(ds []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(float64(len(s)-1) * p)
+	return s[i]
+}
+
+func summary(ds []time.Duration) string {
+	return fmt.Sprintf("n=%d p50=%s p99=%s max=%s", len(ds), pct(ds, 0.5).Round(time.Millisecond),
+		pct(ds, 0.99).Round(time.Millisecond), pct(ds, 1).Round(time.Millisecond))
+}
+
+// BenchmarkColdStart: processes started → leader elected → first write
+// committed, 5 fresh clusters of 3 and of 5 servers.
+func BenchmarkColdStart(b *testing.B) {
+	for _, n := range []int{3, 5} {
+		b.Run(fmt.Sprintf("servers=%d", n), func(b *testing.B) {
+			var toLeader, toWrite []time.Duration
+			for round := 0; round < 5; round++ {
+				start := time.Now()
+				c := startCluster(b, n, "lan")
+				cl := rpc.NewClient(c.addrs(nil))
+				c.leader(cl, 10*time.Second)
+				toLeader = append(toLeader, time.Since(start))
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				if err := add(ctx, cl, "first"); err != nil {
+					b.Fatal(err)
+				}
+				cancel()
+				toWrite = append(toWrite, time.Since(start))
+				cl.Close()
+				c.stopAll()
+			}
+			fmt.Printf("cold start, %d servers, lan: leader %s | first write %s\n", n, summary(toLeader), summary(toWrite))
+			b.ReportMetric(float64(pct(toLeader, 0.5).Milliseconds()), "ms-to-leader-p50")
+		})
+	}
+}
+
+// BenchmarkFailover: kill -9 the leader of 3 servers, time until a write
+// commits through the survivors; 12 rounds, the victim restarted between.
+func BenchmarkFailover(b *testing.B) {
+	c := startCluster(b, 3, "lan")
+	all := rpc.NewClient(c.addrs(nil))
+	defer all.Close()
+	var took []time.Duration
+	for round := 0; round < 12; round++ {
+		l := c.leader(all, 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := add(ctx, all, fmt.Sprintf("warm-%d", round)); err != nil {
+			b.Fatal(err)
+		}
+		cancel()
+		rest := rpc.NewClient(c.addrs(l))
+		// Keep the connections to the survivors warm, as a real client would.
+		_ = rest.Call(context.Background(), rpc.MethodStatus, &rpc.StatusArgs{}, nil)
+		start := time.Now()
+		c.kill(l)
+		ctx, cancel = context.WithTimeout(context.Background(), 15*time.Second)
+		err := add(ctx, rest, fmt.Sprintf("after-%d", round))
+		cancel()
+		if err != nil {
+			b.Fatalf("round %d: %v", round, err)
+		}
+		took = append(took, time.Since(start))
+		rest.Close()
+		c.start(l)
+		time.Sleep(2 * time.Second) // let the restarted server catch up
+	}
+	fmt.Printf("failover, 3 servers, lan, kill -9 leader → next committed write: %s\n", summary(took))
+	b.ReportMetric(float64(pct(took, 0.5).Milliseconds()), "ms-failover-p50")
+}
+
+// BenchmarkTaskAdd: committed Task.Add throughput and latency with 1 and
+// 32 concurrent clients (one connection each), 5 s per setting.
+func BenchmarkTaskAdd(b *testing.B) {
+	c := startCluster(b, 3, "lan")
+	probe := rpc.NewClient(c.addrs(nil))
+	defer probe.Close()
+	l := c.leader(probe, 10*time.Second)
+	for _, clients := range []int{1, 32} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			const dur = 5 * time.Second
+			var mu sync.Mutex
+			var lats []time.Duration
+			var wg sync.WaitGroup
+			stop := time.Now().Add(dur)
+			for w := 0; w < clients; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cl := rpc.NewClient([]string{l.addr})
+					defer cl.Close()
+					var mine []time.Duration
+					for i := 0; time.Now().Before(stop); i++ {
+						t0 := time.Now()
+						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						err := add(ctx, cl, fmt.Sprintf("c%d-w%d-%d", clients, w, i))
+						cancel()
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						mine = append(mine, time.Since(t0))
+					}
+					mu.Lock()
+					lats = append(lats, mine...)
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			rate := float64(len(lats)) / dur.Seconds()
+			fmt.Printf("task add, 3 servers, lan, %2d clients: %.0f writes/s, latency %s\n", clients, rate, summary(lats))
+			b.ReportMetric(rate, "writes/s")
+		})
+	}
+}
