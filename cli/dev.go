@@ -19,6 +19,8 @@ import (
 
 type devFlags struct {
 	servers  int
+	agents   int
+	agentCmd string
 	dataDir  string
 	basePort int
 	host     string
@@ -45,6 +47,8 @@ the dev cluster to bring them back.`,
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&f.servers, "servers", 3, "number of servers (1-9)")
+	fl.IntVar(&f.agents, "agents", 0, "number of Python node agents to start against the cluster (0-50)")
+	fl.StringVar(&f.agentCmd, "agent-cmd", "", "the node agent executable (default: rctl-agent on PATH, else agent/.venv/bin/rctl-agent next to this binary's checkout)")
 	fl.StringVar(&f.dataDir, "data-dir", "", "keep the cluster's state here (default: a temporary directory removed on exit)")
 	fl.IntVar(&f.basePort, "base-port", 50051, "port of the first server; the others follow")
 	fl.StringVar(&f.host, "host", "127.0.0.1", "loopback address to bind")
@@ -58,6 +62,16 @@ func runDev(g *globals, f *devFlags) error {
 	}
 	if f.basePort < 1 || f.basePort+f.servers-1 > 65535 {
 		return usagef("--base-port %d leaves no room for %d servers", f.basePort, f.servers)
+	}
+	if f.agents < 0 || f.agents > 50 {
+		return usagef("--agents must be 0-50, got %d", f.agents)
+	}
+	agentCmd := ""
+	if f.agents > 0 {
+		var err error
+		if agentCmd, err = findAgent(f.agentCmd); err != nil {
+			return err
+		}
 	}
 	if f.timing != "lan" && f.timing != "wan" {
 		return usagef("--timing %q is invalid; use lan or wan", f.timing)
@@ -95,47 +109,16 @@ func runDev(g *globals, f *devFlags) error {
 		addrs[i] = net.JoinHostPort(f.host, fmt.Sprint(f.basePort+i))
 		peers[i] = ids[i] + "=" + addrs[i]
 	}
-	type child struct {
-		id   string
-		cmd  *exec.Cmd
-		done chan error
-	}
 	var children []*child
-	stopAll := func() {
-		for _, c := range children {
-			if c.cmd.ProcessState == nil {
-				_ = c.cmd.Process.Signal(syscall.SIGTERM)
-			}
-		}
-		for _, c := range children {
-			select {
-			case <-c.done:
-			case <-time.After(10 * time.Second):
-				_ = c.cmd.Process.Kill()
-				<-c.done
-			}
-		}
-	}
+	stopAll := func() { stopChildren(children, 10*time.Second) }
 	for i, id := range ids {
-		logPath := filepath.Join(dir, id+".log")
-		logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		c, err := startChild(dir, id, exe, "serve", "--node-id", id, "--data-dir", filepath.Join(dir, id),
+			"--bind", addrs[i], "--peers", strings.Join(peers, ","), "--timing", f.timing,
+			"--cloud", "local", "--region", "dev")
 		if err != nil {
 			stopAll()
 			return err
 		}
-		cmd := exec.Command(exe, "serve", "--node-id", id, "--data-dir", filepath.Join(dir, id),
-			"--bind", addrs[i], "--peers", strings.Join(peers, ","), "--timing", f.timing,
-			"--cloud", "local", "--region", "dev")
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.Env = devEnv()
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			logf.Close()
-			stopAll()
-			return fmt.Errorf("dev: start %s: %w", id, err)
-		}
-		c := &child{id: id, cmd: cmd, done: make(chan error, 1)}
-		go func() { c.done <- cmd.Wait(); logf.Close() }()
 		children = append(children, c)
 	}
 	defer stopAll()
@@ -168,11 +151,29 @@ func runDev(g *globals, f *devFlags) error {
 			return fmt.Errorf("dev: no leader after 30s; see the logs in %s", dir)
 		}
 	}
+	// Agents: started once the cluster has a leader, stopped (drained)
+	// before the servers.
+	var agents []*child
+	stopAgents := func() { stopChildren(agents, 15*time.Second) }
+	defer stopAgents()
+	for i := 0; i < f.agents; i++ {
+		id := fmt.Sprintf("agent-%d", i+1)
+		a, err := startChild(dir, id, agentCmd, "--servers", strings.Join(addrs, ","), "--node-id", id,
+			"--cloud", "local", "--region", "dev", "--capacity", "2", "--state-dir", filepath.Join(dir, id))
+		if err != nil {
+			return err
+		}
+		agents = append(agents, a)
+	}
+
 	w := g.stdout
 	fmt.Fprintf(w, "rctl dev: %d servers up, leader %s elected in %s\n", f.servers, leader, time.Since(start).Round(time.Millisecond))
 	t := newTable(w, "ID", "ADDRESS", "PID", "LOG")
 	for i, c := range children {
 		t.row(c.id, addrs[i], fmt.Sprint(c.cmd.Process.Pid), filepath.Join(dir, ids[i]+".log"))
+	}
+	for _, a := range agents {
+		t.row(a.id, "(agent)", fmt.Sprint(a.cmd.Process.Pid), filepath.Join(dir, a.id+".log"))
 	}
 	_ = t.flush()
 	fmt.Fprintf(w, "\nTry:\n  export RCTL_ADDR=%s\n  rctl members\n  rctl task add --type sleep --payload seconds=1\n  rctl task list\n\nPress Ctrl-C to stop the cluster.\n", strings.Join(addrs, ","))
@@ -190,7 +191,8 @@ func runDev(g *globals, f *devFlags) error {
 	for {
 		select {
 		case s := <-sig:
-			fmt.Fprintf(w, "rctl dev: %s received, stopping %d servers\n", s, len(children))
+			fmt.Fprintf(w, "rctl dev: %s received, stopping %d agents and %d servers\n", s, len(agents), len(children))
+			stopAgents()
 			return nil
 		case msg := <-exited:
 			alive--
@@ -198,6 +200,49 @@ func runDev(g *globals, f *devFlags) error {
 			if alive == 0 {
 				return fmt.Errorf("dev: every server has exited; see the logs in %s", dir)
 			}
+		}
+	}
+}
+
+// child is a process rctl dev started.
+type child struct {
+	id   string
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// startChild starts exe with args in its own process group, logging to
+// dir/<id>.log.
+func startChild(dir, id, exe string, args ...string) (*child, error) {
+	logf, err := os.OpenFile(filepath.Join(dir, id+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = devEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("dev: start %s (%s): %w", id, exe, err)
+	}
+	c := &child{id: id, cmd: cmd, done: make(chan error, 1)}
+	go func() { c.done <- cmd.Wait(); logf.Close() }()
+	return c, nil
+}
+
+// stopChildren sends SIGTERM to every child still running and waits up to
+// grace for each before killing it.
+func stopChildren(cs []*child, grace time.Duration) {
+	for _, c := range cs {
+		_ = c.cmd.Process.Signal(syscall.SIGTERM) // fails harmlessly if it has exited
+	}
+	for _, c := range cs {
+		select {
+		case err := <-c.done:
+			c.done <- err // keep it readable
+		case <-time.After(grace):
+			_ = c.cmd.Process.Kill()
 		}
 	}
 }
@@ -212,4 +257,32 @@ func devEnv() []string {
 		}
 	}
 	return env
+}
+
+// findAgent locates the node agent executable.
+func findAgent(flag string) (string, error) {
+	if flag != "" {
+		p, err := exec.LookPath(flag)
+		if err != nil {
+			return "", usagef("--agent-cmd %q: %v", flag, err)
+		}
+		return p, nil
+	}
+	if p, err := exec.LookPath("rctl-agent"); err == nil {
+		return p, nil
+	}
+	var candidates []string
+	if exe, err := os.Executable(); err == nil {
+		// bin/rctl in a checkout: the venv is at ../agent/.venv.
+		candidates = append(candidates, filepath.Join(filepath.Dir(exe), "..", "agent", ".venv", "bin", "rctl-agent"))
+	}
+	if wd, err := os.Getwd(); err == nil {
+		candidates = append(candidates, filepath.Join(wd, "agent", ".venv", "bin", "rctl-agent"))
+	}
+	for _, c := range candidates {
+		if st, err := os.Stat(c); err == nil && !st.IsDir() {
+			return filepath.Clean(c), nil
+		}
+	}
+	return "", fmt.Errorf("dev: no node agent found (looked for rctl-agent on PATH and agent/.venv/bin/rctl-agent); run `make agent-venv` or pass --agent-cmd")
 }

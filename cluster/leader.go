@@ -59,7 +59,7 @@ func (s *Server) schedule(lv *liveness) {
 		return
 	}
 	eligible := func(n *fsm.Node) bool { return n.Status == fsm.NodeHealthy && !lv.Draining(n.ID) }
-	held := func(id string) int { return len(s.fsm.NodeTasks(id)) }
+	held := s.fsm.HeldCount
 	as := plan(pending, s.fsm.Nodes(), held, eligible, maxAssignPerRound)
 	if len(as) == 0 {
 		return

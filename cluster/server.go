@@ -349,7 +349,7 @@ func (s *Server) NodeHeartbeat(nodeID string, draining bool) (interval, ttl time
 		return 0, 0, false
 	}
 	lv.Heartbeat(nodeID, draining)
-	n := len(s.fsm.Nodes())
+	n := s.fsm.NodeCount()
 	return lv.Interval(n), lv.TTL(n), true
 }
 
@@ -367,7 +367,7 @@ func (s *Server) HeartbeatParams() (interval, ttl time.Duration) {
 	if lv == nil {
 		lv = newLiveness(s.cfg.Liveness, s.clock)
 	}
-	n := len(s.fsm.Nodes())
+	n := s.fsm.NodeCount()
 	return lv.Interval(n), lv.TTL(n)
 }
 

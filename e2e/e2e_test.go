@@ -43,7 +43,7 @@ func TestKillLeaderManifestConverges(t *testing.T) {
 	// The client moves past the dead address by itself.
 	mustRctl(t, "--addr", all, "task", "add", "--type", "sleep", "--id", "after-kill")
 	t.Logf("kill -9 of leader %s → write committed via CLI after %s", old.id, time.Since(killed))
-	nl := c.leader(5*time.Second, rest)
+	nl := c.leader(5*time.Second, rest, old)
 	if nl == old {
 		t.Fatal("killed leader still reported as leader")
 	}

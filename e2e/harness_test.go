@@ -179,8 +179,10 @@ type status struct {
 	Term       uint64 `json:"term"`
 }
 
-// leader waits for a leader and returns its process.
-func (c *cluster) leader(within time.Duration, among string) *proc {
+// leader waits for a leader and returns its process. A leader in not is
+// ignored (a survivor may name the killed leader until its heartbeat
+// timeout passes).
+func (c *cluster) leader(within time.Duration, among string, not ...*proc) *proc {
 	c.t.Helper()
 	var lp *proc
 	eventually(c.t, within, func() error {
@@ -192,6 +194,11 @@ func (c *cluster) leader(within time.Duration, among string) *proc {
 		mustJSON(c.t, out, &st)
 		for _, p := range c.procs {
 			if p.id == st.LeaderID {
+				for _, n := range not {
+					if n == p {
+						return fmt.Errorf("%s still names the old leader %s", st.ID, p.id)
+					}
+				}
 				lp = p
 				return nil
 			}

@@ -171,6 +171,20 @@ func (f *FSM) Nodes() []*Node {
 	return f.st.sortedNodes()
 }
 
+// NodeCount returns the number of registered nodes, without listing them.
+func (f *FSM) NodeCount() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.st.nodes)
+}
+
+// HeldCount returns how many assigned or running tasks the node holds.
+func (f *FSM) HeldCount(nodeID string) int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.st.tasks.heldBy(nodeID))
+}
+
 // Server returns the labels of the server with the given id, or nil.
 func (f *FSM) Server(id string) *Server {
 	f.mu.RLock()

@@ -114,7 +114,7 @@ func (s *Server) nodeDeregister(ctx context.Context, req *Request) (any, error) 
 }
 
 func (s *Server) nodeInfo(n *fsm.Node) NodeInfo {
-	info := NodeInfo{Node: *n, HeartbeatAgeMS: -1, ActiveTasks: len(s.fsm.NodeTasks(n.ID))}
+	info := NodeInfo{Node: *n, HeartbeatAgeMS: -1, ActiveTasks: s.fsm.HeldCount(n.ID)}
 	if age, ok := s.b.NodeHeartbeatAge(n.ID); ok {
 		info.HeartbeatAgeMS = age.Milliseconds()
 	}
