@@ -204,8 +204,10 @@ func BenchmarkAgentScale(b *testing.B) {
 			for _, d := range detect {
 				worst = max(worst, d)
 			}
-			fmt.Printf("agents=%5d: %.0f heartbeats/s, late %d, errors %d, deaths detected %s, worst detection %s (TTL 4s), false unhealthy %d, leader CPU %.0f%%, RSS %.0f MiB\n",
-				n, float64(sent)/elapsed.Seconds(), late, fleet.errs.Load(), detected, worst.Round(time.Millisecond),
+			interval := max(time.Second, time.Duration(float64(n)/10000*float64(time.Second)))
+			ttl := 3*interval + time.Second // the server's defaults (docs/operations.md)
+			fmt.Printf("agents=%5d: interval %s, %.0f heartbeats/s, late %d, errors %d, deaths detected %s, worst detection %s (TTL %s), false unhealthy %d, leader CPU %.0f%%, RSS %.0f MiB\n",
+				n, interval, float64(sent)/elapsed.Seconds(), late, fleet.errs.Load(), detected, worst.Round(time.Millisecond), ttl,
 				falsePos, 100*(cpu1-cpu0)/elapsed.Seconds(), rss)
 			b.ReportMetric(worst.Seconds(), "s-worst-detection")
 		})
