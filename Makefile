@@ -10,14 +10,28 @@ PYTHON  ?= python3
 VENV    := agent/.venv
 BIN     := bin/rctl
 
-.PHONY: all build test test-go lint lint-go agent-venv test-agent lint-agent dev bench fuzz clean
+# Debian packages the tests use: tmux (rctl top in a real terminal) and
+# iptables (the fault harness's partitions and delays). Installed when
+# running as root (as CI does); without them those tests skip.
+DEB_PKGS := tmux iptables
+
+.PHONY: deps all build test test-go lint lint-go agent-venv test-agent lint-agent dev bench fuzz clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) .
 
-test: lint test-go test-agent
+test: deps lint test-go test-agent
+
+deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  fi; \
+	fi
 
 lint: lint-go lint-agent
 
@@ -27,8 +41,8 @@ lint-go:
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test-go: build
-	$(GO) test -race -count=1 -timeout 20m ./...
+test-go: build agent-venv
+	RCTL_AGENT_BIN=$(abspath $(VENV))/bin/rctl-agent $(GO) test -race -count=1 -timeout 30m ./...
 
 # The agent's virtualenv is created on first use and reused afterwards.
 $(VENV)/.installed: agent/pyproject.toml

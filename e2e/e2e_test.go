@@ -258,3 +258,45 @@ func TestDevFiveServers(t *testing.T) {
 		}
 	}
 }
+
+func TestTaskWatchStreamsChanges(t *testing.T) {
+	c := startCluster(t, 3)
+	all := c.addrs()
+	c.leader(10*time.Second, all)
+	mustRctl(t, "--addr", all, "task", "add", "--type", "sleep", "--id", "existing")
+
+	cmd := exec.Command(rctlBin, "--addr", all, "task", "watch", "-o", "json")
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() { _ = cmd.Process.Kill() }()
+
+	eventually(t, 10*time.Second, func() error {
+		if !strings.Contains(out.String(), `"id":"existing"`) {
+			return fmt.Errorf("watch has not printed the existing task: %q", out.String())
+		}
+		return nil
+	})
+	mustRctl(t, "--addr", all, "task", "add", "--type", "sleep", "--id", "new-one")
+	mustRctl(t, "--addr", all, "task", "cancel", "new-one")
+	eventually(t, 10*time.Second, func() error {
+		s := out.String()
+		if !strings.Contains(s, `"id":"new-one"`) || !strings.Contains(s, `"status":"cancelled"`) {
+			return fmt.Errorf("watch output lacks the new task's changes: %q", s)
+		}
+		return nil
+	})
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("watch exited with %v after Ctrl-C", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("watch did not stop on Ctrl-C")
+	}
+}
