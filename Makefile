@@ -56,7 +56,7 @@ agent-venv: $(VENV)/.installed
 lint-agent: agent-venv
 	$(VENV)/bin/ruff check agent
 	$(VENV)/bin/ruff format --check agent
-	$(VENV)/bin/mypy agent/src
+	$(VENV)/bin/mypy --config-file agent/pyproject.toml agent/src
 
 test-agent: agent-venv build
 	RCTL_BIN=$(abspath $(BIN)) $(VENV)/bin/pytest -q agent/tests

@@ -106,6 +106,7 @@ type nodeJSON struct {
 	Status         string `json:"status"`
 	HeartbeatAgeMS int64  `json:"heartbeat_age_ms"`
 	ActiveTasks    int    `json:"active_tasks"`
+	UpdatedAt      int64  `json:"updated_at"`
 }
 
 type taskJSON struct {
@@ -259,18 +260,22 @@ func TestAgentsRunTasksThroughFailures(t *testing.T) {
 	})
 	agents[victim].crash()
 	crashed := time.Now()
-	eventually(t, 6*time.Second, func() error {
+	var markedAt time.Time
+	eventually(t, 10*time.Second, func() error {
 		for _, n := range nodesOf(t, all) {
 			if n.ID == victim && n.Status == "unreachable" {
+				markedAt = time.Unix(0, n.UpdatedAt) // stamped by the leader when it proposed the change
 				return nil
 			}
 		}
 		return fmt.Errorf("%s not unreachable yet", victim)
 	})
-	took := time.Since(crashed)
-	t.Logf("agent %s killed -9 → unreachable after %s (TTL 4s)", victim, took.Round(time.Millisecond))
+	took := markedAt.Sub(crashed)
+	t.Logf("agent %s killed -9 → leader marked it unreachable %s later (TTL 4s after its last heartbeat)", victim, took.Round(time.Millisecond))
+	// The TTL runs from the last heartbeat, which precedes the kill; allow
+	// the 250 ms judging tick and scheduling delay on a loaded 2-core CI box.
 	if took > 5*time.Second {
-		t.Fatalf("agent death detected after %s, want within the 4s TTL (+1s for the judge and the poll)", took)
+		t.Fatalf("agent death detected %s after the kill, want within the 4s TTL (+1s slack)", took)
 	}
 	waitComplete(long, 40*time.Second)
 	for id, tk := range tasksOf(t, all) {

@@ -3,7 +3,10 @@ package fsm
 // This file applies the node entries: register, unregister and status.
 
 // applyNodeRegister creates a node, or updates a returning one and marks
-// it healthy. Registering again with nothing new is a no-op.
+// it healthy. Registering again with nothing new is a no-op — unless the
+// node still holds tasks: an agent registers only when it starts, so a
+// registration means the agent restarted and lost whatever it was running,
+// and those tasks are requeued (attempts counted).
 func (s *state) applyNodeRegister(e *NodeRegisterEntry, ix uint64, res *ApplyResult) bool {
 	if err := checkNodeRegister(e); err != nil {
 		res.Err = err
@@ -11,7 +14,8 @@ func (s *state) applyNodeRegister(e *NodeRegisterEntry, ix uint64, res *ApplyRes
 	}
 	meta := normMap(e.Meta)
 	old := s.nodes[e.ID]
-	if old != nil && old.Status == NodeHealthy && old.Address == e.Address && old.Cloud == e.Cloud &&
+	holds := old != nil && len(s.tasks.heldBy(e.ID)) > 0
+	if old != nil && !holds && old.Status == NodeHealthy && old.Address == e.Address && old.Cloud == e.Cloud &&
 		old.Region == e.Region && old.Capacity == e.Capacity && sameMap(old.Meta, meta) {
 		res.Node = old
 		return false
@@ -36,6 +40,9 @@ func (s *state) applyNodeRegister(e *NodeRegisterEntry, ix uint64, res *ApplyRes
 	}
 	s.nodes[n.ID] = n
 	bump(&s.idx.Nodes, ix)
+	if holds {
+		s.requeueHeld(n.ID, "registered again (agent restarted)", e.Time, ix)
+	}
 	res.Node = n
 	return true
 }

@@ -49,10 +49,24 @@ func TestNodeRegister(t *testing.T) {
 					t.Fatalf("stored node %+v", n)
 				}
 			}},
-		{name: "capacity below held tasks keeps the tasks", entry: reg("n1", func(e *NodeRegisterEntry) { e.Capacity = 1 }), tables: []string{"nodes"},
+		{name: "re-register of a node holding tasks requeues them (agent restarted)",
+			entry: reg("n1", func(e *NodeRegisterEntry) {}), tables: []string{"nodes", "tasks"},
 			check: func(t *testing.T, h *harness, res *ApplyResult) {
-				if len(h.f.NodeTasks("n1")) != 2 {
-					t.Fatalf("n1 holds %d tasks, want 2", len(h.f.NodeTasks("n1")))
+				if n := len(h.f.NodeTasks("n1")); n != 0 {
+					t.Fatalf("n1 still holds %d tasks after re-registering", n)
+				}
+				requeued := 0
+				for _, tk := range h.f.Tasks(TaskPending) {
+					if len(tk.History) == 0 {
+						continue
+					}
+					last := tk.History[len(tk.History)-1]
+					if last.NodeID == "n1" && last.Index == h.index && strings.Contains(last.Message, "registered again") {
+						requeued++
+					}
+				}
+				if requeued != 2 {
+					t.Fatalf("%d of n1's 2 tasks requeued", requeued)
 				}
 			}},
 		{name: "bad id", entry: reg("n 1", func(e *NodeRegisterEntry) {}), kind: ErrInvalid},

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 from fakeserver import FakeCluster
 
-from rctl_agent.agent import Agent, AgentConfig
-from rctl_agent.client import ClusterClient, RetryPolicy
+from rctl_agent.agent import Agent
+from rctl_agent.client import ClusterClient
+from rctl_agent.config import AgentConfig
 from rctl_agent.executors import ExecutorRegistry
+from rctl_agent.retry import RetryPolicy
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

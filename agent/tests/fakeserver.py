@@ -71,6 +71,7 @@ class FakeServer:
         self.mode = "ok"
         self.delay = 0.0
         self.die_after: set[str] = set()
+        self.believes: FakeServer | None = None  # overrides who it names as leader
         self.port = 0
         self._listener: socket.socket | None = None
         self._conns: set[socket.socket] = set()
@@ -106,6 +107,17 @@ class FakeServer:
                 pass
             c.close()
 
+    def drop_connections(self) -> None:
+        """Close every client connection but keep listening (an idle timeout)."""
+        with self._lock:
+            conns, self._conns = self._conns, set()
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
     def revive(self) -> None:
         self.start()
 
@@ -134,9 +146,7 @@ class FakeServer:
                 req = msgpack.unpackb(_recv_exact(conn, n), raw=False)
                 if self.mode == "drop":
                     return
-                threading.Thread(
-                    target=self._handle, args=(conn, wlock, req), daemon=True
-                ).start()
+                threading.Thread(target=self._handle, args=(conn, wlock, req), daemon=True).start()
         except (OSError, EOFError, ValueError):
             pass
         finally:
@@ -185,6 +195,8 @@ class FakeCluster:
         self.calls: list[Call] = []
         self.applied: Counter[tuple[str, str]] = Counter()
         self.advertise: list[FakeServer] | None = None  # default: every server
+        # method -> fn(args) replacing the built-in handler (may raise FakeError)
+        self.overrides: dict[str, Any] = {}
 
     def __enter__(self) -> FakeCluster:
         for s in self.servers:
@@ -201,7 +213,12 @@ class FakeCluster:
             self.leader = server
 
     def add_task(
-        self, tid: str, ttype: str = "sleep", payload: dict[str, str] | None = None, *, node: str = ""
+        self,
+        tid: str,
+        ttype: str = "sleep",
+        payload: dict[str, str] | None = None,
+        *,
+        node: str = "",
     ) -> dict[str, Any]:
         with self.lock:
             self.index += 1
@@ -248,7 +265,9 @@ class FakeCluster:
                 self.cond.wait(min(left, 0.05))
 
     # ---- protocol ----------------------------------------------------
-    def _record(self, server: FakeServer, by: FakeServer, method: str, args: dict[str, Any]) -> None:
+    def _record(
+        self, server: FakeServer, by: FakeServer, method: str, args: dict[str, Any]
+    ) -> None:
         with self.cond:
             self.calls.append(Call(server.id, by.id, method, args))
             self.cond.notify_all()
@@ -269,18 +288,21 @@ class FakeCluster:
             leader = self.leader
             if method == "Node.Heartbeat":
                 self._record(server, server, method, args)
-                if leader is not server:
+                named = server.believes or leader
+                if named is not server:
                     raise FakeError(
                         "not_leader",
                         "not the leader",
-                        leader.id if leader else "",
-                        leader.addr if leader else "",
+                        named.id if named else "",
+                        named.addr if named else "",
                     )
                 return self._heartbeat(args)
             if leader is None or not leader.alive:
                 self._record(server, server, method, args)
                 raise FakeError("unavailable", "no leader known")
             self._record(server, leader, method, args)
+            if method in self.overrides:
+                return self.overrides[method](args)
             handler = {
                 "Node.Register": self._register,
                 "Node.Deregister": self._deregister,

@@ -18,11 +18,7 @@ local task ended and ignores listings of it that are not newer.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
-import select
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -31,90 +27,16 @@ from typing import Any
 
 from . import __version__
 from .client import ClusterClient, ClusterUnavailable, ConnState
+from .config import AgentConfig, AgentError
 from .executors import ExecutorError, ExecutorRegistry, TaskResult, TaskSpec
 from .reports import Report, Reporter
+from .waker import Waker
 from .wire import RpcError
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_ERROR = "agent shutting down"
 LOST_ERROR = "task lost: the agent restarted while it ran"
 _PENDING = -1  # finished task whose report is not acknowledged yet
-_IGNORE = 1 << 64  # finished task never to be acted on again
-
-
-@dataclass
-class AgentConfig:
-    """Settings of one agent.
-
-    :param node_id: the node's id (as task ids).
-    :param capacity: tasks run at once (1-65536), sent at registration.
-    :param cloud: cloud label (tasks with a ``cloud`` constraint match it).
-    :param region: region label.
-    :param address: address label (default: the host name).
-    :param meta: free-form labels.
-    :param drain_timeout: seconds in-flight tasks get to finish after a stop
-        request before they are killed and reported failed.
-    :param register_timeout: seconds the first registration may take before
-        the agent gives up (later re-registrations never give up).
-    :param write_timeout: seconds per write call attempt (WAN-sized).
-    :param min_heartbeat_timeout: floor of the heartbeat call timeout, which
-        otherwise equals the heartbeat interval.
-    :param final_flush_timeout: seconds the shutdown waits for reports.
-    :param default_interval: heartbeat interval until the leader sends one.
-    :param stuck_timeout: seconds to wait for killed tasks to end at shutdown.
-    """
-
-    node_id: str
-    capacity: int = 4
-    cloud: str = ""
-    region: str = ""
-    address: str = field(default_factory=socket.gethostname)
-    meta: dict[str, str] = field(default_factory=dict)
-    drain_timeout: float = 30.0
-    register_timeout: float = 60.0
-    write_timeout: float = 5.0
-    min_heartbeat_timeout: float = 1.0
-    final_flush_timeout: float = 10.0
-    default_interval: float = 1.0
-    stuck_timeout: float = 10.0
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.capacity <= 65536:
-            raise ValueError("capacity must be between 1 and 65536")
-        if self.drain_timeout < 0:
-            raise ValueError("drain_timeout must be >= 0")
-
-
-class AgentError(Exception):
-    """The agent cannot go on; the message is one sentence for the operator."""
-
-
-class _Waker:
-    """Wakes the main loop; ``wake`` is safe from signal handlers and threads."""
-
-    def __init__(self) -> None:
-        self._r, self._w = os.pipe()
-        for fd in (self._r, self._w):
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
-
-    def wake(self) -> None:
-        try:
-            os.write(self._w, b"!")
-        except (BlockingIOError, OSError):
-            pass  # already awake (pipe full) or closed
-
-    def wait(self, timeout: float) -> None:
-        select.select([self._r], [], [], max(timeout, 0.0))
-        try:
-            while os.read(self._r, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
-
-    def close(self) -> None:
-        os.close(self._r)
-        os.close(self._w)
 
 
 @dataclass(eq=False)
@@ -148,7 +70,7 @@ class Agent:
         self.executors = executors or ExecutorRegistry()
         self._clock = clock
         self._lock = threading.Lock()
-        self._waker = _Waker()
+        self._waker = Waker()
         self._stop_requests = 0
         self._local: dict[str, _Local] = {}
         self._finished: dict[str, int] = {}
@@ -234,6 +156,12 @@ class Agent:
             self._waker.wait(wait)
 
     def _register(self, *, initial: bool) -> bool:
+        """Node.Register until it succeeds; False if a stop came first.
+
+        A retry may register twice: the second one only rewrites the labels
+        and marks the node healthy again (harmless).  ``initial`` gives up
+        after ``register_timeout`` with AgentError; later calls never give up.
+        """
         cfg = self.config
         args = {
             "id": cfg.node_id,
@@ -249,7 +177,9 @@ class Agent:
             if initial:
                 budget = min(budget, max(deadline - self._clock(), 0.0))
             try:
-                reply = self.client.call("Node.Register", args, timeout=cfg.write_timeout, budget=budget)
+                reply = self.client.call(
+                    "Node.Register", args, timeout=cfg.write_timeout, budget=budget
+                )
             except RpcError as e:
                 raise AgentError(
                     f"the cluster refused to register node {cfg.node_id}: {e.message or e.code}"
@@ -285,7 +215,8 @@ class Agent:
             self.client.set_lost_after(ttl / 1000)
 
     def _heartbeat(self) -> float:
-        """Send one heartbeat; return when the next one is due."""
+        """Send one heartbeat (retried freely: it changes only liveness state);
+        return when the next one is due."""
         with self._lock:
             running = sorted(tid for tid, lt in self._local.items() if lt.executing)
         args = {"node_id": self.config.node_id, "draining": self._draining, "running": running}
@@ -297,7 +228,9 @@ class Agent:
             )
         except RpcError as e:
             if e.code == "not_found" and not self._draining:
-                log.warning("the leader does not know node %s; registering again", self.config.node_id)
+                log.warning(
+                    "the leader does not know node %s; registering again", self.config.node_id
+                )
                 self._register(initial=False)
                 return self._clock()
             if e.code != "not_found":
@@ -309,7 +242,9 @@ class Agent:
         self._apply_timing(reply)
         tasks = reply.get("tasks") if isinstance(reply, dict) else None
         index = reply.get("index") if isinstance(reply, dict) else None
-        self._reconcile(tasks if isinstance(tasks, list) else [], index if isinstance(index, int) else 0)
+        self._reconcile(
+            tasks if isinstance(tasks, list) else [], index if isinstance(index, int) else 0
+        )
         return sent + self._interval
 
     def _reconcile(self, tasks: list[Any], index: int) -> None:
@@ -355,16 +290,12 @@ class Agent:
 
     # ---- drain -------------------------------------------------------
     def _begin_drain(self) -> None:
+        # Tasks whose Task.Start is already under way count as in flight: the
+        # leader may have marked them running, so they run (or time out) too.
         with self._lock:
             self._draining = True
-            busy = [lt for lt in self._local.values() if lt.executing]
-            for lt in self._local.values():
-                if not lt.executing and lt.removed_at is None:
-                    lt.removed_at = _IGNORE  # not started: the Deregister requeues it
-                    lt.cancel.set()
-        log.info(
-            "stopping: draining %d running tasks (up to %g s)", len(busy), self.config.drain_timeout
-        )
+            busy = len(self._local)
+        log.info("stopping: draining %d tasks (up to %g s)", busy, self.config.drain_timeout)
 
     def _kill_remaining(self) -> None:
         with self._lock:
@@ -374,9 +305,11 @@ class Agent:
                 lt.cancel.set()
             n = len(self._local)
         if n:
-            log.warning("drain over: killing %d tasks and reporting them failed", n)
+            log.warning("drain over: killing %d tasks; deregistering requeues them", n)
 
     def _finish(self) -> None:
+        """Flush reports, then Node.Deregister (a resend that finds the node
+        already gone gets ``not_found``, which counts as done)."""
         cfg = self.config
         if not self.reporter.flush(cfg.final_flush_timeout):
             log.warning("reports not acknowledged at shutdown: %s", self.reporter.pending())
@@ -410,7 +343,10 @@ class Agent:
                 log.info("task %s stopped", lt.spec.id)
                 return
             if lt.shutdown and not result.ok:
-                result = TaskResult(result.exit_code, result.output, SHUTDOWN_ERROR)
+                # Killed by the drain timeout: not the task's fault. Report
+                # nothing; Node.Deregister requeues it for another node.
+                log.info("task %s stopped by shutdown; deregistering requeues it", lt.spec.id)
+                return
             report = Report.for_result(lt.spec.id, result)
             log.info(
                 "task %s ended: exit code %d%s",
@@ -435,12 +371,18 @@ class Agent:
             self._waker.wake()
 
     def _start_remote(self, lt: _Local) -> bool:
-        """Report Task.Start until acknowledged; False if refused or cancelled."""
+        """Report Task.Start until acknowledged; False if refused or cancelled.
+
+        A resend after a lost answer repeats the report, a no-op for the same node.
+        """
         args = {"task_id": lt.spec.id, "node_id": self.config.node_id}
         while not lt.cancel.is_set():
             try:
                 self.client.call(
-                    "Task.Start", args, timeout=self.config.write_timeout, budget=self.config.write_timeout
+                    "Task.Start",
+                    args,
+                    timeout=self.config.write_timeout,
+                    budget=self.config.write_timeout,
                 )
                 return True
             except RpcError as e:
@@ -456,12 +398,14 @@ class Agent:
     def _execute(self, lt: _Local) -> TaskResult:
         spec = lt.spec
         try:
-            result = self.executors.get(spec.type).run(spec, lt.cancel)
+            result: object = self.executors.get(spec.type).run(spec, lt.cancel)  # plugins may err
         except ExecutorError as e:
             return TaskResult(-1, error=str(e))
         except Exception as e:
             log.exception("executor for task %s (type %s) raised", spec.id, spec.type)
-            return TaskResult(-1, error=f"executor for type {spec.type!r} raised {type(e).__name__}: {e}")
+            return TaskResult(
+                -1, error=f"executor for type {spec.type!r} raised {type(e).__name__}: {e}"
+            )
         if not isinstance(result, TaskResult):
             return TaskResult(-1, error=f"executor for type {spec.type!r} returned no TaskResult")
         return result

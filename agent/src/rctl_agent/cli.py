@@ -22,8 +22,9 @@ from types import FrameType
 from typing import NoReturn
 
 from . import __version__
-from .agent import Agent, AgentConfig, AgentError
+from .agent import Agent
 from .client import ClusterClient
+from .config import AgentConfig, AgentError
 from .state import ID_RE, default_state_dir, load_or_create_node_id
 from .wire import parse_address
 
@@ -175,7 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             node_id = load_or_create_node_id(settings.state_dir)
         except (OSError, ValueError) as e:
-            _fail(f"cannot keep the node id in {settings.state_dir}: {e}; set --state-dir or --node-id")
+            _fail(
+                f"cannot keep the node id in {settings.state_dir}: {e}; "
+                "set --state-dir or --node-id"
+            )
             return 1
     config = AgentConfig(
         node_id=node_id,
@@ -185,7 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         drain_timeout=settings.drain_timeout,
         register_timeout=settings.connect_timeout,
     )
-    client = ClusterClient(settings.servers, connect_timeout=min(3.0, max(settings.connect_timeout, 0.1)))
+    client = ClusterClient(
+        settings.servers, connect_timeout=min(3.0, max(settings.connect_timeout, 0.1))
+    )
     agent = Agent(config, client)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

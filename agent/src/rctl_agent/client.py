@@ -16,8 +16,9 @@ known (else to the next server in turn) and retries:
 
 Backoff is shared by all calls and threads (connection retry is kept apart
 from what each call does): it grows with consecutive failures and resets on
-the first success, so callers that simply call again after
-:class:`ClusterUnavailable` never hot-loop.
+the first success, which also wakes threads still waiting it out.  Callers
+that simply call again after :class:`ClusterUnavailable` therefore never
+hot-loop, and all of them come back as soon as any call gets through.
 
 Connection state, from the point of view of the agent's lease with the
 leader (compare kazoo's CONNECTED / SUSPENDED / LOST):
@@ -42,14 +43,19 @@ from __future__ import annotations
 
 import enum
 import logging
-import random
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from .wire import DEFAULT_GRACE, Connection, RpcError, TransportError, parse_address
+from .retry import RetryPolicy
+from .wire import (
+    DEFAULT_GRACE,
+    CallTimeout,
+    Connection,
+    RpcError,
+    TransportError,
+    parse_address,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,48 +73,6 @@ RETRYABLE_CODES = frozenset({"not_leader", "unavailable"})
 
 IDEMPOTENT_RETRYABLE_CODES = RETRYABLE_CODES | {"deadline_exceeded"}
 """Error codes retried only for idempotent calls (a write may have committed)."""
-
-
-@dataclass
-class RetryPolicy:
-    """Exponential backoff with jitter; every effect is injectable for tests.
-
-    The n-th consecutive failure (n >= 1) waits
-    ``min(max_delay, base_delay * multiplier**(n-1)) * (1 - jitter * random())``
-    seconds, i.e. a delay in ``[d * (1 - jitter), d]``.
-
-    :param base_delay: delay after the first failure, seconds (> 0).
-    :param max_delay: cap on any delay, seconds (>= base_delay).
-    :param multiplier: growth per failure (>= 1).
-    :param jitter: fraction of the delay that is randomised, in [0, 1).
-    :param sleep: how to wait (``time.sleep``); tests pass a fake.
-    :param clock: monotonic seconds (``time.monotonic``).
-    :param random: uniform [0, 1) source (``random.random``).
-    """
-
-    base_delay: float = 0.1
-    max_delay: float = 5.0
-    multiplier: float = 2.0
-    jitter: float = 0.5
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
-    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
-    random: Callable[[], float] = field(default=random.random, repr=False)
-
-    def __post_init__(self) -> None:
-        if not self.base_delay > 0:
-            raise ValueError("retry policy: base_delay must be > 0")
-        if self.max_delay < self.base_delay:
-            raise ValueError("retry policy: max_delay must be >= base_delay")
-        if self.multiplier < 1:
-            raise ValueError("retry policy: multiplier must be >= 1")
-        if not 0 <= self.jitter < 1:
-            raise ValueError("retry policy: jitter must be in [0, 1)")
-
-    def delay(self, failures: int) -> float:
-        """Seconds to wait after ``failures`` consecutive failures (>= 1)."""
-        exponent = min(max(failures, 1) - 1, 64)
-        ceiling = min(self.max_delay, self.base_delay * self.multiplier**exponent)
-        return ceiling * (1 - self.jitter * self.random())
 
 
 class ClusterUnavailable(Exception):
@@ -163,6 +127,7 @@ class ClusterClient:
         self._grace = grace
         self._max_redirects = max_redirects
         self._lock = threading.RLock()
+        self._backoff_over = threading.Condition(self._lock)
         self._servers: list[str] = list(dict.fromkeys(a.strip() for a in seeds))
         self._next = 0  # round-robin position when no leader is known
         self._leader: str | None = None  # where leader-bound calls go
@@ -261,7 +226,7 @@ class ClusterClient:
             tried.append(addr)
             last: BaseException
             try:
-                result = self._attempt(addr, method, args, timeout)
+                result = self._attempt(addr, method, args, timeout, idempotent)
             except RpcError as e:
                 if e.code == "not_leader" and e.leader_addr and e.leader_addr != addr:
                     if redirects < self._max_redirects:
@@ -294,27 +259,44 @@ class ClusterClient:
             conn.close()
 
     # ---- internals ---------------------------------------------------
-    def _attempt(self, addr: str, method: str, args: dict[str, Any] | None, timeout: float) -> Any:
-        conn = self._connection(addr)
+    def _attempt(
+        self, addr: str, method: str, args: dict[str, Any] | None, timeout: float, idempotent: bool
+    ) -> Any:
+        """One attempt at ``addr``.  A reused connection that turns out dead
+        (servers close idle ones) is replaced once at no backoff cost, unless
+        that could repeat a non-idempotent call."""
+        conn, fresh = self._connection(addr)
+        try:
+            return conn.call(method, args, timeout=timeout, grace=self._grace)
+        except CallTimeout:
+            self._drop_connection(addr, conn)
+            raise
+        except TransportError as e:
+            self._drop_connection(addr, conn)
+            if fresh or (e.maybe_sent and not idempotent):
+                raise
+            log.debug("connection to %s was stale (%s); reconnecting", addr, e)
+        conn, _ = self._connection(addr)
         try:
             return conn.call(method, args, timeout=timeout, grace=self._grace)
         except TransportError:
             self._drop_connection(addr, conn)
             raise
 
-    def _connection(self, addr: str) -> Connection:
+    def _connection(self, addr: str) -> tuple[Connection, bool]:
+        """The open connection to ``addr`` and whether it was just made."""
         with self._lock:
             conn = self._conns.get(addr)
             if conn is not None and not conn.closed:
-                return conn
+                return conn, False
         conn = Connection(addr, connect_timeout=self._connect_timeout)  # outside the lock
         with self._lock:
             other = self._conns.get(addr)
             if other is not None and not other.closed:
                 conn.close()
-                return other
+                return other, False
             self._conns[addr] = conn
-            return conn
+            return conn, True
 
     def _drop_connection(self, addr: str, conn: Connection) -> None:
         conn.close()
@@ -323,10 +305,15 @@ class ClusterClient:
                 del self._conns[addr]
 
     def _wait_backoff(self) -> None:
-        with self._lock:
-            wait = self._next_attempt_at - self.policy.clock()
-        if wait > 0:
-            self.policy.sleep(wait)
+        with self._backoff_over:
+            while True:
+                wait = self._next_attempt_at - self.policy.clock()
+                if wait <= 0:
+                    return
+                if self.policy.sleep is not None:
+                    break
+                self._backoff_over.wait(wait)  # woken early by a success
+        self.policy.sleep(wait)
 
     def _pick(self) -> str:
         with self._lock:
@@ -366,6 +353,7 @@ class ClusterClient:
         with self._lock:
             self._failures = 0
             self._next_attempt_at = 0.0
+            self._backoff_over.notify_all()
             if leader_only and addr == self._leader:
                 self._last_contact = self.policy.clock()
 
@@ -376,7 +364,9 @@ class ClusterClient:
         servers = result.get("servers")
         if isinstance(servers, list):
             self.add_servers(
-                s["address"] for s in servers if isinstance(s, dict) and isinstance(s.get("address"), str)
+                s["address"]
+                for s in servers
+                if isinstance(s, dict) and isinstance(s.get("address"), str)
             )
         leader_addr = result.get("leader_addr")
         leader_id = result.get("leader_id")

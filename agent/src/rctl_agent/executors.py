@@ -71,7 +71,9 @@ class TaskSpec:
         return cls(
             id=str(task.get("id", "")),
             type=str(task.get("type", "")),
-            payload={str(k): str(v) for k, v in payload.items()} if isinstance(payload, dict) else {},
+            payload={str(k): str(v) for k, v in payload.items()}
+            if isinstance(payload, dict)
+            else {},
             attempts=attempts if isinstance(attempts, int) else 0,
         )
 
@@ -283,7 +285,9 @@ class ExecutorRegistry:
             if found is not None:
                 return found
             if self._plugins is None:
-                self._plugins = {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+                self._plugins = {
+                    ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)
+                }
             ep = self._plugins.get(task_type)
             if ep is None:
                 raise ExecutorError(f"no executor for task type {task_type!r}")

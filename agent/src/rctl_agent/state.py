@@ -15,7 +15,9 @@ NODE_ID_FILE = "node-id"
 
 def default_state_dir() -> Path:
     """``$XDG_STATE_HOME/rctl-agent``, else ``~/.local/state/rctl-agent``."""
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
     return Path(base) / "rctl-agent"
 
 

@@ -21,7 +21,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]  # ships no type information
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,9 @@ class RpcError(Exception):
             value = err.get(key)
             return value if isinstance(value, str) else ""
 
-        return cls(text("code") or "internal", text("message"), text("leader_id"), text("leader_addr"))
+        return cls(
+            text("code") or "internal", text("message"), text("leader_id"), text("leader_addr")
+        )
 
 
 class TransportError(Exception):
@@ -183,7 +185,12 @@ class Connection:
         return self._closed.is_set()
 
     def call(
-        self, method: str, args: dict[str, Any] | None, *, timeout: float, grace: float = DEFAULT_GRACE
+        self,
+        method: str,
+        args: dict[str, Any] | None,
+        *,
+        timeout: float,
+        grace: float = DEFAULT_GRACE,
     ) -> Any:
         """Send one request and wait for its response; return the ``result``.
 
@@ -211,7 +218,9 @@ class Connection:
             except OSError as e:
                 self._pending.pop(seq, None)
                 self._shutdown(f"send failed: {e}")
-                raise TransportError(f"{method} to {self.addr}: send failed: {e}", maybe_sent=True) from e
+                raise TransportError(
+                    f"{method} to {self.addr}: send failed: {e}", maybe_sent=True
+                ) from e
         try:
             response = fut.result(timeout + grace)
         except TimeoutError:
@@ -219,7 +228,8 @@ class Connection:
                 self._pending.pop(seq, None)
             self._shutdown("call timed out")
             raise CallTimeout(
-                f"{method} to {self.addr}: no answer within {timeout + grace:.1f} s", maybe_sent=True
+                f"{method} to {self.addr}: no answer within {timeout + grace:.1f} s",
+                maybe_sent=True,
             ) from None
         except TransportError as e:
             raise TransportError(f"{method} to {self.addr}: {e}", maybe_sent=True) from None
