@@ -155,20 +155,20 @@ func knownTaskStatus(s TaskStatus) TaskStatus {
 // SnapshotInfo describes a snapshot file.
 type SnapshotInfo struct {
 	// Version is the snapshot format version.
-	Version int
+	Version int `codec:"version" json:"version"`
 	// Index is the last log index applied to the state in the snapshot.
-	Index uint64
+	Index uint64 `codec:"index" json:"index"`
 	// Tasks is the number of tasks, TasksByStatus the number in each
 	// status (every status is a key).
-	Tasks         int
-	TasksByStatus map[TaskStatus]int
+	Tasks         int                `codec:"tasks" json:"tasks"`
+	TasksByStatus map[TaskStatus]int `codec:"tasks_by_status" json:"tasks_by_status"`
 	// Nodes and Servers are the numbers of nodes and servers.
-	Nodes   int
-	Servers int
+	Nodes   int `codec:"nodes" json:"nodes"`
+	Servers int `codec:"servers" json:"servers"`
 	// Size is the length of the snapshot in bytes, checksum included.
-	Size int64
+	Size int64 `codec:"size" json:"size"`
 	// SHA256 is the hex checksum stored in the snapshot's trailer.
-	SHA256 string
+	SHA256 string `codec:"sha256" json:"sha256"`
 }
 
 // ReadSnapshotInfo reads and fully verifies a snapshot (checksum and the
