@@ -2,7 +2,7 @@
 #   make test    the whole suite (what CI runs): Go vet/format/race tests,
 #                end-to-end process tests, the Python agent's lint/type/tests.
 #                Installs what it needs itself (Go modules, agent virtualenv).
-#   make dev     a local 3-server cluster (rctl dev).
+#   make dev     a local cluster: 5 servers and 3 Python agents (rctl dev).
 #   make bench   benchmarks that print figures (see bench/RESULTS.md).
 
 GO      ?= go
@@ -61,8 +61,8 @@ lint-agent: agent-venv
 test-agent: agent-venv build
 	RCTL_BIN=$(abspath $(BIN)) $(VENV)/bin/pytest -q agent/tests
 
-dev: build
-	$(BIN) dev --servers 3
+dev: build agent-venv
+	$(BIN) dev --servers 5 --agents 3
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeEntry -fuzztime=60s ./fsm/

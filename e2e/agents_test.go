@@ -245,7 +245,7 @@ func TestAgentsRunTasksThroughFailures(t *testing.T) {
 	var long []string
 	for i := 0; i < 4; i++ {
 		id := fmt.Sprintf("long-%d", i)
-		addJob(id, 3)
+		addJob(id, 8) // long enough that none can finish between our look and the kill
 		long = append(long, id)
 	}
 	var victim string
@@ -258,6 +258,12 @@ func TestAgentsRunTasksThroughFailures(t *testing.T) {
 		}
 		return fmt.Errorf("no long task running yet")
 	})
+	var held []string
+	for _, tk := range tasksOf(t, all) {
+		if tk.NodeID == victim && (tk.Status == "running" || tk.Status == "assigned") {
+			held = append(held, tk.ID)
+		}
+	}
 	agents[victim].crash()
 	crashed := time.Now()
 	var markedAt time.Time
@@ -277,11 +283,15 @@ func TestAgentsRunTasksThroughFailures(t *testing.T) {
 	if took > 5*time.Second {
 		t.Fatalf("agent death detected %s after the kill, want within the 4s TTL (+1s slack)", took)
 	}
-	waitComplete(long, 40*time.Second)
-	for id, tk := range tasksOf(t, all) {
-		if strings.HasPrefix(id, "long-") && tk.NodeID == victim {
-			t.Fatalf("task %s completed on the dead agent %s", id, victim)
+	waitComplete(long, 60*time.Second)
+	after := tasksOf(t, all)
+	for _, id := range held {
+		if tk := after[id]; tk.NodeID == victim || tk.Attempts < 2 {
+			t.Fatalf("task %s, held by the dead agent %s, ended on %s after %d attempts; want another agent, attempt 2", id, victim, tk.NodeID, tk.Attempts)
 		}
+	}
+	if len(held) == 0 {
+		t.Fatalf("the victim %s held no task when it was killed", victim)
 	}
 
 	// No task ran on two agents at once: runs of the same task never overlap.
