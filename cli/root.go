@@ -112,7 +112,7 @@ Exit codes: 0 ok, 1 error, 2 usage.`,
 	root.SetErr(stderr)
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.addr, "addr", "127.0.0.1:50051", "server addresses host:port[,host:port...]; the client moves on to the next one when one is down (env RCTL_ADDR)")
-	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json (json field names are snake_case, see docs/cli.md)")
+	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json (json field names are snake_case, documented in docs/cli.md)")
 	pf.DurationVar(&g.timeout, "timeout", 15*time.Second, "how long a command may take, failovers included")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
@@ -125,6 +125,7 @@ Exit codes: 0 ok, 1 error, 2 usage.`,
 		newNodesCommand(g),
 		newOperatorCommand(g),
 		newSnapshotCommand(g),
+		newTopCommand(g),
 		newVersionCommand(g),
 	)
 	return root

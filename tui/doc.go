@@ -1,0 +1,27 @@
+// Package tui is `rctl top`: a live terminal view of an rctl cluster built on
+// Bubble Tea and lipgloss.
+//
+// The package has two halves that meet only through messages:
+//
+//   - Model (model.go, keys.go, view.go) is pure. It holds the last answer of
+//     each read (Status.Get, Status.Members, Node.List, Task.List), the
+//     connection state and the events derived by diffing successive answers,
+//     and renders them. It never touches the network or the clock: data
+//     arrives as StatusMsg, MembersMsg, NodesMsg, TasksMsg, ConnMsg and
+//     ConnLostMsg, each stamped with the time it was received, and the clock
+//     advances with TickMsg. Tests feed it messages and compare View with
+//     golden files.
+//
+//   - Watcher (fetch.go) talks to the cluster through a Caller (an
+//     *rpc.Pool in production, a fake in tests). It owns the connected
+//     server: a blocking Status.Get on it doubles as a liveness probe, and
+//     when that call fails the watcher moves to the next address it knows
+//     (the --addr list plus every address learned from Status.Members) and
+//     says so with a ConnMsg. Node.List and Task.List run as blocking
+//     queries (min_index + max_wait_ms) in their own goroutines; Members,
+//     which has no blocking form, is refreshed on a timer and whenever the
+//     leader or term changes. Nothing in the UI waits for the network.
+//
+// FetchOnce gathers one snapshot synchronously for `rctl top --once`, and
+// Model.Plain renders it without colour.
+package tui

@@ -1,0 +1,171 @@
+package tui
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rctl-dev/rctl/rpc"
+)
+
+// Plain renders the model's data as plain text without colour or screen
+// size limits: the output of `rctl top --once`, for scripts and bug
+// reports. Servers and nodes are listed in full, tasks newest first up to
+// 50.
+func (m *Model) Plain() string {
+	var b strings.Builder
+	now := m.now.In(m.loc)
+	fmt.Fprintf(&b, "rctl top at %s, connected to %s", now.Format(time.DateTime+" MST"), serverName(m.connID, m.connAddr))
+	if m.status != nil {
+		fmt.Fprintf(&b, " (%s)", m.status.State)
+	}
+	b.WriteString("\n")
+	if st := m.status; st != nil {
+		changed := ""
+		if st.LastLeaderChangeMS > 0 {
+			changed = age(m.now.Sub(time.UnixMilli(st.LastLeaderChangeMS)))
+		}
+		leader := "NONE"
+		if changed != "" {
+			leader += " (lost " + changed + " ago)"
+		}
+		if st.LeaderID != "" {
+			leader = st.LeaderID
+			if lm := m.leaderMember(); lm != nil && cloudRegion(lm.Cloud, lm.Region) != "-" {
+				leader += " " + cloudRegion(lm.Cloud, lm.Region)
+			}
+			if changed != "" {
+				leader += " for " + changed
+			}
+		}
+		fmt.Fprintf(&b, "leader %s  term %d  commit %d  applied %d\n", leader, st.Term, st.CommitIndex, st.AppliedIndex)
+	}
+	for _, bn := range m.banners() {
+		mark := "!"
+		if bn.level == levelBad {
+			mark = "!!"
+		}
+		fmt.Fprintf(&b, "%s %s\n", mark, bn.text)
+	}
+
+	b.WriteString("\n")
+	note := func(err string, stale bool) string {
+		switch {
+		case err != "" && stale:
+			return fmt.Sprintf(" [stale: %s's local copy; leader unreachable: %s]", orDash(m.connID), firstLine(err))
+		case err != "":
+			return " [unavailable: " + firstLine(err) + "]"
+		case stale:
+			return fmt.Sprintf(" [stale: %s's local copy]", orDash(m.connID))
+		}
+		return ""
+	}
+	if m.members != nil {
+		ok := 0
+		for _, s := range m.members.Members {
+			if m.serverHealth(s) == healthOK {
+				ok++
+			}
+		}
+		fmt.Fprintf(&b, "SERVERS %d, %d ok%s\n", len(m.members.Members), ok, note(m.membersErr, m.membersStale))
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tADDRESS\tCLOUD/REGION\tSUFFRAGE\tSTATE\tLAST_CONTACT\tLAG\tTERM\tHEALTH")
+		for _, s := range m.members.Members {
+			id := s.ID
+			if s.Address == m.connAddr || s.ID == m.connID {
+				id += "*"
+			}
+			lag, term, contact := "-", "-", msAge(s.LastContactMS)
+			if s.Lag >= 0 {
+				lag = fmt.Sprint(s.Lag)
+			}
+			if s.Term > 0 {
+				term = fmt.Sprint(s.Term)
+			}
+			if s.State == "leader" {
+				contact = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, s.Address, cloudRegion(s.Cloud, s.Region),
+				s.Suffrage, orDefault(s.State, "unknown"), contact, lag, term, healthName(m.serverHealth(s)))
+		}
+		tw.Flush()
+		b.WriteString("(* = the connected server)\n")
+	} else {
+		fmt.Fprintf(&b, "SERVERS%s\n", note(orDefault(m.membersErr, "no answer"), false))
+	}
+
+	b.WriteString("\n")
+	counts := map[string]int{}
+	for _, n := range m.nodes {
+		counts[string(n.Status)]++
+	}
+	fmt.Fprintf(&b, "NODES %d: %d healthy, %d degraded, %d unreachable%s\n", len(m.nodes),
+		counts["healthy"], counts["degraded"], counts["unreachable"], note(m.nodesErr, m.nodesStale))
+	if len(m.nodes) > 0 {
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATUS\tHEARTBEAT\tACTIVE/CAPACITY\tCLOUD/REGION\tADDRESS")
+		for _, n := range m.sortedNodes() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", n.ID, n.Status, msAge(n.HeartbeatAgeMS),
+				n.ActiveTasks, n.Capacity, cloudRegion(n.Cloud, n.Region), orDash(n.Address))
+		}
+		tw.Flush()
+	}
+
+	b.WriteString("\n")
+	var parts []string
+	total := 0
+	for _, s := range taskStatuses {
+		total += m.counts[string(s)]
+		parts = append(parts, fmt.Sprintf("%s %d", s, m.counts[string(s)]))
+	}
+	fmt.Fprintf(&b, "TASKS %d: %s%s\n", total, strings.Join(parts, ", "), note(m.tasksErr, m.tasksStale))
+	vis := m.visibleTasks()
+	if len(vis) > 0 {
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tTYPE\tSTATUS\tNODE\tATTEMPTS\tUPDATED\tINFO")
+		for _, t := range vis[:min(len(vis), onceTasks)] {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", t.ID, t.Type, t.Status, orDash(t.NodeID),
+				t.Attempts, maxAttempts(t), nsAge(m.now, t.UpdatedAt)+" ago", taskInfo(t))
+		}
+		tw.Flush()
+		if len(vis) > onceTasks {
+			fmt.Fprintf(&b, "(%d newest of %d shown; rctl task list lists them all)\n", onceTasks, len(vis))
+		}
+	}
+	if len(m.events) > 0 {
+		b.WriteString("\nEVENTS\n")
+		for i := len(m.events) - 1; i >= 0; i-- {
+			e := m.events[i]
+			fmt.Fprintf(&b, "%s  %s\n", e.At.In(m.loc).Format("15:04:05"), e.Text)
+		}
+	}
+	lines := strings.Split(b.String(), "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " ")
+	}
+	return strings.Join(lines, "\n")
+}
+
+func healthName(h health) string {
+	switch h {
+	case healthOK:
+		return "ok"
+	case healthWarn:
+		return "lagging"
+	case healthBad:
+		return "down"
+	}
+	return "unknown"
+}
+
+// Snapshot is the JSON form of `rctl top --once -o json`.
+type Snapshot struct {
+	Connected string             `json:"connected"`
+	Status    *rpc.StatusReply   `json:"status"`
+	Members   *rpc.MembersReply  `json:"members"`
+	Nodes     []rpc.NodeInfo     `json:"nodes"`
+	Tasks     *rpc.TaskListReply `json:"tasks"`
+	Errors    map[string]string  `json:"errors,omitempty"`
+	Stale     []string           `json:"stale,omitempty"`
+}
