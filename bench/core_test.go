@@ -245,3 +245,53 @@ func BenchmarkTaskAdd(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTaskAddBatch: committed tasks per second when clients send
+// Task.AddBatch entries of 100 tasks (one raft entry each).
+func BenchmarkTaskAddBatch(b *testing.B) {
+	c := startCluster(b, 3, "lan")
+	probe := rpc.NewClient(c.addrs(nil))
+	defer probe.Close()
+	l := c.leader(probe, 10*time.Second)
+	const size = 100
+	for _, clients := range []int{1, 32} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			const dur = 5 * time.Second
+			var mu sync.Mutex
+			var lats []time.Duration
+			var wg sync.WaitGroup
+			stop := time.Now().Add(dur)
+			for w := 0; w < clients; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cl := rpc.NewClient([]string{l.addr})
+					defer cl.Close()
+					var mine []time.Duration
+					for i := 0; time.Now().Before(stop); i++ {
+						args := rpc.TaskAddBatchArgs{Tasks: make([]rpc.TaskAddArgs, size)}
+						for j := range args.Tasks {
+							args.Tasks[j] = rpc.TaskAddArgs{ID: fmt.Sprintf("b%d-w%d-%d-%d", clients, w, i, j), Type: "sleep"}
+						}
+						t0 := time.Now()
+						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						err := cl.Call(ctx, rpc.MethodTaskAddBatch, &args, nil)
+						cancel()
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						mine = append(mine, time.Since(t0))
+					}
+					mu.Lock()
+					lats = append(lats, mine...)
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			rate := float64(len(lats)*size) / dur.Seconds()
+			fmt.Printf("task add batch (100/entry), 3 servers, lan, %2d clients: %.0f tasks/s, batch latency %s\n", clients, rate, summary(lats))
+			b.ReportMetric(rate, "tasks/s")
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -99,6 +100,17 @@ func runServe(g *globals, f *serveFlags) error {
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{fmt.Errorf("serve: %w", err)}
+	}
+	if path := os.Getenv("RCTL_CPUPROFILE"); path != "" {
+		// Diagnostics: a CPU profile of the whole run, written on shutdown.
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("serve: RCTL_CPUPROFILE: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("serve: RCTL_CPUPROFILE: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	srv, err := cluster.New(cfg)
 	if err != nil {

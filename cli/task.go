@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"sort"
@@ -27,9 +30,9 @@ func newTaskCommand(g *globals) *cobra.Command {
 
 func newTaskAdd(g *globals) *cobra.Command {
 	var (
-		typ, id, cloud string
-		payload        []string
-		maxAttempts    int
+		typ, id, cloud, file string
+		payload              []string
+		maxAttempts          int
 	)
 	cmd := &cobra.Command{
 		Use:   "add --type TYPE [--id ID] [--payload key=value]...",
@@ -45,6 +48,12 @@ with conflict. Scripts that may rerun should pass --id.`,
   rctl task add --type sleep --id nightly-42 --payload seconds=5 --cloud gcp`,
 		Args: exactArgs(0, "no positional arguments (use --type and --payload)"),
 		RunE: func(*cobra.Command, []string) error {
+			if file != "" {
+				if typ != "" || id != "" || len(payload) > 0 || cloud != "" || maxAttempts != 0 {
+					return usagef("--file takes every task from the file; drop --type, --id, --payload, --cloud and --max-attempts")
+				}
+				return addFromFile(g, file)
+			}
 			if typ == "" {
 				return usagef("--type is required (e.g. shell or sleep)")
 			}
@@ -85,7 +94,79 @@ with conflict. Scripts that may rerun should pass --id.`,
 	f.StringArrayVar(&payload, "payload", nil, "payload entry key=value, repeatable (shell: cmd=..., timeout=SECONDS; sleep: seconds=N)")
 	f.StringVar(&cloud, "cloud", "", "only place the task on nodes in this cloud")
 	f.IntVar(&maxAttempts, "max-attempts", 0, "how many times the task may be assigned before it fails when its nodes die (0: default 3)")
+	f.StringVar(&file, "file", "", "add many tasks from a JSON Lines file (- for stdin), one object per line with keys id, type, payload, cloud, max_attempts; sent in batches of up to 1000, each committed as one entry")
 	return cmd
+}
+
+// batchLine is one line of a `task add --file` input.
+type batchLine struct {
+	ID          string            `json:"id"`
+	Type        string            `json:"type"`
+	Payload     map[string]string `json:"payload"`
+	Cloud       string            `json:"cloud"`
+	MaxAttempts int               `json:"max_attempts"`
+}
+
+// addFromFile reads every line first (a bad line changes nothing), then
+// sends the tasks in batches. Ids are generated here for lines without
+// one, so a batch retried after a failover cannot duplicate tasks.
+func addFromFile(g *globals, path string) error {
+	var r io.Reader = os.Stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("task add --file: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	var all []rpc.TaskAddArgs
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		var b batchLine
+		dec := json.NewDecoder(strings.NewReader(line))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&b); err != nil {
+			return usagef("--file %s line %d: %v", path, n, err)
+		}
+		if b.Type == "" {
+			return usagef("--file %s line %d: \"type\" is required", path, n)
+		}
+		if b.ID == "" {
+			b.ID = rpc.NewTaskID()
+		}
+		all = append(all, rpc.TaskAddArgs{ID: b.ID, Type: b.Type, Payload: b.Payload, Cloud: b.Cloud, MaxAttempts: b.MaxAttempts})
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("task add --file %s: %w", path, err)
+	}
+	if len(all) == 0 {
+		return usagef("--file %s holds no tasks", path)
+	}
+	var added []*fsm.Task
+	for start := 0; start < len(all); start += fsm.MaxBatch {
+		end := min(start+fsm.MaxBatch, len(all))
+		var reply rpc.TaskBatchReply
+		if err := g.call(rpc.MethodTaskAddBatch, &rpc.TaskAddBatchArgs{Tasks: all[start:end]}, &reply); err != nil {
+			if start > 0 {
+				return fmt.Errorf("added the first %d tasks, then: %w", start, err)
+			}
+			return err
+		}
+		added = append(added, reply.Tasks...)
+	}
+	if g.json() {
+		return g.printJSON(added)
+	}
+	for _, t := range added {
+		fmt.Fprintln(g.stdout, t.ID)
+	}
+	return nil
 }
 
 func newTaskGet(g *globals) *cobra.Command {

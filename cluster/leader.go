@@ -52,15 +52,33 @@ func (s *Server) judge(lv *liveness) {
 	}
 }
 
-// schedule runs one scheduling round.
+// scheduleWindow is how many of the oldest pending tasks one round looks
+// at: more than it can assign, so tasks whose cloud has no room do not
+// starve the ones behind them, but never the whole backlog.
+const scheduleWindow = 4 * maxAssignPerRound
+
+// schedule runs one scheduling round. It is cheap when there is nothing
+// to do: without free capacity on an eligible node it returns before
+// looking at pending tasks, however many there are.
 func (s *Server) schedule(lv *liveness) {
-	pending := s.fsm.Tasks(fsm.TaskPending)
+	var nodes []*fsm.Node
+	free := 0
+	for _, n := range s.fsm.Nodes() {
+		if n.Status == fsm.NodeHealthy && !lv.Draining(n.ID) {
+			if room := n.Capacity - s.fsm.HeldCount(n.ID); room > 0 {
+				nodes = append(nodes, n)
+				free += room
+			}
+		}
+	}
+	if free == 0 {
+		return
+	}
+	pending := s.fsm.OldestTasks(fsm.TaskPending, scheduleWindow)
 	if len(pending) == 0 {
 		return
 	}
-	eligible := func(n *fsm.Node) bool { return n.Status == fsm.NodeHealthy && !lv.Draining(n.ID) }
-	held := s.fsm.HeldCount
-	as := plan(pending, s.fsm.Nodes(), held, eligible, maxAssignPerRound)
+	as := plan(pending, nodes, s.fsm.HeldCount, func(*fsm.Node) bool { return true }, maxAssignPerRound)
 	if len(as) == 0 {
 		return
 	}

@@ -257,3 +257,43 @@ func TestIsolatedLeaderStepsDown(t *testing.T) {
 		return nil
 	})
 }
+
+func TestAddBatchIsOneEntryAndIdempotent(t *testing.T) {
+	c := newTestCluster(t, 3)
+	l := c.waitLeader(10 * time.Second)
+	cl := c.client((l + 1) % 3) // through a follower: forwarded
+	var args rpc.TaskAddBatchArgs
+	for i := 0; i < 250; i++ {
+		args.Tasks = append(args.Tasks, rpc.TaskAddArgs{ID: fmt.Sprintf("b%03d", i), Type: "sleep"})
+	}
+	args.Tasks = append(args.Tasks, rpc.TaskAddArgs{Type: "sleep"}) // id generated
+	var r rpc.TaskBatchReply
+	if err := cl.Call(ctxT(t, 10*time.Second), rpc.MethodTaskAddBatch, &args, &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Tasks) != 251 || r.Tasks[250].ID == "" {
+		t.Fatalf("batch reply holds %d tasks", len(r.Tasks))
+	}
+	for _, tk := range r.Tasks {
+		if tk.CreateIndex != r.Index {
+			t.Fatalf("task %s created at %d, want every task in the one entry %d", tk.ID, tk.CreateIndex, r.Index)
+		}
+	}
+	// Resending the same batch (ids fixed now) changes nothing.
+	args.Tasks[250].ID = r.Tasks[250].ID
+	var again rpc.TaskBatchReply
+	if err := cl.Call(ctxT(t, 10*time.Second), rpc.MethodTaskAddBatch, &args, &again); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(c.servers[l].FSM().Tasks("")); got != 251 {
+		t.Fatalf("%d tasks after a resend, want 251", got)
+	}
+	// One bad element refuses the whole batch.
+	bad := rpc.TaskAddBatchArgs{Tasks: []rpc.TaskAddArgs{{ID: "fine", Type: "sleep"}, {ID: "not fine", Type: "sleep"}}}
+	if err := cl.Call(ctxT(t, 10*time.Second), rpc.MethodTaskAddBatch, &bad, nil); !isCode(err, rpc.CodeInvalidArgument) {
+		t.Fatalf("bad batch: %v, want invalid_argument", err)
+	}
+	if c.servers[l].FSM().Task("fine") != nil {
+		t.Fatal("a refused batch added its good element")
+	}
+}

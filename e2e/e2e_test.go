@@ -300,3 +300,35 @@ func TestTaskWatchStreamsChanges(t *testing.T) {
 		t.Fatal("watch did not stop on Ctrl-C")
 	}
 }
+
+func TestTaskAddFromFile(t *testing.T) {
+	c := startCluster(t, 3)
+	all := c.addrs()
+	c.leader(10*time.Second, all)
+	var b strings.Builder
+	for i := 0; i < 1500; i++ { // two batches
+		fmt.Fprintf(&b, `{"id":"f%04d","type":"shell","payload":{"cmd":"echo %d"}}`+"\n", i, i)
+	}
+	b.WriteString(`{"type":"sleep"}` + "\n")
+	file := filepath.Join(t.TempDir(), "tasks.jsonl")
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := mustRctl(t, "--addr", all, "task", "add", "--file", file)
+	if n := strings.Count(out, "\n"); n != 1501 {
+		t.Fatalf("printed %d ids, want 1501", n)
+	}
+	if m := manifest(t, all, false); strings.Count(m, "\n") != 1501 {
+		t.Fatalf("manifest holds %d tasks", strings.Count(m, "\n"))
+	}
+	// A bad line anywhere: nothing is sent.
+	bad := filepath.Join(t.TempDir(), "bad.jsonl")
+	_ = os.WriteFile(bad, []byte(`{"id":"ok-1","type":"sleep"}`+"\n"+`{"id":"x","typo":"sleep"}`+"\n"), 0o600)
+	_, errOut, code := rctl(t, "--addr", all, "task", "add", "--file", bad)
+	if code != 2 || !strings.Contains(errOut, "line 2") {
+		t.Fatalf("bad file: exit %d %q", code, errOut)
+	}
+	if strings.Contains(manifest(t, all, false), "ok-1") {
+		t.Fatal("a refused file added its first line")
+	}
+}

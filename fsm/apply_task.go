@@ -1,6 +1,10 @@
 package fsm
 
-import "strconv"
+import (
+	"slices"
+	"strconv"
+	"strings"
+)
 
 // This file applies the task entries: add, assign, start, complete, fail
 // and cancel. Every function validates the entry against the state first
@@ -55,6 +59,80 @@ func (s *state) applyAddTask(e *AddTaskEntry, ix uint64, res *ApplyResult) bool 
 	bump(&s.idx.Tasks, ix)
 	res.Task = t
 	return true
+}
+
+// applyAddTasks adds a batch: every element is checked (against the state
+// and against the other elements) before any is inserted, so a batch is
+// applied whole or not at all.
+func (s *state) applyAddTasks(e *AddTasksEntry, ix uint64, res *ApplyResult) bool {
+	if len(e.Tasks) == 0 || len(e.Tasks) > MaxBatch {
+		res.Err = invalidf("a batch holds 1 to %d tasks, got %d", MaxBatch, len(e.Tasks))
+		return false
+	}
+	if err := checkTime(e.Time); err != nil {
+		res.Err = err
+		return false
+	}
+	seen := make(map[string]int, len(e.Tasks))
+	for i := range e.Tasks {
+		el := e.Tasks[i]
+		el.Time = e.Time
+		var one ApplyResult
+		if err := checkAddTask(&el); err != nil {
+			res.Err = invalidf("batch element %d: %s", i, err.Msg)
+			return false
+		}
+		if j, dup := seen[el.ID]; dup {
+			if !sameAdd(&e.Tasks[j], &el) {
+				res.Err = invalidf("batch elements %d and %d both add task %s with different content", j, i, quote(el.ID))
+				return false
+			}
+			continue
+		}
+		seen[el.ID] = i
+		if old := s.tasks.get(el.ID); old != nil {
+			// Reuse add_task's comparison without mutating: an existing
+			// task is never inserted again.
+			s.applyAddTask(&el, ix, &one)
+			if one.Err != nil {
+				res.Err = conflictf("batch element %d: %s", i, one.Err.(*Error).Msg)
+				return false
+			}
+		}
+	}
+	// Insert in ID order: tasks of one entry share a CreateIndex, and the
+	// table keeps (CreateIndex, ID) order by appending.
+	order := make([]int, len(e.Tasks))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(e.Tasks[a].ID, e.Tasks[b].ID) })
+	changed := false
+	for _, i := range order {
+		el := e.Tasks[i]
+		el.Time = e.Time
+		var one ApplyResult
+		if s.applyAddTask(&el, ix, &one) {
+			changed = true
+		}
+	}
+	res.Tasks = make([]*Task, 0, len(e.Tasks))
+	for i := range e.Tasks {
+		res.Tasks = append(res.Tasks, s.tasks.get(e.Tasks[i].ID))
+	}
+	return changed
+}
+
+// sameAdd reports whether two add_task elements describe the same task.
+func sameAdd(a, b *AddTaskEntry) bool {
+	ma, mb := a.MaxAttempts, b.MaxAttempts
+	if ma == 0 {
+		ma = DefaultMaxAttempts
+	}
+	if mb == 0 {
+		mb = DefaultMaxAttempts
+	}
+	return a.ID == b.ID && a.Type == b.Type && a.Cloud == b.Cloud && ma == mb && sameMap(a.Payload, b.Payload)
 }
 
 func checkAddTask(e *AddTaskEntry) *Error {

@@ -43,12 +43,24 @@ func genLog(t testing.TB, seed uint64, n int) []*raft.Log {
 		var body any
 		switch k := r.IntN(100); {
 		case k < 22:
-			e := &AddTaskEntry{ID: taskID(), Type: pick([]string{"shell", "http", "noop"}), Cloud: pick(clouds),
-				MaxAttempts: r.IntN(4), Time: now}
-			if r.IntN(3) > 0 {
-				e.Payload = map[string]string{"cmd": pick([]string{"true", "false"}), "k" + fmt.Sprint(r.IntN(3)): "v"}
+			mk := func() AddTaskEntry {
+				e := AddTaskEntry{ID: taskID(), Type: pick([]string{"shell", "http", "noop"}), Cloud: pick(clouds),
+					MaxAttempts: r.IntN(4), Time: now}
+				if r.IntN(3) > 0 {
+					e.Payload = map[string]string{"cmd": pick([]string{"true", "false"}), "k" + fmt.Sprint(r.IntN(3)): "v"}
+				}
+				return e
 			}
-			body = e
+			if k < 19 {
+				e := mk()
+				body = &e
+				break
+			}
+			b := &AddTasksEntry{Time: now}
+			for j := 0; j < 1+r.IntN(4); j++ {
+				b.Tasks = append(b.Tasks, mk())
+			}
+			body = b
 		case k < 40:
 			body = &AssignTaskEntry{TaskID: some(TaskPending).ID, NodeID: nodeID(), Time: now}
 		case k < 52:
@@ -104,6 +116,9 @@ func resultString(res *ApplyResult) string {
 	}
 	if res.Node != nil {
 		s += fmt.Sprintf(" node %s %s %d", res.Node.ID, res.Node.Status, res.Node.ModifyIndex)
+	}
+	for _, t := range res.Tasks {
+		s += fmt.Sprintf(" batch %s %s %d", t.ID, t.Status, t.ModifyIndex)
 	}
 	return s
 }

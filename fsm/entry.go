@@ -25,6 +25,7 @@ const (
 	NodeStatusSet  EntryType = 9
 	ServerUpsert   EntryType = 10
 	ServerRemove   EntryType = 11
+	AddTasks       EntryType = 12
 )
 
 // IgnoreUnknownFlag, set in the type byte, tells a server that does not
@@ -41,6 +42,7 @@ var entryNames = map[EntryType]string{
 	CompleteTask: "complete_task", FailTask: "fail_task", CancelTask: "cancel_task",
 	NodeRegister: "node_register", NodeUnregister: "node_unregister",
 	NodeStatusSet: "node_status", ServerUpsert: "server_upsert", ServerRemove: "server_remove",
+	AddTasks: "add_tasks",
 }
 
 // String returns the entry type's name as used in messages, e.g.
@@ -62,6 +64,17 @@ type AddTaskEntry struct {
 	Cloud       string            `codec:"cloud"`
 	MaxAttempts int               `codec:"max_attempts"`
 	Time        int64             `codec:"time"`
+}
+
+// MaxBatch bounds the tasks in one add_tasks entry.
+const MaxBatch = 1000
+
+// AddTasksEntry adds many tasks in one entry: all of them or none. Each
+// element follows add_task's rules (an identical re-add is a no-op); the
+// elements' own Time fields are ignored in favour of the batch's.
+type AddTasksEntry struct {
+	Tasks []AddTaskEntry `codec:"tasks"`
+	Time  int64          `codec:"time"`
 }
 
 // AssignTaskEntry moves a pending task to a registered, non-unreachable node.
@@ -150,6 +163,7 @@ var entryBodies = map[EntryType]reflect.Type{
 	NodeStatusSet:  reflect.TypeOf(NodeStatusEntry{}),
 	ServerUpsert:   reflect.TypeOf(ServerUpsertEntry{}),
 	ServerRemove:   reflect.TypeOf(ServerRemoveEntry{}),
+	AddTasks:       reflect.TypeOf(AddTasksEntry{}),
 }
 
 // MsgpackHandle is the msgpack configuration used for log entries and

@@ -35,6 +35,8 @@ type ApplyResult struct {
 	// Task is the task after a task entry, also after an idempotent no-op.
 	// Nil when Err is set.
 	Task *Task
+	// Tasks are the tasks after an add_tasks entry, in the entry's order.
+	Tasks []*Task
 	// Node is the node after a node entry; nil after node_unregister and
 	// when Err is set.
 	Node *Node
@@ -137,6 +139,14 @@ func (f *FSM) Tasks(status TaskStatus) []*Task {
 	return f.st.tasks.withStatus(status)
 }
 
+// OldestTasks returns at most limit tasks in the given status, oldest
+// first (by CreateIndex, then ID), without listing the rest.
+func (f *FSM) OldestTasks(status TaskStatus, limit int) []*Task {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.tasks.firstWithStatus(status, limit)
+}
+
 // TaskCounts returns the number of tasks in each status; every status is
 // a key, zero counts included.
 func (f *FSM) TaskCounts() map[TaskStatus]int {
@@ -182,7 +192,7 @@ func (f *FSM) NodeCount() int {
 func (f *FSM) HeldCount(nodeID string) int {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return len(f.st.tasks.heldBy(nodeID))
+	return f.st.tasks.heldCount(nodeID)
 }
 
 // Server returns the labels of the server with the given id, or nil.
@@ -242,6 +252,10 @@ func (s *state) apply(t EntryType, body any, index uint64, res *ApplyResult) boo
 	case AddTask:
 		if e, ok := body.(*AddTaskEntry); ok {
 			return s.applyAddTask(e, index, res)
+		}
+	case AddTasks:
+		if e, ok := body.(*AddTasksEntry); ok {
+			return s.applyAddTasks(e, index, res)
 		}
 	case AssignTask:
 		if e, ok := body.(*AssignTaskEntry); ok {

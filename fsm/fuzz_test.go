@@ -129,6 +129,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		"node_status":     h.statusE("n1", NodeUnreachable),
 		"server_upsert":   &ServerUpsertEntry{Server: Server{ID: "s1", Address: "10.0.1.1:50051", Cloud: "aws", Region: "us-east-1"}},
 		"server_remove":   &ServerRemoveEntry{ID: "s1"},
+		"add_tasks":       &AddTasksEntry{Tasks: []AddTaskEntry{*h.addE("b1"), *h.addE("pending"), *h.addE("b1")}, Time: 11},
 	}
 	raw := map[string][]byte{
 		"empty":          {},

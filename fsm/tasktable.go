@@ -152,6 +152,21 @@ func (tt *taskTable) count(s TaskStatus) int {
 	return tt.byStatus[slot].n
 }
 
+// firstWithStatus returns at most limit tasks in status s, oldest first.
+func (tt *taskTable) firstWithStatus(s TaskStatus, limit int) []*Task {
+	slot, ok := statusSlot(s)
+	if !ok || limit <= 0 {
+		return nil
+	}
+	b := &tt.byStatus[slot]
+	out := make([]*Task, 0, min(b.n, limit))
+	b.eachWhile(func(o uint32) bool {
+		out = append(out, tt.list[o])
+		return len(out) < limit
+	})
+	return out
+}
+
 func (tt *taskTable) withStatus(s TaskStatus) []*Task {
 	slot, ok := statusSlot(s)
 	if !ok {
@@ -224,12 +239,20 @@ func (b *bitset) has(i uint32) bool {
 
 // each calls fn for every member in ascending order.
 func (b *bitset) each(fn func(uint32)) {
+	b.eachWhile(func(o uint32) bool { fn(o); return true })
+}
+
+// eachWhile calls fn for every set bit in ascending order until fn
+// returns false.
+func (b *bitset) eachWhile(fn func(uint32) bool) {
 	for si, sw := range b.summary {
 		for sw != 0 {
 			w := si<<6 + bits.TrailingZeros64(sw)
 			sw &= sw - 1
 			for word := b.words[w]; word != 0; word &= word - 1 {
-				fn(uint32(w<<6 + bits.TrailingZeros64(word)))
+				if !fn(uint32(w<<6 + bits.TrailingZeros64(word))) {
+					return
+				}
 			}
 		}
 	}

@@ -106,6 +106,7 @@ func NewServer(cfg Config) *Server {
 		MethodStatus:          s.status,
 		MethodMembers:         s.members,
 		MethodTaskAdd:         s.taskAdd,
+		MethodTaskAddBatch:    s.taskAddBatch,
 		MethodTaskGet:         s.taskGet,
 		MethodTaskList:        s.taskList,
 		MethodTaskCancel:      s.taskCancel,

@@ -7,6 +7,7 @@ const (
 	MethodStatus          = "Status.Get"
 	MethodMembers         = "Status.Members"
 	MethodTaskAdd         = "Task.Add"
+	MethodTaskAddBatch    = "Task.AddBatch"
 	MethodTaskGet         = "Task.Get"
 	MethodTaskList        = "Task.List"
 	MethodTaskCancel      = "Task.Cancel"
@@ -62,6 +63,17 @@ type TaskAddArgs struct {
 	Payload     map[string]string `codec:"payload"`
 	Cloud       string            `codec:"cloud"`
 	MaxAttempts int               `codec:"max_attempts"`
+}
+
+// TaskAddBatchArgs are the arguments of Task.AddBatch.
+type TaskAddBatchArgs struct {
+	Tasks []TaskAddArgs `codec:"tasks"`
+}
+
+// TaskBatchReply carries the tasks of a batch, in the request's order.
+type TaskBatchReply struct {
+	Tasks []*fsm.Task `codec:"tasks" json:"tasks"`
+	Index uint64      `codec:"index" json:"index"`
 }
 
 // TaskReply carries one task.

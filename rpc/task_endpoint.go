@@ -48,6 +48,46 @@ func (s *Server) taskAdd(ctx context.Context, req *Request) (any, error) {
 	return &TaskReply{Task: res.Task, Index: res.Index}, nil
 }
 
+func (s *Server) taskAddBatch(ctx context.Context, req *Request) (any, error) {
+	var a TaskAddBatchArgs
+	if err := args(req, &a); err != nil {
+		return nil, err
+	}
+	if len(a.Tasks) == 0 || len(a.Tasks) > fsm.MaxBatch {
+		return nil, Errorf(CodeInvalidArgument, "a batch holds 1 to %d tasks, got %d", fsm.MaxBatch, len(a.Tasks))
+	}
+	generated := false
+	for i := range a.Tasks {
+		if a.Tasks[i].Type == "" {
+			return nil, Errorf(CodeInvalidArgument, "batch element %d: task type is required", i)
+		}
+		if a.Tasks[i].ID == "" {
+			a.Tasks[i].ID = NewTaskID()
+			generated = true
+		}
+	}
+	if generated {
+		raw, err := encode(&a)
+		if err != nil {
+			return nil, err
+		}
+		req.Args = raw
+	}
+	var reply TaskBatchReply
+	if done, err := s.forward(ctx, req, &reply); done {
+		return &reply, err
+	}
+	e := &fsm.AddTasksEntry{Time: time.Now().UnixNano(), Tasks: make([]fsm.AddTaskEntry, len(a.Tasks))}
+	for i, t := range a.Tasks {
+		e.Tasks[i] = fsm.AddTaskEntry{ID: t.ID, Type: t.Type, Payload: t.Payload, Cloud: t.Cloud, MaxAttempts: t.MaxAttempts}
+	}
+	res, err := s.apply(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	return &TaskBatchReply{Tasks: res.Tasks, Index: res.Index}, nil
+}
+
 func (s *Server) taskCancel(ctx context.Context, req *Request) (any, error) {
 	var a TaskCancelArgs
 	if err := args(req, &a); err != nil {
