@@ -22,6 +22,7 @@ type serveFlags struct {
 	logLevel, logFormat                           string
 	snapshotThreshold, trailingLogs               uint64
 	heartbeatInterval                             time.Duration
+	preferCloud, placement                        string
 	maxHeartbeatRate                              float64
 }
 
@@ -62,6 +63,8 @@ SIGINT or SIGTERM stops the server cleanly.`,
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json (structured lines either way)")
 	fl.DurationVar(&f.heartbeatInterval, "heartbeat-interval", time.Second, "heartbeat interval handed to node agents while the fleet is small; a node is degraded after 2 intervals and unreachable after 3 intervals + 1s")
 	fl.Float64Var(&f.maxHeartbeatRate, "max-heartbeat-rate", 10000, "bound on heartbeats per second across the fleet: the interval grows to nodes/rate seconds for large fleets")
+	fl.StringVar(&f.preferCloud, "prefer-leader-cloud", "", "cloud the leader should live in; default: the cloud whose voters alone form a quorum (3 of a 3+2 layout), if any")
+	fl.StringVar(&f.placement, "leader-placement", "auto", "auto: the leader hands leadership to a voter in the preferred cloud once the cluster has been healthy for 15s; off: never")
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 8192, "log entries since the last snapshot that trigger a new one")
 	fl.Uint64Var(&f.trailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot so lagging followers catch up without one")
 	return cmd
@@ -74,6 +77,14 @@ func runServe(g *globals, f *serveFlags) error {
 	cfg.SnapshotThreshold, cfg.TrailingLogs = f.snapshotThreshold, f.trailingLogs
 	cfg.LogLevel, cfg.Version, cfg.LogOutput = f.logLevel, Version, g.stderr
 	cfg.Liveness.MinInterval, cfg.Liveness.MaxRate = f.heartbeatInterval, f.maxHeartbeatRate
+	cfg.Placement.PreferCloud = f.preferCloud
+	switch f.placement {
+	case "auto":
+	case "off":
+		cfg.Placement.Disabled = true
+	default:
+		return usagef("--leader-placement %q is invalid; use auto or off", f.placement)
+	}
 	peers, err := cluster.ParsePeers(f.peers)
 	if err != nil {
 		return usageError{err}

@@ -60,6 +60,8 @@ type Config struct {
 	LogLevel string
 	// Liveness sets heartbeat intervals and TTLs for node agents.
 	Liveness LivenessConfig
+	// Placement moves leadership into the preferred cloud.
+	Placement PlacementConfig
 	// Clock is the time source for leader duties. Default: the real clock.
 	Clock Clock
 	// LogOutput receives the raft library's log lines. Default os.Stderr.
@@ -80,6 +82,7 @@ func Default() Config {
 		LogLevel:          "info",
 		Version:           "dev",
 		Liveness:          DefaultLiveness(),
+		Placement:         DefaultPlacement(),
 	}
 }
 
@@ -181,6 +184,18 @@ func (c *Config) Validate() error {
 	}
 	if lv.TTLFactor < 2 {
 		return fmt.Errorf("liveness TTL factor must be at least 2, got %d", lv.TTLFactor)
+	}
+	pl := &c.Placement
+	if pl.Interval == 0 && pl.Settle == 0 && pl.Backoff == 0 && pl.MaxLag == 0 {
+		pin, off := pl.PreferCloud, pl.Disabled
+		*pl = DefaultPlacement()
+		pl.PreferCloud, pl.Disabled = pin, off
+	}
+	if pl.Interval <= 0 || pl.Settle < 0 || pl.Backoff < 0 {
+		return errors.New("placement: interval must be positive and settle/backoff not negative")
+	}
+	if len(pl.PreferCloud) > 64 || strings.ContainsAny(pl.PreferCloud, " \t\n") {
+		return fmt.Errorf("prefer-leader-cloud %q is invalid: at most 64 characters, no spaces", pl.PreferCloud)
 	}
 	if c.LogOutput == nil {
 		c.LogOutput = os.Stderr

@@ -22,6 +22,13 @@ func (s *Server) leaderDuties(stop <-chan struct{}) {
 		s.liveMu.Unlock()
 	}()
 
+	placed := make(chan struct{})
+	go func() {
+		defer close(placed)
+		s.placementLoop(stop)
+	}()
+	defer func() { <-placed }()
+
 	judge := time.NewTicker(s.cfg.Liveness.MinInterval / 4)
 	defer judge.Stop()
 	sched := time.NewTicker(time.Second)
