@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -204,13 +203,9 @@ func printTask(g *globals, t *fsm.Task) {
 	}
 	fmt.Fprintf(w, "created:      %s (%s ago)\n", time.Unix(0, t.CreatedAt).UTC().Format(time.RFC3339), ago(t.CreatedAt))
 	fmt.Fprintf(w, "updated:      %s (%s ago)\n", time.Unix(0, t.UpdatedAt).UTC().Format(time.RFC3339), ago(t.UpdatedAt))
-	keys := make([]string, 0, len(t.Payload))
-	for k := range t.Payload {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(w, "payload:      %s=%s\n", k, t.Payload[k])
+	for _, k := range t.Payload.Keys() {
+		v, _ := t.Payload.Get(k)
+		fmt.Fprintf(w, "payload:      %s=%s\n", k, v)
 	}
 	if t.Result != nil {
 		fmt.Fprintf(w, "exit code:    %d\n", t.Result.ExitCode)

@@ -27,7 +27,7 @@ func (s *state) applyAddTask(e *AddTaskEntry, ix uint64, res *ApplyResult) bool 
 		switch {
 		case old.Type != e.Type:
 			field = "type"
-		case !sameMap(old.Payload, e.Payload):
+		case !old.Payload.Equal(e.Payload):
 			field = "payload"
 		case old.Cloud != e.Cloud:
 			field = "cloud"
@@ -44,7 +44,7 @@ func (s *state) applyAddTask(e *AddTaskEntry, ix uint64, res *ApplyResult) bool 
 	t := &Task{
 		ID:          e.ID,
 		Type:        e.Type,
-		Payload:     normMap(e.Payload),
+		Payload:     NewPayload(e.Payload),
 		Cloud:       e.Cloud,
 		MaxAttempts: maxAttempts,
 		Status:      TaskPending,

@@ -104,7 +104,7 @@ func TestAddTask(t *testing.T) {
 				got := h.wantTask("new-task", TaskPending, "")
 				if res.Task != got || got.CreateIndex != h.index || got.ModifyIndex != h.index ||
 					got.MaxAttempts != DefaultMaxAttempts || got.CreatedAt == 0 || got.CreatedAt != got.UpdatedAt ||
-					len(got.History) != 0 || got.Payload["cmd"] != "true" {
+					len(got.History) != 0 || !got.Payload.Equal(map[string]string{"cmd": "true"}) {
 					t.Fatalf("stored task %+v", got)
 				}
 			}},

@@ -88,7 +88,11 @@ func (b *stateBuilder) header(h *snapshotHeader) error {
 func (b *stateBuilder) task(t *Task) error {
 	// Normalize to what Apply would have stored, so that the restored
 	// state writes the same bytes and shares the same strings.
-	t.Payload = normMap(t.Payload)
+	p, err := t.Payload.normalize()
+	if err != nil {
+		return fmt.Errorf("task %q: %w", t.ID, err)
+	}
+	t.Payload = p
 	t.Status = knownTaskStatus(t.Status)
 	t.NodeID = b.intern(t.NodeID)
 	if len(t.History) == 0 {

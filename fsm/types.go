@@ -55,9 +55,9 @@ func (s NodeStatus) Valid() bool {
 // Apply replaces the stored pointer with a modified copy, so readers may keep
 // and share the pointers they get without locking.
 type Task struct {
-	ID      string            `codec:"id" json:"id"`
-	Type    string            `codec:"type" json:"type"`
-	Payload map[string]string `codec:"payload" json:"payload"`
+	ID      string  `codec:"id" json:"id"`
+	Type    string  `codec:"type" json:"type"`
+	Payload Payload `codec:"payload" json:"payload"`
 	// Cloud, when set, restricts placement to nodes in that cloud.
 	Cloud string `codec:"cloud" json:"cloud,omitempty"`
 	// MaxAttempts bounds how many times the task is assigned; 0 means the

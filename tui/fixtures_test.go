@@ -161,7 +161,7 @@ func fourNodes() *rpc.NodeListReply {
 
 func task(id, typ string, st fsm.TaskStatus, nodeID string, attempts int, idx uint64, updatedAgo time.Duration) *fsm.Task {
 	t := &fsm.Task{ID: id, Type: typ, Status: st, NodeID: nodeID, Attempts: attempts, MaxAttempts: 3,
-		Payload:   map[string]string{"cmd": "echo " + id},
+		Payload:   fsm.NewPayload(map[string]string{"cmd": "echo " + id}),
 		CreatedAt: at(-10 * time.Minute).UnixNano(), UpdatedAt: at(-updatedAgo).UnixNano(),
 		CreateIndex: idx, ModifyIndex: idx + 5,
 		History: []fsm.Event{{Time: at(-10 * time.Minute).UnixNano(), Index: idx, Status: fsm.TaskPending, Message: "added"}}}

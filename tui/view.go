@@ -2,7 +2,6 @@ package tui
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -565,18 +564,15 @@ func (m *Model) detailLines(w int) []string {
 		kv("created", fmt.Sprintf("%s ago (index %d)", nsAge(m.now, t.CreatedAt), t.CreateIndex)),
 		kv("updated", fmt.Sprintf("%s ago (index %d)", nsAge(m.now, t.UpdatedAt), t.ModifyIndex)),
 		"",
-		m.st.bold.Render(fmt.Sprintf("Payload (%d)", len(t.Payload))),
+		m.st.bold.Render(fmt.Sprintf("Payload (%d)", t.Payload.Len())),
 	}
-	keys := make([]string, 0, len(t.Payload))
-	for k := range t.Payload {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := t.Payload.Keys() // sorted
 	if len(keys) == 0 {
 		out = append(out, m.st.dim.Render("  (empty)"))
 	}
 	for _, k := range keys {
-		vl := strings.Split(t.Payload[k], "\n")
+		v, _ := t.Payload.Get(k)
+		vl := strings.Split(v, "\n")
 		out = append(out, "  "+k+" = "+vl[0])
 		for _, l := range vl[1:] {
 			out = append(out, "  "+strings.Repeat(" ", ansi.StringWidth(k)+3)+l)
