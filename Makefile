@@ -10,10 +10,10 @@ PYTHON  ?= python3
 VENV    := agent/.venv
 BIN     := bin/rctl
 
-# Debian packages the tests use: tmux (rctl top in a real terminal) and
-# iptables (the fault harness's partitions and delays). Installed when
+# Debian packages the tests use: tmux (rctl top in a real terminal). The
+# fault harness needs only ip(8) and /dev/net/tun. Installed when
 # running as root (as CI does); without them those tests skip.
-DEB_PKGS := tmux iptables
+DEB_PKGS := tmux iproute2
 
 .PHONY: deps all build test test-go lint lint-go agent-venv test-agent lint-agent dev bench fuzz clean
 

@@ -1,0 +1,120 @@
+//go:build linux
+
+package fault
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/rctl-dev/rctl/rpc"
+)
+
+// Client is an RPC client living in a node's namespace: its connections
+// go through the emulated network, so it sees the delays and partitions
+// a client VM in that cloud would.
+//
+// A call goes to the server the client last used; when it answers
+// unavailable or not_leader, or (with AttemptTimeout) does not answer in
+// time, the call moves on to the next address, backing off after each
+// full round, until the context ends. Every method the harness retries
+// this way is idempotent (Task.Add with an explicit id, Task.Cancel,
+// reads).
+type Client struct {
+	Name  string // for messages; NewClient sets the node's name
+	Node  *Node
+	Addrs []string
+	// AttemptTimeout bounds one attempt on one server; 0 lets an attempt
+	// run until the context ends. Set it when servers may be paused or cut
+	// off: a silent server otherwise holds the call until its deadline.
+	AttemptTimeout time.Duration
+	// Trace, when set, is told about every attempt (for debugging).
+	Trace func(addr, method string, start time.Time, err error)
+
+	pool *rpc.Pool
+	mu   sync.Mutex
+	cur  int
+}
+
+// NewClient returns a client in node's namespace for the given server
+// addresses.
+func NewClient(node *Node, addrs ...string) *Client {
+	return &Client{Name: node.Name, Node: node, Addrs: addrs, pool: rpc.NewPoolWithDialer(node.Dial)}
+}
+
+// Close closes the client's connections.
+func (c *Client) Close() { c.pool.Close() }
+
+// Call calls method with failover and returns the address that answered
+// (on error, the address tried last).
+func (c *Client) Call(ctx context.Context, method string, args, reply any) (string, error) {
+	if len(c.Addrs) == 0 {
+		return "", errors.New("fault: client has no server addresses")
+	}
+	backoff := 20 * time.Millisecond
+	var last error
+	for attempt := 0; ; attempt++ {
+		c.mu.Lock()
+		addr := c.Addrs[c.cur%len(c.Addrs)]
+		c.mu.Unlock()
+		err := c.callOnce(ctx, addr, method, args, reply)
+		if err == nil {
+			return addr, nil
+		}
+		last = err
+		var e *rpc.Error
+		if errors.As(err, &e) && e.Code == rpc.CodeNotLeader && e.LeaderAddr != "" && e.LeaderAddr != addr {
+			if err2 := c.callOnce(ctx, e.LeaderAddr, method, args, reply); err2 == nil {
+				return e.LeaderAddr, nil
+			} else {
+				last = err2
+			}
+		}
+		retry := rpc.IsRetryable(last) || rpc.CodeOf(last) == rpc.CodeDeadlineExceeded && ctx.Err() == nil
+		if !retry || ctx.Err() != nil {
+			if rpc.CodeOf(last) == rpc.CodeDeadlineExceeded {
+				c.next(addr) // a silent server: start elsewhere next time
+			}
+			return addr, last
+		}
+		c.next(addr)
+		if (attempt+1)%len(c.Addrs) == 0 {
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return addr, last
+			}
+			backoff = min(2*backoff, 200*time.Millisecond)
+		}
+	}
+}
+
+func (c *Client) callOnce(ctx context.Context, addr, method string, args, reply any) error {
+	if c.AttemptTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.AttemptTimeout)
+		defer cancel()
+	}
+	start := time.Now()
+	err := c.pool.Call(ctx, addr, method, args, reply)
+	if c.Trace != nil {
+		c.Trace(addr, method, start, err)
+	}
+	if err != nil && rpc.CodeOf(err) == rpc.CodeDeadlineExceeded {
+		// The connection may be dead silent (a cut link): drop it so the
+		// next call dials afresh instead of queueing behind it.
+		if conn, gerr := c.pool.Get(ctx, addr); gerr == nil {
+			conn.Close()
+		}
+	}
+	return err
+}
+
+func (c *Client) next(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.Addrs[c.cur%len(c.Addrs)] == addr {
+		c.cur = (c.cur + 1) % len(c.Addrs)
+	}
+}
