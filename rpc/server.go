@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -294,6 +295,13 @@ func noLeader(self string) error {
 // returns done=true when the call was handled (forwarded or refused) and
 // the caller must return err; done=false means this server is the leader
 // and should serve the call itself.
+//
+// A forwarded call follows leadership: if the leader it went to stops
+// being the leader this server knows (it crashed, froze or was cut off and
+// an election moved on), the call is abandoned and sent to the new leader,
+// until the caller's deadline. Every forwarded method is idempotent (the
+// first server fixes generated ids before forwarding), so a call the old
+// leader may still commit is safe to repeat.
 func (s *Server) forward(ctx context.Context, req *Request, reply any) (done bool, err error) {
 	if s.isLeader() {
 		return false, nil
@@ -303,21 +311,71 @@ func (s *Server) forward(ctx context.Context, req *Request, reply any) (done boo
 		return true, &Error{Code: CodeNotLeader, LeaderAddr: addr, LeaderID: id,
 			Message: fmt.Sprintf("server %s is not the leader (leader: %s)", s.b.Self().ID, orNone(id))}
 	}
-	addr, _, err := s.waitLeader(ctx)
-	if err != nil {
-		return true, err
+	for {
+		addr, _, err := s.waitLeader(ctx)
+		if err != nil {
+			return true, err
+		}
+		if addr == s.b.Self().Address {
+			if s.isLeader() { // won an election while the call waited
+				return false, nil
+			}
+			// Raft still names us leader but we are not; let the caller retry.
+			return true, noLeader(s.b.Self().ID)
+		}
+		err = s.forwardTo(ctx, addr, req, reply)
+		if err == nil || ctx.Err() != nil || !IsRetryable(err) {
+			return true, err
+		}
+		s.log.Debug("forwarded call failed; retrying at the current leader", "method", req.Method, "leader", addr, "err", err)
+		select {
+		case <-ctx.Done():
+			return true, err
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	if addr == s.b.Self().Address {
-		// Raft still names us leader but we are not; let the caller retry.
-		return true, noLeader(s.b.Self().ID)
+}
+
+// errLeaderMoved is returned by forwardTo when leadership moved away from
+// the server the call was sent to before it answered.
+var errLeaderMoved = &Error{Code: CodeUnavailable, Message: "leadership moved while the call was forwarded; retrying"}
+
+// forwardTo sends req to addr, abandoning it as soon as this server sees a
+// leader other than addr.
+func (s *Server) forwardTo(ctx context.Context, addr string, req *Request, reply any) error {
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var moved atomic.Bool
+	watchDone := make(chan struct{})
+	defer close(watchDone)
+	go func() {
+		t := time.NewTicker(25 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-watchDone:
+				return
+			case <-cctx.Done():
+				return
+			case <-t.C:
+				if now, _ := s.leader(); now != addr {
+					moved.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	conn, err := s.pool.Get(cctx, addr)
+	if err == nil {
+		fwd := *req
+		fwd.Forwarded = true
+		err = conn.callRaw(cctx, &fwd, reply)
 	}
-	conn, err := s.pool.Get(ctx, addr)
-	if err != nil {
-		return true, err
+	if err != nil && moved.Load() && ctx.Err() == nil {
+		return errLeaderMoved
 	}
-	fwd := *req
-	fwd.Forwarded = true
-	return true, conn.callRaw(ctx, &fwd, reply)
+	return err
 }
 
 func orNone(s string) string {

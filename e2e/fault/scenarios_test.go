@@ -486,6 +486,18 @@ func TestPausedLeader(t *testing.T) {
 	}
 	t0 := time.Now()
 	rest := fault.Without(c.Servers, leader)
+	// One plain call through a follower, no client-side retry: the follower
+	// forwards it to the frozen leader and must move it to the new leader
+	// once one is elected, well inside the failover bound.
+	single := make(chan error, 1)
+	var singleTook time.Duration
+	go func() {
+		cl := c.LocalProbes(rest[0])[0]
+		defer cl.Close()
+		_, err := cl.Call(ctxFor(t, 15*time.Second), rpc.MethodTaskAdd, &rpc.TaskAddArgs{ID: "through-follower", Type: "sleep"}, nil)
+		singleTook = time.Since(t0)
+		single <- err
+	}()
 	wroteAt, by, err := fault.FirstWrite(ctxFor(t, 20*time.Second), c.LocalProbes(rest...), "paused")
 	if err != nil {
 		t.Fatal(err)
@@ -496,6 +508,13 @@ func TestPausedLeader(t *testing.T) {
 	}
 	t.Logf("paused leader %s: %s elected after %s, first committed write (%s) after %s",
 		leader.Name, newLeader, ms(electedAt.Sub(t0)), by, ms(wroteAt.Sub(t0)))
+	if err := <-single; err != nil {
+		t.Fatalf("a write forwarded by %s to the frozen leader was not moved to the new leader: %v", rest[0].Name, err)
+	}
+	t.Logf("one write through follower %s, forwarded first to the frozen leader, committed after %s", rest[0].Name, ms(singleTook))
+	if singleTook > 5*time.Second {
+		t.Fatalf("forwarded write took %s, want < 5s", singleTook)
+	}
 	if err := nem.Resume(leader); err != nil {
 		t.Fatal(err)
 	}
