@@ -49,8 +49,20 @@ func (c *Client) Close() { c.pool.Close() }
 // Call calls method with failover and returns the address that answered
 // (on error, the address tried last).
 func (c *Client) Call(ctx context.Context, method string, args, reply any) (string, error) {
+	addr, _, err := c.CallWrite(ctx, method, args, reply)
+	return addr, err
+}
+
+// CallWrite is Call for writes: it also reports whether an attempt before
+// the last one ended without a definite answer (no answer in time, a lost
+// connection, unavailable). Such an attempt may still take effect, even
+// after CallWrite returned: a server keeps working on a call whose client
+// gave up (a forwarded call even moves to a new leader), and bytes held
+// up by a lossy link arrive late. So a definite refusal at the end
+// (not_found, conflict) does not make the operation's outcome definite.
+func (c *Client) CallWrite(ctx context.Context, method string, args, reply any) (addr string, ambiguous bool, err error) {
 	if len(c.Addrs) == 0 {
-		return "", errors.New("fault: client has no server addresses")
+		return "", false, errors.New("fault: client has no server addresses")
 	}
 	backoff := 20 * time.Millisecond
 	var last error
@@ -60,13 +72,13 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) (stri
 		c.mu.Unlock()
 		err := c.callOnce(ctx, addr, method, args, reply)
 		if err == nil {
-			return addr, nil
+			return addr, ambiguous, nil
 		}
 		last = err
 		var e *rpc.Error
 		if errors.As(err, &e) && e.Code == rpc.CodeNotLeader && e.LeaderAddr != "" && e.LeaderAddr != addr {
 			if err2 := c.callOnce(ctx, e.LeaderAddr, method, args, reply); err2 == nil {
-				return e.LeaderAddr, nil
+				return e.LeaderAddr, ambiguous, nil
 			} else {
 				last = err2
 			}
@@ -76,18 +88,29 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) (stri
 			if rpc.CodeOf(last) == rpc.CodeDeadlineExceeded {
 				c.next(addr) // a silent server: start elsewhere next time
 			}
-			return addr, last
+			return addr, ambiguous, last
 		}
+		ambiguous = ambiguous || !definiteRefusal(err) || !definiteRefusal(last)
 		c.next(addr)
 		if (attempt+1)%len(c.Addrs) == 0 {
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():
-				return addr, last
+				return addr, ambiguous, last
 			}
 			backoff = min(2*backoff, 200*time.Millisecond)
 		}
 	}
+}
+
+// definiteRefusal reports whether a failed attempt certainly changed
+// nothing: the server refused the call before doing anything with it.
+func definiteRefusal(err error) bool {
+	switch rpc.CodeOf(err) {
+	case rpc.CodeNotLeader, rpc.CodeNotFound, rpc.CodeConflict, rpc.CodeInvalidArgument, rpc.CodePermissionDenied:
+		return true
+	}
+	return false
 }
 
 func (c *Client) callOnce(ctx context.Context, addr, method string, args, reply any) error {

@@ -30,6 +30,12 @@ type ClusterConfig struct {
 	Servers []NodeSpec
 	// Clients are extra namespaces for clients, e.g. ClientsPerCloud().
 	Clients []NodeSpec
+	// Agents are namespaces for node agents, e.g. AgentsPerCloud(2); the
+	// agents start with StartAgents, not with the servers.
+	Agents []NodeSpec
+	// AgentBin is the node agent executable (rctl-agent); required to
+	// start agents (FindAgentBin).
+	AgentBin string
 	// Net is the emulated network; zero means DefaultNet().
 	Net NetConfig
 	// Timing is the --timing profile; default "wan".
@@ -66,6 +72,9 @@ type Cluster struct {
 	T       testing.TB
 	Net     *Network
 	Servers []*Server
+	// Agents are the node agents (ClusterConfig.Agents), stopped until
+	// StartAgents.
+	Agents []*Agent
 	// Dir holds every server's data dir and log. It is removed when the
 	// test passes and kept (and logged) when it fails.
 	Dir string
@@ -112,7 +121,8 @@ func StartCluster(t testing.TB, cfg ClusterConfig) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	net := NewNetwork(t, cfg.Net, append(append([]NodeSpec(nil), cfg.Servers...), cfg.Clients...)...)
+	specs := append(append(append([]NodeSpec(nil), cfg.Servers...), cfg.Clients...), cfg.Agents...)
+	net := NewNetwork(t, cfg.Net, specs...)
 	c := &Cluster{T: t, Net: net, Dir: dir, cfg: cfg, ops: rpc.NewPoolWithDialer(net.Observer().Dial)}
 	var peers []string
 	for _, s := range cfg.Servers {
@@ -129,14 +139,23 @@ func StartCluster(t testing.TB, cfg ClusterConfig) *Cluster {
 			"--bind", sv.Addr, "--peers", strings.Join(peers, ","),
 			"--timing", cfg.Timing, "--cloud", sv.Cloud, "--region", sv.Cloud + "-1"}, cfg.Args...)
 	}
+	for _, s := range cfg.Agents {
+		c.Agents = append(c.Agents, c.newAgent(s))
+	}
 	t.Cleanup(func() {
 		c.ops.Close()
+		for _, a := range c.Agents {
+			a.Kill()
+		}
 		for _, sv := range c.Servers {
 			sv.Kill()
 		}
 		if t.Failed() {
 			for _, sv := range c.Servers {
 				t.Logf("---- last lines of %s (%s) ----\n%s", sv.Name, sv.LogPath, tail(sv.LogPath, 40))
+			}
+			for _, a := range c.Agents {
+				t.Logf("---- last lines of agent %s (%s) ----\n%s", a.Name, a.LogPath, tail(a.LogPath, 30))
 			}
 			t.Logf("fault: server data and logs kept in %s", dir)
 			return

@@ -1,14 +1,18 @@
 // Package fault is rctl's fault harness: it runs real `rctl serve`
-// processes, each in its own network namespace, on an emulated two-cloud
-// network (intra-cloud RTT ≈ 25 ms, AWS↔GCP RTT ≈ 243 ms), injects
-// crashes and partitions, records what clients saw and checks it.
+// processes and real Python node agents, each in its own network
+// namespace, on an emulated two-cloud network (intra-cloud RTT ≈ 25 ms,
+// AWS↔GCP RTT ≈ 243 ms), injects crashes, pauses, partitions, loss and
+// latency spikes, records what clients and agents saw and checks it.
 //
 // The scenarios that use it live in e2e/fault (one test each, each
-// logging its figures); this package holds the machinery and its own
-// tests. Both need root, ip(8) and /dev/net/tun, and skip with a message
-// saying so otherwise (Requirements, SkipUnlessCapable). The unit tests of
-// the switch and of the linearizability model need nothing and always run
-// (and, unlike the namespace machinery, build on any OS).
+// logging its figures, plus a randomized chaos session that writes a
+// report); this package holds the machinery and its own tests. Both need
+// root, ip(8) and /dev/net/tun, and skip with a message saying so
+// otherwise (Requirements, SkipUnlessCapable). The unit tests of the
+// switch, of the linearizability model and list checks and of the job
+// ledger checks need nothing and always run (and, unlike the namespace
+// machinery, build on any OS); those of the chaos report and the job
+// command need Linux only.
 //
 // # Topology (topology.go, netns_linux.go, tap_linux.go, switch.go)
 //
@@ -70,41 +74,111 @@
 // on it. Client is a failover RPC client living in a client namespace;
 // Cluster.Status and ObserverCall go through the observer.
 //
-// # Nemesis (nemesis.go)
+// # Node agents and jobs (agent.go, jobs.go, ledger.go, agentcheck.go)
+//
+// ClusterConfig.Agents (e.g. AgentsPerCloud(2): "a-aws1", "a-gcp1", …)
+// adds one namespace per node agent, in its cloud; StartAgents runs the
+// real Python agent (ClusterConfig.AgentBin, found by FindAgentBin:
+// $RCTL_AGENT_BIN or agent/.venv/bin/rctl-agent) in each, with its name as
+// node id, its own cloud's servers first in --servers, capacity 2 and a
+// state dir in Cluster.Dir. Agent.Kill kills it and every task it runs
+// (every process in its namespace), like its VM dying. Partitions,
+// CloudSplit, loss and spikes apply to agents as to any node (they are
+// named in partition groups like clients).
+//
+// StartJobs submits shell tasks ("job-<n>", no cloud constraint, 10
+// attempts) at a steady pace from both clouds, retrying each add with its
+// id until acknowledged or OpTimeout; Stop returns the acknowledged and
+// the uncertain ones. Each job sleeps 0.5 s and appends one line to a
+// ledger file, "<task> <attempt> <node> <start ns> <end ns>" (JobCommand;
+// the agent passes RCTL_TASK_ID and RCTL_TASK_ATTEMPT, the harness sets
+// RCTL_FAULT_NODE in the agent's environment). All namespaces share the
+// file system and the clock, so the ledger and the manifest's event times
+// compare directly. The checks, once the network is healed:
+//
+//  1. Cluster.WaitJobsDone: every acknowledged job ends complete (an
+//     uncertain one complete or absent); a failed job fails the check.
+//  2. CheckJobRuns: no two runs of one job overlap in time; every run is
+//     the attempt the manifest gave to that node (attempt k is the k-th
+//     "assigned" event in the task's history), started after that
+//     assignment and ended before the manifest assigned the task to the
+//     next node (a task is never run by one live node while another holds
+//     it); the manifest never assigned a task another node held; every
+//     complete job has the run that completed it.
+//  3. Cluster.WaitAgentsFollowLeader: Node.List on the current leader
+//     shows every running agent healthy with heartbeat_age_ms ≥ 0 (-1
+//     means this leader never heard from it) and within a bound.
+//
+// # Nemesis (nemesis.go, chaos.go)
 //
 // Kill (kill -9), Pause/Resume (SIGSTOP/SIGCONT), Restart (same data
 // dir), Isolate, Partition (any groups; a node in two groups bridges
-// them), CloudSplit, Heal, Loss and Spike. Each is noted on the
-// monitor's timeline.
+// them), Bridge, CloudSplit, Heal, Loss and LinkLoss (a probability per
+// link, split over its two ends), Spike (extra one-way delay). Each is
+// noted on the monitor's timeline.
+//
+// Nemesis.Chaos runs a randomized session: one fault at a time, chosen
+// by the nemesis's seed with the weights of ChaosKinds (kill, pause or
+// isolate the leader or a random server, a minority partition, a cloud
+// split, a bridge, 5–15 % loss per link, a 100–600 ms spike on the
+// leader, a server or a cloud, an agent kill, kill -9 of every server),
+// held 2–10 s, healed, then a wait for a stable cluster (recorded per
+// fault as "settled") and a 1–5 s pause. Calm undoes whatever is left.
+// ChaosReport renders a session as Markdown: checks, the faults with
+// their timing, the elections the monitor saw (and during which fault),
+// figures and the monitor's timeline. The seed fixes the choices (which
+// fault, which role, which parameters), not the cluster's timing, so two
+// runs with one seed inject the same sequence against different leaders.
 //
 // # Monitor (monitor.go)
 //
 // Cluster.StartMonitor polls every server's Status.Get through the
 // observer (every 25 ms in the scenarios) and keeps a timeline of state
-// changes. It answers "who leads" (WaitLeader, WaitStable, WaitState) and
-// checks that no term had two leaders (CheckOneLeaderPerTerm).
+// changes. It answers "who leads" (WaitLeader, WaitStable, WaitState),
+// checks that no term had two leaders (CheckOneLeaderPerTerm), and sums
+// up a window (StabilitySince): the elections seen, every observation of
+// a server without a leader (a follower that knows none, or a candidate:
+// pre-vote hides these from the term, so they are counted apart, as
+// DESIGN.md asks), and the oldest last contact each follower reported.
+// Leaderless measures the time no server was seen leading.
 //
-// # Workload, history and checker (workload.go, history.go, model.go, checker.go)
+// # Workload, history and checker (workload.go, history.go, model.go, listcheck.go, checker.go, pulse.go)
 //
-// StartWorkload runs clients that add, read (linearizable Task.Get) and
-// cancel tasks on a small, rolling set of ids, and records every
-// operation with its invoke and return times in a History. Tasks carry a
-// cloud constraint no node has, so only these operations change them.
-// A write that fails without a definite answer is recorded as unknown: it
-// may take effect any time after its invocation, or never.
+// StartWorkload runs clients that add, read (linearizable Task.Get), list
+// (Task.List, linearizable or stale) and cancel tasks on a small, rolling
+// set of ids, and records every operation with its invoke and return
+// times in a History; a list records the status of every workload task it
+// showed and its index. Tasks carry a cloud constraint no node has, so
+// only these operations change them. A write that fails without a
+// definite answer is recorded as unknown: it may take effect any time
+// after its invocation, or never. AddOp, GetOp, CancelOp and ListOp run
+// one recorded operation, for targeted probes.
 //
-// CheckLinearizable checks a history against TaskModel with porcupine;
-// on a violation it writes history.jsonl and porcupine's history.html
-// (open it in a browser) and returns an error naming them and the tasks
-// without a linearization. Cluster.WaitConverged compares every server's
-// local snapshot byte for byte (stale snapshot save, then the snapshot's
-// own SHA-256); CheckAcknowledged verifies that no acknowledged add or
-// cancel is missing on any server.
+// CheckLinearizable checks a history against TaskModel with porcupine,
+// partitioned by task. A linearizable list reads all tasks at one
+// instant, which a per-task model cannot express; Operations projects it
+// onto every task it may say something about, as a read with the list's
+// times (the task's status in it, or not_found). Projection is sound
+// (every violation found is real) but not complete, so CheckLists adds
+// real-time rules over all tasks at once: any list shows only the past
+// (no task, and no cancel, before its add or cancel was invoked); a
+// linearizable list also shows all of it (every add and cancel
+// acknowledged before the list was invoked), never less than a
+// linearizable read or list that returned before it was invoked saw, and
+// never a lower index. On a violation CheckLinearizable writes
+// history.jsonl and porcupine's history.html (open it in a browser) and
+// returns an error naming them and what went wrong. Cluster.WaitConverged
+// compares every server's local snapshot byte for byte (stale snapshot
+// save, then the snapshot's own SHA-256); CheckAcknowledged verifies that
+// no acknowledged add or cancel is missing on any server.
 //
 // FirstWrite times "the cluster accepts writes again": probes next to
 // each server start a fresh write every 100 ms and the first
 // acknowledgement wins, so the figure does not depend on how long one
-// call is held by a server that cannot answer.
+// call is held by a server that cannot answer. A Pulse writes
+// continuously (a re-add of one task every interval through a failover
+// client, a committed no-op) and reports, for any window, latencies and
+// the longest stretch without an acknowledged write.
 //
 // # Running
 //
@@ -113,6 +187,14 @@
 //	go test -race -count=1 -v ./fault/ ./e2e/fault/
 //
 // e2e/fault builds rctl once (without -race: five servers under the race
-// detector on two cores would measure the detector) or uses RCTL_BIN.
-// RCTL_FAULT_ROUNDS sets the number of leader kills (default 10).
+// detector on two cores would measure the detector) or uses RCTL_BIN, and
+// uses the node agent of `make agent-venv` or RCTL_AGENT_BIN.
+// RCTL_FAULT_ROUNDS sets the number of leader kills (default 10),
+// RCTL_FAULT_STABLE the fault-free run (default 3m), RCTL_FAULT_SCALE
+// stretches the loss and spike phases. The chaos session runs only when
+// asked:
+//
+//	RCTL_CHAOS_SEED=7 RCTL_CHAOS_DURATION=10m go test -count=1 -timeout 0 -run '^TestChaos$' -v ./e2e/fault/
+//
+// (`make chaos SEED=7 DURATION=10m`), and prints the path of its report.
 package fault

@@ -16,6 +16,11 @@ const (
 	OpAdd    = "add"
 	OpGet    = "get"
 	OpCancel = "cancel"
+	// OpList is a linearizable Task.List; OpListStale a stale one
+	// (answered locally by any server). Their Seen holds the status of
+	// every listed task of the workload.
+	OpList      = "list"
+	OpListStale = "list-stale"
 )
 
 // Outcomes of an operation, as recorded. A read's outcome is the task's
@@ -46,11 +51,21 @@ type Op struct {
 	// -1 for an OutUnknown write (it may take effect any time later).
 	Call   int64 `json:"call"`
 	Return int64 `json:"return"`
+	// Seen is what a list (OutOK) returned: task id → status, for the
+	// workload's tasks only. Index is the list's index (QueryMeta.Index).
+	Seen  map[string]string `json:"seen,omitempty"`
+	Index uint64            `json:"index,omitempty"`
 }
 
 func (o Op) String() string {
+	if o.Kind == OpList || o.Kind == OpListStale {
+		return fmt.Sprintf("c%d %s → %s (%d tasks, index %d)", o.Client, o.Kind, o.Out, len(o.Seen), o.Index)
+	}
 	return fmt.Sprintf("c%d %s(%s) → %s", o.Client, o.Kind, o.Task, o.Out)
 }
+
+// isList reports whether o is a Task.List of either kind.
+func (o Op) isList() bool { return o.Kind == OpList || o.Kind == OpListStale }
 
 // History records operations from concurrent clients. It is safe for
 // concurrent use.
@@ -66,10 +81,20 @@ func NewHistory() *History { return &History{start: time.Now()} }
 // Do runs one operation and records it with its invoke and return times.
 // fn returns the answering server and an error; outcome classifies them.
 func (h *History) Do(client int, kind, task string, fn func() (out string, server string, err error)) Op {
-	call := time.Since(h.start).Nanoseconds()
-	out, server, err := fn()
-	ret := time.Since(h.start).Nanoseconds()
-	op := Op{Client: client, Kind: kind, Task: task, Out: out, Server: server, Call: call, Return: ret}
+	return h.DoOp(client, kind, task, func(op *Op) error {
+		var err error
+		op.Out, op.Server, err = fn()
+		return err
+	})
+}
+
+// DoOp is Do for operations that fill in more of the Op (a list's Seen
+// and Index): fn sets op.Out and whatever else it learnt.
+func (h *History) DoOp(client int, kind, task string, fn func(op *Op) error) Op {
+	op := Op{Client: client, Kind: kind, Task: task}
+	op.Call = time.Since(h.start).Nanoseconds()
+	err := fn(&op)
+	op.Return = time.Since(h.start).Nanoseconds()
 	if err != nil {
 		op.Err = err.Error()
 	}
@@ -81,6 +106,9 @@ func (h *History) Do(client int, kind, task string, fn func() (out string, serve
 	h.mu.Unlock()
 	return op
 }
+
+// Start is when the history's clock started: Op times count from it.
+func (h *History) Start() time.Time { return h.start }
 
 // Ops returns the recorded operations ordered by invocation.
 func (h *History) Ops() []Op {
@@ -98,6 +126,20 @@ func (h *History) Counts() map[string]int {
 		m[o.Kind+":"+o.Out]++
 	}
 	return m
+}
+
+// Latencies returns the durations of the operations of one kind that
+// ended with outcome out and were invoked in [from, to) (offsets from the
+// history's start; to ≤ 0 means no end).
+func (h *History) Latencies(kind, out string, from, to time.Duration) []time.Duration {
+	var ds []time.Duration
+	for _, o := range h.Ops() {
+		if o.Kind != kind || o.Out != out || o.Return < 0 || o.Call < int64(from) || (to > 0 && o.Call >= int64(to)) {
+			continue
+		}
+		ds = append(ds, time.Duration(o.Return-o.Call))
+	}
+	return ds
 }
 
 // Acknowledged returns the tasks whose add was acknowledged, and those
@@ -167,6 +209,26 @@ func writeOutcome(err error) string {
 	default:
 		return OutUnknown
 	}
+}
+
+// retriedWriteOutcome classifies the result of a write sent with
+// retries: a refusal at the end after an attempt without a definite
+// answer is unknown (that attempt may still take effect). Success stays
+// success: a late duplicate of an add or a cancel changes nothing.
+func retriedWriteOutcome(err error, ambiguous bool) string {
+	out := writeOutcome(err)
+	if ambiguous && (out == OutNotFound || out == OutConflict) {
+		return OutUnknown
+	}
+	return out
+}
+
+// listOutcome classifies the result of a Task.List.
+func listOutcome(err error) string {
+	if err == nil {
+		return OutOK
+	}
+	return OutFailed
 }
 
 // readOutcome classifies the result of a Task.Get.

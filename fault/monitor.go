@@ -27,19 +27,38 @@ type Monitor struct {
 	leaders map[uint64]map[string]time.Time // term → leader → first seen
 	events  []Event
 	lost    map[string]int // observations of a follower without a leader
-	cancel  context.CancelFunc
-	done    chan struct{}
+	// unsettled lists every observation of a server without a leader
+	// (a follower that knows none, a candidate), for StatsSince.
+	unsettled []Event
+	// contacts lists follower observations whose last contact with the
+	// leader was older than slowContact.
+	contacts []contact
+	polls    int
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // view is one server's state as last observed.
 type view struct {
-	at       time.Time
-	ok       bool
-	state    string
-	term     uint64
-	leaderID string
-	applied  uint64
+	at          time.Time
+	ok          bool
+	state       string
+	term        uint64
+	leaderID    string
+	applied     uint64
+	lastContact time.Duration // follower's last contact with the leader
 }
+
+type contact struct {
+	at     time.Time
+	server string
+	age    time.Duration
+}
+
+// slowContact: follower observations with an older last contact are kept
+// for StatsSince (a healthy follower hears from the leader every
+// heartbeat timeout / 10 plus one way of the link).
+const slowContact = 150 * time.Millisecond
 
 // Event is one line of the monitor's timeline.
 type Event struct {
@@ -59,6 +78,9 @@ func (c *Cluster) StartMonitor(interval time.Duration) *Monitor {
 	c.T.Cleanup(m.Stop)
 	return m
 }
+
+// Start is when the monitor started: Timeline's times count from it.
+func (m *Monitor) Start() time.Time { return m.start }
 
 // Stop ends polling.
 func (m *Monitor) Stop() {
@@ -101,7 +123,8 @@ func (m *Monitor) poll(ctx context.Context, sv *Server) {
 		m.record(sv.Name, view{at: now})
 		return
 	}
-	m.record(sv.Name, view{at: now, ok: true, state: st.State, term: st.Term, leaderID: st.LeaderID, applied: st.AppliedIndex})
+	m.record(sv.Name, view{at: now, ok: true, state: st.State, term: st.Term, leaderID: st.LeaderID, applied: st.AppliedIndex,
+		lastContact: time.Duration(st.LastContactMS) * time.Millisecond})
 }
 
 func (m *Monitor) record(name string, v view) {
@@ -119,8 +142,15 @@ func (m *Monitor) record(name string, v view) {
 			byLeader[name] = v.at
 		}
 	}
+	m.polls++
 	if v.ok && v.state == "follower" && v.leaderID == "" {
 		m.lost[name]++
+	}
+	if v.ok && (v.state == "candidate" || v.state == "follower" && v.leaderID == "") {
+		m.unsettled = append(m.unsettled, Event{At: v.at, Server: name, What: v.state})
+	}
+	if v.ok && v.state == "follower" && v.lastContact > slowContact {
+		m.contacts = append(m.contacts, contact{at: v.at, server: name, age: v.lastContact})
 	}
 	if !seen || old.ok != v.ok || old.state != v.state || old.term != v.term || old.leaderID != v.leaderID {
 		what := "down or unreachable"
@@ -302,6 +332,151 @@ func (m *Monitor) LostLeaderCount() int {
 		n += c
 	}
 	return n
+}
+
+// Election is a leader seen for the first time in a term.
+type Election struct {
+	Term   uint64
+	Leader string
+	At     time.Time
+}
+
+// ElectionsSince lists, in term order, the leaders first seen at or after
+// t: every one is a leader change (or the first leader).
+func (m *Monitor) ElectionsSince(t time.Time) []Election {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Election
+	for term, ls := range m.leaders {
+		for name, at := range ls {
+			if !at.Before(t) {
+				out = append(out, Election{Term: term, Leader: name, At: at})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Term != out[j].Term {
+			return out[i].Term < out[j].Term
+		}
+		return out[i].At.Before(out[j].At)
+	})
+	return out
+}
+
+// Stability sums up what the monitor saw in a time window.
+type Stability struct {
+	Elections []Election
+	// Unsettled counts observations of a server without a leader: a
+	// follower that knew none ("follower lost its leader", which pre-vote
+	// hides from the term) or a candidate, by server.
+	Unsettled map[string]int
+	// MaxContact is, by follower, the oldest last contact with the leader
+	// observed (only ages above 150 ms are kept; absent means below).
+	MaxContact map[string]time.Duration
+	Polls      int // all polls since the monitor started
+}
+
+// Quiet reports whether nothing unsettled happened: no election and no
+// server seen without a leader.
+func (s Stability) Quiet() bool { return len(s.Elections) == 0 && len(s.Unsettled) == 0 }
+
+func (s Stability) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d elections", len(s.Elections))
+	for _, e := range s.Elections {
+		fmt.Fprintf(&b, " [term %d %s]", e.Term, e.Leader)
+	}
+	n := 0
+	for _, c := range s.Unsettled {
+		n += c
+	}
+	fmt.Fprintf(&b, ", %d observations of a server without a leader %v", n, s.Unsettled)
+	if len(s.MaxContact) > 0 {
+		fmt.Fprintf(&b, ", oldest follower last contact %v", s.MaxContact)
+	}
+	return b.String()
+}
+
+// StabilitySince sums up the window from t to now.
+func (m *Monitor) StabilitySince(t time.Time) Stability {
+	st := Stability{Elections: m.ElectionsSince(t), Unsettled: map[string]int{}, MaxContact: map[string]time.Duration{}}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st.Polls = m.polls
+	for _, e := range m.unsettled {
+		if !e.At.Before(t) {
+			st.Unsettled[e.Server]++
+		}
+	}
+	for _, c := range m.contacts {
+		if !c.at.Before(t) && c.age > st.MaxContact[c.server] {
+			st.MaxContact[c.server] = c.age.Round(time.Millisecond)
+		}
+	}
+	if len(st.Unsettled) == 0 {
+		st.Unsettled = nil
+	}
+	return st
+}
+
+// Leaderless returns the longest stretch within [from, to] during which no
+// running server was seen leading (by the latest observation of each
+// server), and the total of such stretches.
+func (m *Monitor) Leaderless(from, to time.Time) (longest, total time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// Replay the timeline's per-server state changes.
+	state := map[string]bool{} // server → leading
+	var gapStart time.Time
+	leading := func() bool {
+		for _, l := range state {
+			if l {
+				return true
+			}
+		}
+		return false
+	}
+	account := func(end time.Time) {
+		if gapStart.IsZero() {
+			return
+		}
+		s := gapStart
+		if s.Before(from) {
+			s = from
+		}
+		if end.After(to) {
+			end = to
+		}
+		if d := end.Sub(s); d > 0 {
+			total += d
+			longest = max(longest, d)
+		}
+	}
+	for _, e := range m.events {
+		if e.Server == "*" {
+			continue
+		}
+		if e.At.After(to) {
+			break
+		}
+		was := leading()
+		state[e.Server] = strings.HasPrefix(e.What, "leader ")
+		now := leading()
+		switch {
+		case was && !now:
+			gapStart = e.At
+		case !was && now:
+			account(e.At)
+			gapStart = time.Time{}
+		}
+	}
+	if !leading() {
+		if gapStart.IsZero() {
+			gapStart = from
+		}
+		account(to)
+	}
+	return longest, total
 }
 
 // Timeline renders the recorded changes relative to the monitor's start.

@@ -5,6 +5,7 @@ package fault
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -139,6 +140,37 @@ func (n *Nemesis) Loss(p float64, nodes ...string) {
 func (n *Nemesis) Spike(d time.Duration, nodes ...string) {
 	n.Mon.Note("nemesis: latency spike +%s on %v", d, nodes)
 	n.C.Net.Switch.AddDelay(d, nodes...)
+}
+
+// LinkLoss makes every link between two of the named nodes lose frames
+// with probability target, each way (a link's loss compounds the loss
+// of both its ends, so each node gets 1-√(1-target)); 0 clears it.
+func (n *Nemesis) LinkLoss(target float64, nodes ...string) {
+	p := 0.0
+	if target > 0 {
+		p = 1 - math.Sqrt(1-target)
+	}
+	n.Mon.Note("nemesis: loss %.1f%% per link among %v", 100*target, nodes)
+	n.C.Net.Switch.SetLoss(p, nodes...)
+}
+
+// Bridge cuts sides a and b apart while bridge (a server) keeps talking
+// to both: it alone sees the whole cluster.
+func (n *Nemesis) Bridge(bridge string, a, b []string) {
+	n.Mon.Note("nemesis: bridge partition %v | %s | %v", a, bridge, b)
+	n.C.Net.Switch.Partition(append(slices.Clone(a), bridge), append(slices.Clone(b), bridge))
+}
+
+// NodeNames lists every node of the network but the observer: servers,
+// clients and agents.
+func (n *Nemesis) NodeNames() []string {
+	var out []string
+	for _, node := range n.C.Net.Nodes() {
+		if node.Name != ObserverName {
+			out = append(out, node.Name)
+		}
+	}
+	return out
 }
 
 // Side returns the names of the servers in svs plus extra node names, as

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,10 @@ type WorkloadConfig struct {
 	Think time.Duration
 	// Seed makes the choice of operations reproducible. Default 1.
 	Seed uint64
+	// ListPercent sets how many Task.Lists (half linearizable, half
+	// stale) come with every 100 other operations, which are 30 adds, 55
+	// gets and 15 cancels. Default 10; negative means none.
+	ListPercent int
 }
 
 func (c *WorkloadConfig) fill() {
@@ -50,12 +55,17 @@ func (c *WorkloadConfig) fill() {
 	if c.Seed == 0 {
 		c.Seed = 1
 	}
+	if c.ListPercent == 0 {
+		c.ListPercent = 10
+	}
+	c.ListPercent = max(c.ListPercent, 0)
 }
 
-// Workload runs clients that add, read (linearizable Task.Get) and cancel
-// tasks concurrently, recording every operation in a History. The tasks
-// carry a cloud constraint no node has, so they stay pending until
-// cancelled and the history checks against TaskModel.
+// Workload runs clients that add, read (linearizable Task.Get), list
+// (Task.List, linearizable and stale) and cancel tasks concurrently,
+// recording every operation in a History. The tasks carry a cloud
+// constraint no node has, so they stay pending until cancelled and the
+// history checks against TaskModel and CheckLists.
 type Workload struct {
 	cfg    WorkloadConfig
 	hist   *History
@@ -93,26 +103,15 @@ func (w *Workload) run(ctx context.Context, id int, cl *Client, rng *rand.Rand) 
 		gen := int(time.Since(w.hist.start) / w.cfg.Generation)
 		task := fmt.Sprintf("%s-%d-%d", w.cfg.Prefix, gen, rng.IntN(w.cfg.Tasks))
 		octx, cancel := context.WithTimeout(context.Background(), w.cfg.OpTimeout)
-		switch r := rng.IntN(100); {
-		case r < 30:
-			w.hist.Do(id, OpAdd, task, func() (string, string, error) {
-				var reply rpc.TaskReply
-				addr, err := cl.Call(octx, rpc.MethodTaskAdd, &rpc.TaskAddArgs{ID: task, Type: "fault",
-					Payload: map[string]string{"by": "fault-workload"}, Cloud: "nowhere"}, &reply)
-				return writeOutcome(err), addr, err
-			})
-		case r < 85:
-			w.hist.Do(id, OpGet, task, func() (string, string, error) {
-				var reply rpc.TaskGetReply
-				addr, err := cl.Call(octx, rpc.MethodTaskGet, &rpc.TaskGetArgs{ID: task}, &reply)
-				return readOutcome(&reply, err), addr, err
-			})
+		switch r := rng.IntN(100 + w.cfg.ListPercent); {
+		case r < w.cfg.ListPercent:
+			ListOp(octx, w.hist, id, cl, rng.IntN(2) == 0, w.cfg.Prefix)
+		case r < w.cfg.ListPercent+30:
+			AddOp(octx, w.hist, id, cl, task)
+		case r < w.cfg.ListPercent+85:
+			GetOp(octx, w.hist, id, cl, task)
 		default:
-			w.hist.Do(id, OpCancel, task, func() (string, string, error) {
-				var reply rpc.TaskReply
-				addr, err := cl.Call(octx, rpc.MethodTaskCancel, &rpc.TaskCancelArgs{ID: task, Reason: "fault workload"}, &reply)
-				return writeOutcome(err), addr, err
-			})
+			CancelOp(octx, w.hist, id, cl, task)
 		}
 		cancel()
 		select {
@@ -120,6 +119,61 @@ func (w *Workload) run(ctx context.Context, id int, cl *Client, rng *rand.Rand) 
 		case <-time.After(w.cfg.Think):
 		}
 	}
+}
+
+// AddOp adds task (a task no node can run) through cl and records the
+// operation in h as client's.
+func AddOp(ctx context.Context, h *History, client int, cl *Client, task string) Op {
+	return h.Do(client, OpAdd, task, func() (string, string, error) {
+		var reply rpc.TaskReply
+		addr, ambiguous, err := cl.CallWrite(ctx, rpc.MethodTaskAdd, &rpc.TaskAddArgs{ID: task, Type: "fault",
+			Payload: map[string]string{"by": "fault-workload"}, Cloud: "nowhere"}, &reply)
+		return retriedWriteOutcome(err, ambiguous), addr, err
+	})
+}
+
+// GetOp reads task with a linearizable Task.Get through cl and records
+// the operation in h.
+func GetOp(ctx context.Context, h *History, client int, cl *Client, task string) Op {
+	return h.Do(client, OpGet, task, func() (string, string, error) {
+		var reply rpc.TaskGetReply
+		addr, err := cl.Call(ctx, rpc.MethodTaskGet, &rpc.TaskGetArgs{ID: task}, &reply)
+		return readOutcome(&reply, err), addr, err
+	})
+}
+
+// CancelOp cancels task through cl and records the operation in h.
+func CancelOp(ctx context.Context, h *History, client int, cl *Client, task string) Op {
+	return h.Do(client, OpCancel, task, func() (string, string, error) {
+		var reply rpc.TaskReply
+		addr, ambiguous, err := cl.CallWrite(ctx, rpc.MethodTaskCancel, &rpc.TaskCancelArgs{ID: task, Reason: "fault workload"}, &reply)
+		return retriedWriteOutcome(err, ambiguous), addr, err
+	})
+}
+
+// ListOp lists the tasks (linearizable, or stale) through cl and records
+// the operation in h, with the status of every listed task whose id
+// starts with prefix+"-".
+func ListOp(ctx context.Context, h *History, client int, cl *Client, stale bool, prefix string) Op {
+	kind := OpList
+	if stale {
+		kind = OpListStale
+	}
+	return h.DoOp(client, kind, "", func(op *Op) error {
+		var reply rpc.TaskListReply
+		addr, err := cl.Call(ctx, rpc.MethodTaskList, &rpc.TaskListArgs{QueryOptions: rpc.QueryOptions{Stale: stale}}, &reply)
+		op.Out, op.Server = listOutcome(err), addr
+		if err == nil {
+			op.Index = reply.Index
+			op.Seen = map[string]string{}
+			for _, t := range reply.Tasks {
+				if strings.HasPrefix(t.ID, prefix+"-") {
+					op.Seen[t.ID] = string(t.Status)
+				}
+			}
+		}
+		return err
+	})
 }
 
 // Write adds one task through cl, retrying until ctx ends, and returns
