@@ -3,7 +3,8 @@
 #                end-to-end process tests, the Python agent's lint/type/tests.
 #                Installs what it needs itself (Go modules, agent virtualenv).
 #   make dev     a local cluster: 5 servers and 3 Python agents (rctl dev).
-#   make bench   benchmarks that print figures (see bench/RESULTS.md).
+#   make bench   benchmarks that print figures (bench/RESULTS.md, bench/RESULTS-peer.md);
+#                make bench-quick (< 5 min), make chaos SEED=… DURATION=….
 
 GO      ?= go
 PYTHON  ?= python3
@@ -15,7 +16,7 @@ BIN     := bin/rctl
 # running as root (as CI does); without them those tests skip.
 DEB_PKGS := tmux iproute2
 
-.PHONY: deps all build test test-go lint lint-go agent-venv test-agent lint-agent dev bench fuzz clean
+.PHONY: deps all build test test-go lint lint-go agent-venv test-agent lint-agent dev bench bench-quick chaos fuzz clean
 
 all: build
 
@@ -41,8 +42,12 @@ lint-go:
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# The fault scenarios (timing-sensitive, namespaces as root) run after the
+# rest, alone, so the other packages' load does not skew their figures.
 test-go: build agent-venv
-	RCTL_AGENT_BIN=$(abspath $(VENV))/bin/rctl-agent $(GO) test -race -count=1 -timeout 30m ./...
+	RCTL_AGENT_BIN=$(abspath $(VENV))/bin/rctl-agent $(GO) test -race -count=1 -timeout 30m \
+	  $$($(GO) list ./... | grep -v '/e2e/fault$$')
+	RCTL_AGENT_BIN=$(abspath $(VENV))/bin/rctl-agent $(GO) test -race -count=1 -timeout 30m ./e2e/fault/
 
 # The agent's virtualenv is created on first use and reused afterwards.
 $(VENV)/.installed: agent/pyproject.toml
@@ -68,8 +73,27 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeEntry -fuzztime=60s ./fsm/
 	$(GO) test -run='^$$' -fuzz=FuzzApply -fuzztime=60s ./fsm/
 
+# rctl vs etcd side by side (bench/peer, its own Go module): loopback, plus
+# the emulated two-cloud network when run as root. bench appends to
+# bench/RESULTS-peer.md (charts in bench/); bench-quick (< 5 min) prints the
+# tables, charts in bench/peer/out/.
+PEERBENCH = cd bench/peer && $(GO) run ./cmd/peerbench --rctl-bin $(abspath $(BIN))
+
 bench: build
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./bench/
+	$(PEERBENCH) --mode full --out ../RESULTS-peer.md
+
+bench-quick: build
+	$(PEERBENCH) --mode quick
+
+# Randomized nemesis session on the emulated two-cloud network (needs root);
+# prints the path of its Markdown report, e.g. make chaos SEED=7 DURATION=10m
+SEED     ?= 1
+DURATION ?= 5m
+chaos: build agent-venv
+	RCTL_CHAOS_SEED=$(SEED) RCTL_CHAOS_DURATION=$(DURATION) RCTL_BIN=$(abspath $(BIN)) \
+	  RCTL_AGENT_BIN=$(abspath $(VENV))/bin/rctl-agent \
+	  $(GO) test -count=1 -timeout 0 -run '^TestChaos$$' -v ./e2e/fault/
 
 clean:
 	rm -rf bin $(VENV)

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Plan sizes one run: how many rounds and writes each scenario makes.
+type Plan struct {
+	Mode           string // quick or full
+	ColdRounds     int
+	FailoverRounds int
+	LatencyWrites  int // sequential writes per leader placement
+	ThroughputDur  time.Duration
+	Clients        []int
+	// Settle is the pause after a cluster caught up, before it is measured.
+	Settle time.Duration
+	// Attempt bounds one probe write in cold start and failover.
+	Attempt time.Duration
+}
+
+// planFor returns the plan of a mode on a network.
+func planFor(mode string, wan bool) Plan {
+	p := Plan{Mode: mode, ColdRounds: 5, FailoverRounds: 20, LatencyWrites: 1000,
+		ThroughputDur: 5 * time.Second, Clients: []int{1, 16, 64, 256},
+		Settle: time.Second, Attempt: 2 * time.Second}
+	if wan {
+		p.LatencyWrites, p.ThroughputDur, p.Settle, p.Attempt = 100, 8*time.Second, 2*time.Second, 5*time.Second
+	}
+	if mode == "quick" {
+		p.ColdRounds, p.FailoverRounds = 2, 5
+		p.LatencyWrites /= 5
+		p.ThroughputDur = 2 * time.Second
+		if wan {
+			p.FailoverRounds = 4
+		}
+	}
+	return p
+}
+
+// Bench runs the scenarios of one network for both systems and keeps what
+// the report and the charts need.
+type Bench struct {
+	Net     Network
+	Systems []System // rctl first, then etcd
+	Plan    Plan
+	Work    string        // data dirs go under it
+	Fsync   time.Duration // median fdatasync of the data disk
+	Keep    string        // where server logs of failed scenarios are kept
+	Tables  []*Table
+
+	// For the charts: failover times and throughput per clients, by system.
+	Failover   map[string][]time.Duration
+	Throughput map[string][]float64
+}
+
+// probeEvery is how often cold start and failover start a new write
+// through each server: the figure's resolution.
+const probeEvery = 50 * time.Millisecond
+
+// start starts a cluster of n servers of sys in a fresh directory.
+func (b *Bench) start(sys System, n int, opt StartOptions) (Cluster, error) {
+	hosts, err := b.Net.Hosts(n)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(b.Work, sys.Name()+"-")
+	if err != nil {
+		return nil, err
+	}
+	return sys.Start(b.Net, hosts, dir, opt)
+}
+
+// stop stops a cluster, keeping the servers' logs first when the
+// scenario failed (err != nil).
+func (b *Bench) stop(c Cluster, err error) {
+	if err != nil {
+		b.keepLogs(c, "failed")
+	}
+	c.Stop()
+}
+
+// keepLogs copies the servers' logs to a new directory under b.Keep and
+// says where.
+func (b *Bench) keepLogs(c Cluster, label string) {
+	if b.Keep == "" {
+		return
+	}
+	dir := filepath.Join(b.Keep, fmt.Sprintf("peer-logs-%s-%s-%s", b.Net.Name(), label, time.Now().Format("150405")))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		log.Printf("keeping logs: %v", err)
+		return
+	}
+	for _, p := range c.Procs() {
+		if data, err := os.ReadFile(p.LogPath); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, p.Name+".log"), data, 0o644)
+		}
+	}
+	log.Printf("server logs kept in %s", dir)
+}
+
+// writers opens one writer per server index.
+func writers(c Cluster, idx []int) ([]Writer, error) {
+	var ws []Writer
+	for _, i := range idx {
+		w, err := c.Writer(i)
+		if err != nil {
+			closeAll(ws)
+			return nil, err
+		}
+		ws = append(ws, w)
+	}
+	return ws, nil
+}
+
+func closeAll(ws []Writer) {
+	for _, w := range ws {
+		w.Close()
+	}
+}
+
+// firstWrite starts a write through every writer every probeEvery, each
+// bounded by attempt, until one is acknowledged, and returns the time of
+// that acknowledgement since since. So the figure is "the cluster accepts
+// writes again", whichever server answers first, and does not depend on
+// how long one call is held by a server that cannot answer yet.
+func firstWrite(ws []Writer, since time.Time, attempt, within time.Duration) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	won := make(chan time.Time, 1)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var lastErr error
+	for _, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(probeEvery)
+			defer tick.Stop()
+			for {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					actx, acancel := context.WithTimeout(ctx, attempt)
+					defer acancel()
+					err := w.Write(actx)
+					if err == nil {
+						select {
+						case won <- time.Now():
+						default:
+						}
+						return
+					}
+					mu.Lock()
+					lastErr = err
+					mu.Unlock()
+				}()
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	}
+	select {
+	case t := <-won:
+		cancel()
+		wg.Wait()
+		return t.Sub(since), nil
+	case <-ctx.Done():
+		wg.Wait()
+		return 0, fmt.Errorf("no write acknowledged within %s (last error: %v)", within, lastErr)
+	}
+}
+
+// others returns 0..n-1 without skip.
+func others(n, skip int) []int {
+	var out []int
+	for i := range n {
+		if i != skip {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// loadNote reads the load averages, for the tables' notes.
+func loadNote() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// run runs one scenario function, noting the load before and after.
+func (b *Bench) run(name string, fn func() (*Table, error)) error {
+	before := loadNote()
+	log.Printf("%s: %s …", b.Net.Name(), name)
+	t0 := time.Now()
+	t, err := fn()
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	t.Notes = append(t.Notes, fmt.Sprintf("Load average (1/5/15 min) before: %s, after: %s; took %s.",
+		before, loadNote(), time.Since(t0).Round(time.Second)))
+	b.Tables = append(b.Tables, t)
+	fmt.Println(t.Markdown())
+	return nil
+}
+
+// RunAll runs the chosen scenarios in order.
+func (b *Bench) RunAll(scenarios []string) error {
+	var errs []error
+	for _, s := range scenarios {
+		var err error
+		switch s {
+		case "cold":
+			err = b.run("cold start", b.ColdStart)
+		case "failover":
+			err = b.run("failover", b.FailoverScenario)
+		case "latency":
+			err = b.run("commit latency", b.Latency)
+		case "throughput":
+			err = b.run("throughput", b.ThroughputScenario)
+		default:
+			err = fmt.Errorf("unknown scenario %q", s)
+		}
+		if err != nil {
+			log.Printf("%s: %v", b.Net.Name(), err)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,203 @@
+// Command peerbench runs rctl and etcd side by side through the same
+// scenarios — cold start, failover, commit latency, throughput — with real
+// server processes, and prints one table per scenario with rctl, etcd,
+// their ratio and the physical floor where one exists (issue 6).
+//
+// It builds both servers itself: rctl from the repository root, etcd from
+// this module's cmd/etcd (go.etcd.io/etcd/server/v3/embed). The network is
+// pluggable (net.go): "loopback" runs everything on 127.0.0.1 with rctl
+// --timing lan against etcd's default timeouts (heartbeat 100 ms, election
+// 1000 ms); "wan" puts every server in its own namespace on package fault's
+// emulated two-cloud network (3 AWS + 2 GCP, client in AWS; needs root)
+// with rctl --timing wan against etcd's documented WAN tuning (heartbeat
+// 250 ms, election 2500 ms).
+//
+// Usage, from bench/peer:
+//
+//	go run ./cmd/peerbench [--mode quick|full] [--net all|loopback|wan]
+//	    [--scenarios cold,failover,latency,throughput] [--out ../RESULTS.md] [--charts DIR]
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rctl-dev/rctl/fault"
+)
+
+func main() {
+	mode := flag.String("mode", "full", "quick (a few rounds, < 5 min) or full (≥ 20 failover rounds, < 30 min)")
+	nets := flag.String("net", "all", "networks to run: loopback, wan, or all (loopback, and wan where it can be built: root, ip, /dev/net/tun)")
+	scen := flag.String("scenarios", "cold,failover,latency,throughput", "scenarios to run, comma-separated")
+	out := flag.String("out", "", "append the report (markdown) to this file")
+	charts := flag.String("charts", "", "directory for the PNG charts (default: that of --out, else bench/peer/out)")
+	rctlBin := flag.String("rctl-bin", os.Getenv("RCTL_BIN"), "rctl binary to use instead of building one")
+	etcdBin := flag.String("etcd-bin", os.Getenv("ETCD_BIN"), "etcd binary (built from cmd/etcd) to use instead of building one")
+	work := flag.String("work", "", "parent directory of the servers' data dirs (default: the system temp dir)")
+	flag.Parse()
+	log.SetFlags(log.Ltime)
+	if *mode != "quick" && *mode != "full" {
+		log.Fatalf("--mode %q: use quick or full", *mode)
+	}
+	netList, err := chooseNets(*nets)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	workDir, err := os.MkdirTemp(*work, "peerbench-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	var network Network
+	var netMu sync.Mutex
+	setNet := func(n Network) {
+		netMu.Lock()
+		defer netMu.Unlock()
+		network = n
+	}
+	cleanup := func() {
+		killLive()
+		_ = os.RemoveAll(workDir)
+		netMu.Lock()
+		defer netMu.Unlock()
+		if network != nil {
+			_ = network.Close()
+		}
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		log.Printf("%s: stopping servers and removing %s", s, workDir)
+		cleanup()
+		os.Exit(130)
+	}()
+	code := run(runConfig{mode: *mode, nets: netList, scenarios: strings.Split(*scen, ","), out: *out,
+		charts: *charts, rctlBin: *rctlBin, etcdBin: *etcdBin, work: workDir, command: strings.Join(os.Args, " ")},
+		setNet)
+	cleanup()
+	os.Exit(code)
+}
+
+// chooseNets resolves --net.
+func chooseNets(s string) ([]string, error) {
+	switch s {
+	case "loopback", "wan":
+		return []string{s}, nil
+	case "all":
+		if err := fault.Requirements(); err != nil {
+			log.Printf("wan skipped: %v", err)
+			return []string{"loopback"}, nil
+		}
+		return []string{"loopback", "wan"}, nil
+	}
+	return nil, fmt.Errorf("--net %q: use loopback, wan or all", s)
+}
+
+type runConfig struct {
+	mode             string
+	nets, scenarios  []string
+	out, charts      string
+	rctlBin, etcdBin string
+	work, command    string
+}
+
+// run builds the binaries and runs every network in turn; it returns the
+// exit code. setNet tells main which network to tear down on a signal.
+func run(cfg runConfig, setNet func(Network)) int {
+	t0 := time.Now()
+	bins, err := buildBinaries(cfg.work, cfg.rctlBin, cfg.etcdBin)
+	if err != nil {
+		log.Print(err)
+		return 1
+	}
+	if cfg.charts == "" {
+		cfg.charts = filepath.Join(bins.peerDir, "out") // ignored by git
+		if cfg.out != "" {
+			cfg.charts = filepath.Dir(cfg.out)
+		}
+	}
+	if err := os.MkdirAll(cfg.charts, 0o755); err != nil {
+		log.Print(err)
+		return 1
+	}
+	p50, p99, err := measureFsync(cfg.work, 200)
+	if err != nil {
+		log.Printf("fdatasync probe: %v", err)
+		return 1
+	}
+	log.Printf("fdatasync on %s: p50 %s, p99 %s", dataDisk(cfg.work), fmtDur(p50), fmtDur(p99))
+	code := 0
+	for _, name := range cfg.nets {
+		nw, err := openNet(name)
+		if err != nil {
+			log.Printf("%s: %v", name, err)
+			code = 1
+			continue
+		}
+		setNet(nw)
+		b := newBench(nw, bins, cfg, p50)
+		runErr := b.RunAll(cfg.scenarios)
+		if runErr != nil {
+			code = 1
+		}
+		rep := report(b, bins, cfg, p50, p99, runErr)
+		if err := writeCharts(b, cfg.charts); err != nil {
+			log.Printf("charts: %v", err)
+			code = 1
+		}
+		if cfg.out != "" {
+			if err := appendFile(cfg.out, rep); err != nil {
+				log.Printf("--out: %v", err)
+				code = 1
+			}
+		}
+		if err := nw.Close(); err != nil {
+			log.Printf("%s: %v", name, err)
+		}
+		setNet(nil)
+	}
+	log.Printf("done in %s", time.Since(t0).Round(time.Second))
+	return code
+}
+
+func openNet(name string) (Network, error) {
+	if name == "wan" {
+		return newWAN()
+	}
+	return newLoopback(), nil
+}
+
+// newBench pairs rctl and etcd with the timing settings that match on this
+// network.
+func newBench(nw Network, bins binaries, cfg runConfig, fsync time.Duration) *Bench {
+	wan := nw.Name() == "wan"
+	rctl := &rctlSystem{bin: bins.rctl, timing: "lan"}
+	etcd := &etcdSystem{bin: bins.etcd, heartbeatMs: 100, electMs: 1000}
+	if wan {
+		rctl.timing = "wan"
+		etcd.heartbeatMs, etcd.electMs = 250, 2500
+	}
+	return &Bench{Net: nw, Systems: []System{rctl, etcd}, Plan: planFor(cfg.mode, wan), Work: cfg.work, Keep: cfg.charts,
+		Fsync: fsync, Failover: map[string][]time.Duration{}, Throughput: map[string][]float64{}}
+}
+
+func appendFile(path, s string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(s); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// System is one of the two systems compared: rctl (rctl.go) or etcd
+// (etcd.go). Everything a scenario does goes through this interface and
+// Cluster, so both systems run exactly the same code.
+type System interface {
+	// Name is "rctl" or "etcd".
+	Name() string
+	// Timing describes the timing settings in use, for the report.
+	Timing() string
+	// Start starts one server per host, with fresh data dirs under dir,
+	// and returns without waiting for a leader.
+	Start(nw Network, hosts []Host, dir string, opt StartOptions) (Cluster, error)
+}
+
+// StartOptions vary a cluster for one scenario.
+type StartOptions struct {
+	// PinLeader keeps the leader where TransferLeader put it: rctl's
+	// automatic leader placement is turned off. (etcd has none.)
+	PinLeader bool
+}
+
+// Cluster is a running cluster of one system.
+type Cluster interface {
+	// Procs are the server processes, in the order of the hosts.
+	Procs() []*Proc
+	// Leader asks every running server (over the control network) and
+	// returns the index of the one that says it leads.
+	Leader(ctx context.Context) (int, error)
+	// Writer returns a client that talks to server i only, from the
+	// client's place, over one connection of its own.
+	Writer(i int) (Writer, error)
+	// TransferLeader moves leadership to server i and waits until it leads.
+	TransferLeader(ctx context.Context, i int) error
+	// CaughtUp reports whether every server runs, agrees on the leader and
+	// has applied everything the leader had committed when asked.
+	CaughtUp(ctx context.Context) (bool, error)
+	// Stop kills every server and removes the data dirs.
+	Stop()
+}
+
+// Writer makes committed writes: Task.Add for rctl, Put for etcd.
+type Writer interface {
+	// Write makes one write with a fresh key and returns once it is
+	// committed (acknowledged), or the error.
+	Write(ctx context.Context) error
+	Close()
+}
+
+// errNoLeader: no running server says it leads.
+var errNoLeader = errors.New("no leader")
+
+// waitLeader polls Leader until one answers or within passes.
+func waitLeader(c Cluster, within time.Duration) (int, error) {
+	deadline := time.Now().Add(within)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		l, err := c.Leader(ctx)
+		cancel()
+		if err == nil {
+			return l, nil
+		}
+		if time.Now().After(deadline) {
+			return -1, fmt.Errorf("no leader within %s: %w", within, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitCaughtUp polls CaughtUp until it holds or within passes.
+func waitCaughtUp(c Cluster, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	var last error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ok, err := c.CaughtUp(ctx)
+		cancel()
+		if ok {
+			return nil
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	if last != nil {
+		return fmt.Errorf("cluster not caught up within %s: %w", within, last)
+	}
+	return fmt.Errorf("cluster not caught up within %s", within)
+}
+
+// waitFor polls cond every 20 ms until it holds or ctx ends.
+func waitFor(ctx context.Context, cond func() bool) error {
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
