@@ -276,3 +276,28 @@ def test_no_leader_means_paced_retries_not_a_hot_loop(
     cluster.wait_for(
         lambda: cluster.calls_of("Node.Heartbeat")[-1].handled_by == "s1", what="new leader"
     )
+
+
+def test_cut_off_agent_fences_its_tasks_before_the_ttl(
+    cluster: FakeCluster, start_agent: StartAgent, tmp_path: Path
+) -> None:
+    """With no heartbeat acknowledged for ttl - interval, running tasks stop
+    (the leader is about to give them to other nodes); reached again while
+    the leader still lists them, the agent starts them over."""
+    pidfile = tmp_path / "pid"
+    cluster.add_task("t1", "shell", {"cmd": f"echo $$ >> {pidfile}; exec sleep 30"}, node=NODE)
+    runner = start_agent(executors=registry())
+    cluster.wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", what="pid")
+    first = int(pidfile.read_text().split()[0])
+
+    leader = cluster.leader
+    cluster.set_leader(None)  # no server can take a heartbeat (lost quorum, partition)
+    cut = time.monotonic()
+    cluster.wait_for(lambda: pid_gone(first), timeout=5, what="task fenced")
+    fenced_after = time.monotonic() - cut
+    assert fenced_after < cluster.ttl_ms / 1000, f"fenced after {fenced_after:.2f}s, past the TTL"
+    assert not cluster.calls_of("Task.Complete") and not cluster.calls_of("Task.Fail")
+
+    cluster.set_leader(leader)  # the leader is back and still lists t1 here
+    cluster.wait_for(lambda: len(pidfile.read_text().split()) == 2, what="task started again")
+    assert runner.agent.local_tasks() == ["t1"]

@@ -4,7 +4,6 @@ package fault_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -126,14 +125,10 @@ func waitAgentsFollow(t *testing.T, c *fault.Cluster, within time.Duration) (fau
 // than their TTL while they run jobs longer than the TTL. The leader
 // judges them unreachable and hands their jobs to the other agents; the
 // cut-off agents, still alive, must not go on running them (no task held
-// by two live nodes). Opt-in (RCTL_FAULT_LONG_JOBS=1): it fails today,
-// because an agent that lost the leader keeps running its tasks (see the
-// agent's LOST state), so a requeued job runs on a new node while the old
-// one still runs it.
+// by two live nodes). Agents fence themselves: with no heartbeat
+// acknowledged for ttl - max(ttl/4, interval) they stop their tasks, before
+// the leader requeues them (this test failed before agents did).
 func TestLongJobsCutOffAgents(t *testing.T) {
-	if os.Getenv("RCTL_FAULT_LONG_JOBS") == "" {
-		t.Skip("opt-in reproduction of a known problem: set RCTL_FAULT_LONG_JOBS=1")
-	}
 	if agentErr != nil {
 		t.Skip(agentErr)
 	}

@@ -45,7 +45,8 @@ class _Local:
     cancel: threading.Event = field(default_factory=threading.Event)
     executing: bool = False  # Task.Start acknowledged, executor running
     removed_at: int | None = None  # set: stop without a report
-    shutdown: bool = False  # killed by the drain timeout: report Fail
+    shutdown: bool = False  # killed by the drain timeout: report nothing
+    fenced: bool = False  # stopped because the leader could not be reached
 
 
 class Agent:
@@ -79,6 +80,13 @@ class Agent:
         self._last_index = 0
         self._slot_freed = False
         self._draining = False
+        # Self-fencing: the leader requeues a node's tasks once it has not
+        # heard from it for ttl; the agent stops them before that (after
+        # ttl - max(ttl/4, interval) without an acknowledged heartbeat), so a
+        # task never runs here and on the node it was requeued to at once.
+        self._ttl = 0.0
+        self._last_ok = clock()
+        self._fenced: set[str] = set()
         self.reporter = Reporter(
             client,
             config.node_id,
@@ -144,6 +152,10 @@ class Agent:
                 if killed_at is not None and now - killed_at > self.config.stuck_timeout:
                     log.error("tasks %s did not stop after being killed; leaving them", left)
                     return
+            fence_at = self._fence_deadline()
+            if fence_at is not None and now >= fence_at:
+                self._fence(now)
+                continue
             if now >= next_hb:
                 next_hb = self._heartbeat()
                 continue
@@ -151,6 +163,8 @@ class Agent:
                 self._slot_freed = False
                 self._reconcile(self._last_tasks, self._last_index)
             wait = next_hb - now
+            if fence_at is not None:
+                wait = min(wait, max(fence_at - now, 0.0))
             if self._draining:
                 wait = min(wait, (drain_deadline if killed_at is None else now + 0.5) - now)
             self._waker.wait(wait)
@@ -212,7 +226,37 @@ class Agent:
             self._interval = interval / 1000
         ttl = reply.get("ttl_ms")
         if isinstance(ttl, int) and ttl > 0:
+            self._ttl = ttl / 1000
             self.client.set_lost_after(ttl / 1000)
+
+    def _fence_deadline(self) -> float | None:
+        """When running tasks must stop for lack of leader contact, if any run."""
+        if self._ttl <= 0:
+            return None
+        with self._lock:
+            if not any(lt.executing and not lt.fenced for lt in self._local.values()):
+                return None
+        # Stop a quarter TTL (at least one interval) early: the leader's
+        # clock starts at the heartbeat it last received, ours at its reply.
+        return self._last_ok + self._ttl - max(self._ttl / 4, self._interval)
+
+    def _fence(self, now: float) -> None:
+        """Stop every running task without a report: the leader is about to
+        give them to other nodes. If the leader still lists them when it is
+        reached again, they start over here."""
+        with self._lock:
+            victims = [lt for lt in self._local.values() if not lt.fenced]
+            for lt in victims:
+                lt.fenced = True
+                lt.removed_at = self._last_index
+                lt.cancel.set()
+        log.warning(
+            "no heartbeat acknowledged for %.1fs (the leader requeues after %.1fs): "
+            "stopping %d running tasks",
+            now - self._last_ok,
+            self._ttl,
+            len(victims),
+        )
 
     def _heartbeat(self) -> float:
         """Send one heartbeat (retried freely: it changes only liveness state);
@@ -239,6 +283,7 @@ class Agent:
         except ClusterUnavailable as e:
             log.debug("heartbeat not delivered: %s", e)
             return self._clock()  # the client's shared backoff paces the retry
+        self._last_ok = self._clock()
         self._apply_timing(reply)
         tasks = reply.get("tasks") if isinstance(reply, dict) else None
         index = reply.get("index") if isinstance(reply, dict) else None
@@ -253,6 +298,7 @@ class Agent:
         to_start: list[_Local] = []
         with self._lock:
             self._last_tasks, self._last_index = tasks, index
+            self._fenced.intersection_update(listed)  # the rest were requeued
             stale = [
                 tid
                 for tid, done in self._finished.items()
@@ -272,10 +318,11 @@ class Agent:
                 if done is not None and (done == _PENDING or index <= done):
                     continue
                 status = task.get("status")
-                if status == "assigned":
+                if status == "assigned" or (status == "running" and tid in self._fenced):
                     if not can_start or len(self._local) >= self.config.capacity:
                         continue
                     self._finished.pop(tid, None)
+                    self._fenced.discard(tid)
                     lt = _Local(TaskSpec.from_wire(task))
                     self._local[tid] = lt
                     to_start.append(lt)
@@ -363,6 +410,8 @@ class Agent:
                 if report is not None:
                     self.reporter.submit(report)
                     self._finished[lt.spec.id] = _PENDING
+                elif lt.fenced:
+                    self._fenced.add(lt.spec.id)  # may start again once the leader is back
                 elif lt.removed_at is not None:
                     self._finished[lt.spec.id] = lt.removed_at
                 else:
