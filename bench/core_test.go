@@ -201,6 +201,42 @@ func BenchmarkFailover(b *testing.B) {
 	b.ReportMetric(float64(pct(took, 0.5).Milliseconds()), "ms-failover-p50")
 }
 
+// drive runs clients concurrent clients against addr for dur, each on its
+// own connection calling op(ctx, client, worker, i) back to back, and
+// returns every call's latency.
+func drive(b *testing.B, addr string, clients int, dur time.Duration,
+	op func(ctx context.Context, cl *rpc.Client, w, i int) error) []time.Duration {
+	var mu sync.Mutex
+	var lats []time.Duration
+	var wg sync.WaitGroup
+	stop := time.Now().Add(dur)
+	for w := 0; w < clients; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := rpc.NewClient([]string{addr})
+			defer cl.Close()
+			var mine []time.Duration
+			for i := 0; time.Now().Before(stop); i++ {
+				t0 := time.Now()
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err := op(ctx, cl, w, i)
+				cancel()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lats = append(lats, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return lats
+}
+
 // BenchmarkTaskAdd: committed Task.Add throughput and latency with 1 and
 // 32 concurrent clients (one connection each), 5 s per setting.
 func BenchmarkTaskAdd(b *testing.B) {
@@ -211,34 +247,9 @@ func BenchmarkTaskAdd(b *testing.B) {
 	for _, clients := range []int{1, 32} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			const dur = 5 * time.Second
-			var mu sync.Mutex
-			var lats []time.Duration
-			var wg sync.WaitGroup
-			stop := time.Now().Add(dur)
-			for w := 0; w < clients; w++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					cl := rpc.NewClient([]string{l.addr})
-					defer cl.Close()
-					var mine []time.Duration
-					for i := 0; time.Now().Before(stop); i++ {
-						t0 := time.Now()
-						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-						err := add(ctx, cl, fmt.Sprintf("c%d-w%d-%d", clients, w, i))
-						cancel()
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						mine = append(mine, time.Since(t0))
-					}
-					mu.Lock()
-					lats = append(lats, mine...)
-					mu.Unlock()
-				}()
-			}
-			wg.Wait()
+			lats := drive(b, l.addr, clients, dur, func(ctx context.Context, cl *rpc.Client, w, i int) error {
+				return add(ctx, cl, fmt.Sprintf("c%d-w%d-%d", clients, w, i))
+			})
 			rate := float64(len(lats)) / dur.Seconds()
 			fmt.Printf("task add, 3 servers, lan, %2d clients: %.0f writes/s, latency %s\n", clients, rate, summary(lats))
 			b.ReportMetric(rate, "writes/s")
@@ -257,38 +268,13 @@ func BenchmarkTaskAddBatch(b *testing.B) {
 	for _, clients := range []int{1, 32} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			const dur = 5 * time.Second
-			var mu sync.Mutex
-			var lats []time.Duration
-			var wg sync.WaitGroup
-			stop := time.Now().Add(dur)
-			for w := 0; w < clients; w++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					cl := rpc.NewClient([]string{l.addr})
-					defer cl.Close()
-					var mine []time.Duration
-					for i := 0; time.Now().Before(stop); i++ {
-						args := rpc.TaskAddBatchArgs{Tasks: make([]rpc.TaskAddArgs, size)}
-						for j := range args.Tasks {
-							args.Tasks[j] = rpc.TaskAddArgs{ID: fmt.Sprintf("b%d-w%d-%d-%d", clients, w, i, j), Type: "sleep"}
-						}
-						t0 := time.Now()
-						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-						err := cl.Call(ctx, rpc.MethodTaskAddBatch, &args, nil)
-						cancel()
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						mine = append(mine, time.Since(t0))
-					}
-					mu.Lock()
-					lats = append(lats, mine...)
-					mu.Unlock()
-				}()
-			}
-			wg.Wait()
+			lats := drive(b, l.addr, clients, dur, func(ctx context.Context, cl *rpc.Client, w, i int) error {
+				args := rpc.TaskAddBatchArgs{Tasks: make([]rpc.TaskAddArgs, size)}
+				for j := range args.Tasks {
+					args.Tasks[j] = rpc.TaskAddArgs{ID: fmt.Sprintf("b%d-w%d-%d-%d", clients, w, i, j), Type: "sleep"}
+				}
+				return cl.Call(ctx, rpc.MethodTaskAddBatch, &args, nil)
+			})
 			rate := float64(len(lats)*size) / dur.Seconds()
 			fmt.Printf("task add batch (100/entry), 3 servers, lan, %2d clients: %.0f tasks/s, batch latency %s\n", clients, rate, summary(lats))
 			b.ReportMetric(rate, "tasks/s")

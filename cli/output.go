@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/rctl-dev/rctl/internal/humanize"
 )
 
 // table writes aligned columns.
@@ -28,28 +30,9 @@ func ago(unixNano int64) string {
 	return age(time.Since(time.Unix(0, unixNano)))
 }
 
-func age(d time.Duration) string {
-	switch {
-	case d < 0:
-		return "0s"
-	case d < time.Second:
-		return fmt.Sprintf("%dms", d.Milliseconds())
-	case d < time.Minute:
-		return fmt.Sprintf("%.1fs", d.Seconds())
-	case d < time.Hour:
-		return fmt.Sprintf("%dm%ds", int(d.Minutes()), int(d.Seconds())%60)
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
-}
+func age(d time.Duration) string { return humanize.Age(d) }
 
-func msOrDash(ms int64) string {
-	if ms < 0 {
-		return "-"
-	}
-	return age(time.Duration(ms) * time.Millisecond)
-}
+func msOrDash(ms int64) string { return humanize.AgeMS(ms) }
 
 func dash(s string) string {
 	if s == "" {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -208,8 +209,7 @@ func (s *Server) ServeConn(c net.Conn) {
 }
 
 func isClosed(err error) bool {
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, context.Canceled) ||
-		err.Error() == "EOF" || errors.Is(err, errors.New("EOF"))
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF)
 }
 
 // handle runs one request and always returns a response.

@@ -10,6 +10,7 @@ import (
 	"github.com/charmbracelet/lipgloss"
 
 	"github.com/rctl-dev/rctl/fsm"
+	"github.com/rctl-dev/rctl/internal/humanize"
 	"github.com/rctl-dev/rctl/rpc"
 )
 
@@ -762,29 +763,9 @@ func firstLine(s string) string {
 	return s
 }
 
-// age renders a duration the way the CLI does: 340ms, 4.2s, 3m05s, 2h10m, 3d.
-func age(d time.Duration) string {
-	switch {
-	case d < 0:
-		return "0s"
-	case d < time.Second:
-		return fmt.Sprintf("%dms", d.Milliseconds())
-	case d < time.Minute:
-		return fmt.Sprintf("%.1fs", d.Seconds())
-	case d < time.Hour:
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
-}
+func age(d time.Duration) string { return humanize.Age(d) }
 
-func msAge(ms int64) string {
-	if ms < 0 {
-		return "-"
-	}
-	return age(time.Duration(ms) * time.Millisecond)
-}
+func msAge(ms int64) string { return humanize.AgeMS(ms) }
 
 func nsAge(now time.Time, unixNano int64) string {
 	if unixNano == 0 {
