@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -25,7 +26,10 @@ type mux struct {
 	faults *netFaults // nil outside tests
 	rpc    func(net.Conn)
 	snap   func(net.Conn)
+	// raftClosed runs when an accepted raft connection ends (succession.go).
+	raftClosed func()
 
+	stopping  atomic.Bool // the listener was closed on purpose
 	closeOnce sync.Once
 	closed    chan struct{}
 }
@@ -42,6 +46,9 @@ func (m *mux) serve() {
 			case <-m.closed:
 				return
 			default:
+			}
+			if m.stopping.Load() {
+				return
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -68,6 +75,9 @@ func (m *mux) route(c net.Conn) {
 		if _, err := m.faults.track(c); err != nil {
 			return
 		}
+		if m.raftClosed != nil {
+			c = &watchedConn{Conn: c, closed: m.raftClosed}
+		}
 		select {
 		case m.raftCh <- c:
 		case <-m.closed:
@@ -81,6 +91,13 @@ func (m *mux) route(c net.Conn) {
 		m.log.Warn("connection with unknown protocol byte closed", "remote", c.RemoteAddr().String(), "byte", b[0])
 		c.Close()
 	}
+}
+
+// stopListening closes the listener; connections already routed live on
+// until close.
+func (m *mux) stopListening() {
+	m.stopping.Store(true)
+	m.ln.Close()
 }
 
 func (m *mux) close() {

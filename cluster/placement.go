@@ -85,13 +85,7 @@ func (s *Server) placementCheck(ctx context.Context, ledSince time.Time, lastTry
 			continue
 		}
 		voters = append(voters, srv)
-		cloud := ""
-		if string(srv.ID) == s.cfg.NodeID {
-			cloud = s.cfg.Cloud
-		} else if lbl := s.fsm.Server(string(srv.ID)); lbl != nil {
-			cloud = lbl.Cloud
-		}
-		clouds = append(clouds, cloud)
+		clouds = append(clouds, s.cloudOf(srv.ID))
 	}
 	want := preferredCloud(pc.PreferCloud, clouds)
 	if want == "" || want == s.cfg.Cloud {

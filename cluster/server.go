@@ -41,6 +41,7 @@ type Server struct {
 	live   *liveness // non-nil while leading
 
 	leaderReady      atomic.Bool
+	probing          atomic.Bool  // succession.go: a leader probe is running
 	lastLeaderChange atomic.Int64 // unix nanos
 	notifyCh         chan bool
 	observerCh       chan raft.Observation
@@ -113,6 +114,7 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	s.mux = newMux(ln, tcpAddr(cfg.Advertise), s.log)
 	s.mux.faults = cfg.faults
+	s.mux.raftClosed = s.raftConnClosed
 	cleanup = append(cleanup, s.mux.close)
 	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  (*raftLayer)(s.mux),
@@ -228,10 +230,16 @@ func (s *Server) Shutdown() error {
 		close(s.shutdownCh)
 		s.cancel()
 		s.rpc.Shutdown()
+		// Refuse new connections first, then close the raft streams we
+		// hold open to our peers: a leader's followers then see it gone
+		// as they would see a crashed process, and one stands for
+		// election at once (succession.go).
+		s.mux.stopListening()
 		if f := s.raft.Shutdown(); f.Error() != nil {
 			err = f.Error()
 		}
 		s.raft.DeregisterObserver(s.observer)
+		s.trans.CloseStreams()
 		s.trans.Close()
 		s.mux.close()
 		s.wg.Wait()

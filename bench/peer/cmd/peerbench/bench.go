@@ -54,7 +54,10 @@ type Bench struct {
 	Work    string        // data dirs go under it
 	Fsync   time.Duration // median fdatasync of the data disk
 	Keep    string        // where server logs of failed scenarios are kept
-	Tables  []*Table
+	// KeepSlow: failover rounds slower than this keep their servers' logs
+	// too (0: only failed rounds do).
+	KeepSlow time.Duration
+	Tables   []*Table
 
 	// For the charts: failover times and throughput per clients, by system.
 	Failover   map[string][]time.Duration

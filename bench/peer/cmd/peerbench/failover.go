@@ -35,11 +35,23 @@ func (b *Bench) FailoverScenario() (*Table, error) {
 		res[sys.Name()] = r
 		b.Failover[sys.Name()] = r.took
 	}
-	r, e := res["rctl"].took, res["etcd"].took
+	var r, e []time.Duration
+	if fr := res["rctl"]; fr != nil {
+		r = fr.took
+	}
+	if fr := res["etcd"]; fr != nil {
+		e = fr.took
+	}
 	t.DurRow("p50", pct(r, .5), pct(e, .5), 0)
 	t.DurRow("p99", pct(r, .99), pct(e, .99), 0)
 	t.DurRow("max", pct(r, 1), pct(e, 1), 0)
-	if rs, es := res["rctl"].stuck, res["etcd"].stuck; rs+es > 0 {
+	stuck := func(name string) int {
+		if fr := res[name]; fr != nil {
+			return fr.stuck
+		}
+		return 0
+	}
+	if rs, es := stuck("rctl"), stuck("etcd"); rs+es > 0 {
 		t.Rows = append(t.Rows, [5]string{fmt.Sprintf("rounds with no write within %s (counted as %s)", fmtDur(failoverWithin), fmtDur(failoverWithin)),
 			fmt.Sprint(rs), fmt.Sprint(es), "—", "—"})
 	}
@@ -94,6 +106,9 @@ func (b *Bench) failover(sys System) (_ *failoverRun, err error) {
 			b.keepLogs(c, fmt.Sprintf("%s-failover-round%d", sys.Name(), round+1))
 			d = failoverWithin
 			fr.stuck++
+		}
+		if err == nil && b.KeepSlow > 0 && d > b.KeepSlow {
+			b.keepLogs(c, fmt.Sprintf("%s-slow-round%d", sys.Name(), round+1))
 		}
 		fr.took = append(fr.took, d)
 		fr.victims[procs[l].Host.Cloud]++

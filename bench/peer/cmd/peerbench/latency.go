@@ -93,7 +93,13 @@ func (b *Bench) Latency() (*Table, error) {
 		if place != "" {
 			label = fmt.Sprintf("leader in %s (%s), ", b.cloudOf(place), place)
 		}
-		r, e := res["rctl"][pi], res["etcd"][pi]
+		get := func(name string) []time.Duration {
+			if s := res[name]; pi < len(s) {
+				return s[pi]
+			}
+			return nil
+		}
+		r, e := get("rctl"), get("etcd")
 		t.DurRow(label+"p50", pct(r, .5), pct(e, .5), floors[pi])
 		t.DurRow(label+"p99", pct(r, .99), pct(e, .99), 0)
 	}

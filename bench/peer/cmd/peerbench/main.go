@@ -42,6 +42,9 @@ func main() {
 	rctlBin := flag.String("rctl-bin", os.Getenv("RCTL_BIN"), "rctl binary to use instead of building one")
 	etcdBin := flag.String("etcd-bin", os.Getenv("ETCD_BIN"), "etcd binary (built from cmd/etcd) to use instead of building one")
 	work := flag.String("work", "", "parent directory of the servers' data dirs (default: the system temp dir)")
+	systems := flag.String("systems", "rctl,etcd", "systems to run, comma-separated (rctl, etcd); a table's column for a system not run shows —")
+	rctlLog := flag.String("rctl-log-level", "warn", "--log-level of the rctl servers (their logs are kept with --keep-slow and on failures)")
+	keepSlow := flag.Duration("keep-slow", 0, "keep the server logs of every failover round slower than this (0: only of failed rounds)")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	if *mode != "quick" && *mode != "full" {
@@ -80,7 +83,11 @@ func main() {
 		cleanup()
 		os.Exit(130)
 	}()
-	code := run(runConfig{mode: *mode, nets: netList, scenarios: strings.Split(*scen, ","), out: *out,
+	sysList, err := chooseSystems(*systems)
+	if err != nil {
+		log.Fatal(err)
+	}
+	code := run(runConfig{mode: *mode, nets: netList, systems: sysList, keepSlow: *keepSlow, rctlLog: *rctlLog, scenarios: strings.Split(*scen, ","), out: *out,
 		charts: *charts, rctlBin: *rctlBin, etcdBin: *etcdBin, work: workDir, command: strings.Join(os.Args, " ")},
 		setNet)
 	cleanup()
@@ -102,8 +109,23 @@ func chooseNets(s string) ([]string, error) {
 	return nil, fmt.Errorf("--net %q: use loopback, wan or all", s)
 }
 
+// chooseSystems resolves --systems.
+func chooseSystems(s string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, name := range strings.Split(s, ",") {
+		if name != "rctl" && name != "etcd" {
+			return nil, fmt.Errorf("--systems: unknown system %q; use rctl, etcd or both", name)
+		}
+		out[name] = true
+	}
+	return out, nil
+}
+
 type runConfig struct {
 	mode             string
+	systems          map[string]bool
+	keepSlow         time.Duration
+	rctlLog          string
 	nets, scenarios  []string
 	out, charts      string
 	rctlBin, etcdBin string
@@ -180,13 +202,19 @@ func openNet(name string) (Network, error) {
 // network.
 func newBench(nw Network, bins binaries, cfg runConfig, fsync time.Duration) *Bench {
 	wan := nw.Name() == "wan"
-	rctl := &rctlSystem{bin: bins.rctl, timing: "lan"}
+	rctl := &rctlSystem{bin: bins.rctl, timing: "lan", logLevel: cfg.rctlLog}
 	etcd := &etcdSystem{bin: bins.etcd, heartbeatMs: 100, electMs: 1000}
 	if wan {
 		rctl.timing = "wan"
 		etcd.heartbeatMs, etcd.electMs = 250, 2500
 	}
-	return &Bench{Net: nw, Systems: []System{rctl, etcd}, Plan: planFor(cfg.mode, wan), Work: cfg.work, Keep: cfg.charts,
+	var systems []System
+	for _, sys := range []System{rctl, etcd} {
+		if cfg.systems[sys.Name()] {
+			systems = append(systems, sys)
+		}
+	}
+	return &Bench{Net: nw, Systems: systems, KeepSlow: cfg.keepSlow, Plan: planFor(cfg.mode, wan), Work: cfg.work, Keep: cfg.charts,
 		Fsync: fsync, Failover: map[string][]time.Duration{}, Throughput: map[string][]float64{}}
 }
 

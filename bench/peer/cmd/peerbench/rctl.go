@@ -17,8 +17,9 @@ const rctlPort = 50051
 
 // rctlSystem runs `rctl serve` processes with one timing profile.
 type rctlSystem struct {
-	bin    string
-	timing string // lan or wan
+	bin      string
+	timing   string // lan or wan
+	logLevel string // --log-level of the servers
 }
 
 func (*rctlSystem) Name() string     { return "rctl" }
@@ -41,7 +42,7 @@ func (s *rctlSystem) Start(nw Network, hosts []Host, dir string, opt StartOption
 			return nil, err
 		}
 		args := []string{"serve", "--node-id", h.Name, "--data-dir", data, "--bind", c.addrs[i],
-			"--peers", strings.Join(peers, ","), "--timing", s.timing, "--log-level", "warn"}
+			"--peers", strings.Join(peers, ","), "--timing", s.timing, "--log-level", s.logLevel}
 		if h.Cloud != "" {
 			args = append(args, "--cloud", h.Cloud, "--region", h.Cloud+"-1")
 		}

@@ -25,7 +25,7 @@ func pct(ds []time.Duration, p float64) time.Duration {
 func fmtDur(d time.Duration) string {
 	switch {
 	case d <= 0:
-		return "0"
+		return "—" // no measurement: a system not run
 	case d < time.Millisecond:
 		return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
 	case d < 10*time.Millisecond:
@@ -64,7 +64,13 @@ func (t *Table) DurRow(measure string, rctl, etcd, floor time.Duration) {
 
 // RateRow adds a row of rates (per second).
 func (t *Table) RateRow(measure string, rctl, etcd float64) {
-	t.Rows = append(t.Rows, [5]string{measure, fmt.Sprintf("%.0f /s", rctl), fmt.Sprintf("%.0f /s", etcd), ratio(rctl, etcd), "—"})
+	rate := func(r float64) string {
+		if r == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.0f /s", r)
+	}
+	t.Rows = append(t.Rows, [5]string{measure, rate(rctl), rate(etcd), ratio(rctl, etcd), "—"})
 }
 
 // Markdown renders the table as GitHub markdown.

@@ -50,7 +50,13 @@ func (b *Bench) ThroughputScenario() (*Table, error) {
 		c.Stop()
 	}
 	for i, n := range b.Plan.Clients {
-		r, e := res["rctl"][i], res["etcd"][i]
+		get := func(name string) step {
+			if s := res[name]; i < len(s) {
+				return s[i]
+			}
+			return step{}
+		}
+		r, e := get("rctl"), get("etcd")
 		t.RateRow(clientsLabel(n)+", writes/s", r.rate, e.rate)
 		t.DurRow(clientsLabel(n)+", p99", r.p99, e.p99, 0)
 	}
