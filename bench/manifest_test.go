@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -57,6 +59,8 @@ func rssOf(s *server) float64 {
 // BenchmarkManifestScale: server RSS at 100k and 1M tasks (2-key payload),
 // snapshot save and restore of 1M tasks, and how long a wiped follower
 // takes to catch up from a raft snapshot. Size from RCTL_BENCH_TASKS.
+// RCTL_BENCH_LOGDIR=dir keeps the servers' logs (level info, raft's
+// included) in dir/<id>.log, for the per-phase timing of the restore.
 func BenchmarkManifestScale(b *testing.B) {
 	total := 1_000_000
 	if env := os.Getenv("RCTL_BENCH_TASKS"); env != "" {
@@ -67,10 +71,15 @@ func BenchmarkManifestScale(b *testing.B) {
 		total = n
 	}
 	c := startCluster(b, 3, "lan")
+	logDir := os.Getenv("RCTL_BENCH_LOGDIR")
 	for _, s := range c.servers { // snapshot often, so a wiped follower needs InstallSnapshot
 		s.args = append(s.args, "--snapshot-threshold", "200", "--trailing-logs", "50")
 		c.kill(s)
-		c.start(s)
+		if logDir != "" {
+			startLogged(b, c, s, logDir)
+		} else {
+			c.start(s)
+		}
 	}
 	cl := rpc.NewClient(c.addrs(nil))
 	defer cl.Close()
@@ -107,8 +116,22 @@ func BenchmarkManifestScale(b *testing.B) {
 		b.Fatal(err)
 	}
 	restore := time.Since(t2)
+
 	fmt.Printf("manifest: snapshot of %d tasks: %d MiB, save %s, restore (verify + raft restore on the leader) %s\n",
 		total, buf.Len()>>20, save.Round(time.Millisecond), restore.Round(time.Millisecond))
+
+	// The same restore through the CLI (its local check of the file
+	// included), as an operator runs it.
+	file := filepath.Join(b.TempDir(), "manifest.snap")
+	if err := os.WriteFile(file, buf.Bytes(), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	t4 := time.Now()
+	if out, err := exec.Command(rctlBin, "--addr", l.addr, "snapshot", "restore", file).CombinedOutput(); err != nil {
+		b.Fatalf("rctl snapshot restore: %v\n%s", err, out)
+	}
+	fmt.Printf("manifest: rctl snapshot restore of %d tasks (check the file, upload, verify, raft restore, quorum installed): %s\n",
+		total, time.Since(t4).Round(time.Millisecond))
 
 	// A follower loses its disk and rejoins with the same id.
 	var f *server
@@ -149,4 +172,26 @@ func BenchmarkManifestScale(b *testing.B) {
 	}
 	fmt.Printf("manifest: wiped follower %s caught up (%d tasks, via raft snapshot) in %s; its RSS %.0f MiB\n",
 		f.id, total, time.Since(t3).Round(time.Millisecond), rssOf(f))
+}
+
+// startLogged starts s like c.start, but at log level info with its log
+// in dir/<id>.log (diagnostics: RCTL_BENCH_LOGDIR).
+func startLogged(b *testing.B, c *cluster, s *server, dir string) {
+	args := append([]string(nil), s.args...)
+	for i := range args {
+		if args[i] == "--log-level" && i+1 < len(args) {
+			args[i+1] = "info"
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(dir, s.id+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.cmd = exec.Command(rctlBin, args...)
+	s.cmd.Stderr = f
+	if err := s.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	s.done = make(chan struct{})
+	go func() { _ = s.cmd.Wait(); f.Close(); close(s.done) }()
 }

@@ -61,10 +61,15 @@
 // time, so no decoder read-ahead can swallow the trailer. A reader trusts
 // nothing until the checksum matches: it reads exactly the counts the
 // header announced, refuses oversized records, out-of-order or duplicate
-// ids, unknown statuses, a bad checksum and bytes after it. Equal states
+// ids, unknown statuses, a bad checksum and bytes after it. Task records
+// in the shape writeSnapshot gives them are decoded without reflection
+// (snapshot_decode.go); any other record goes through the codec, which
+// accepts or refuses it as before. Equal states
 // encode to equal bytes, so two servers that applied the same log write
 // byte-identical snapshots, and a restored snapshot writes the bytes it
-// was read from.
+// was read from. PrepareRestore and Expect let an operator's restore be
+// verified and decoded once, on upload: the FSM's Restore of the same
+// bytes (same header, length and SHA-256) then installs that state.
 //
 // # Readers and copy-on-write
 //

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 )
@@ -18,6 +19,9 @@ type FSM struct {
 	mu    sync.RWMutex
 	st    *state
 	watch chan struct{}
+	// expected is the prepared state of an operator's restore in
+	// progress (Expect), nil otherwise.
+	expected atomic.Pointer[PreparedRestore]
 }
 
 var _ raft.FSM = (*FSM)(nil)

@@ -1,9 +1,12 @@
 package fsm
 
 import (
+	"cmp"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/hashicorp/raft"
 )
@@ -55,18 +58,90 @@ func (s *fsmSnapshot) Release() { s.data = nil }
 // closes. The snapshot is decoded and verified completely (checksum
 // included) into a new state before the swap: on any error the current
 // state is untouched.
+//
+// If a PreparedRestore is armed (Expect) and the stream has its header,
+// Restore only hashes the rest of the stream and, if it is byte for byte
+// the prepared snapshot (same length and SHA-256), installs the prepared
+// state instead of decoding the stream a second time.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	b := &stateBuilder{st: newState()}
-	if _, _, _, err := readSnapshot(rc, b); err != nil {
+	sr := newRecordReader(rc)
+	hdr, err := sr.readHeader()
+	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
-	st := b.finish()
+	if p := f.expected.Load(); p != nil && p.hdr == hdr && f.expected.CompareAndSwap(p, nil) {
+		sum, err := sr.skipBody(p.size)
+		if err != nil {
+			return fmt.Errorf("restore snapshot: %w", err)
+		}
+		if sum != p.sum {
+			return fmt.Errorf("restore snapshot: the stream has the header of the prepared snapshot but not its content (sha256 %x, prepared %x)", sum, p.sum)
+		}
+		f.install(p.st)
+		return nil
+	}
+	b := &stateBuilder{st: newState()}
+	if err := b.header(&hdr); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	if _, _, err := sr.readBody(&hdr, b); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	f.install(b.finish())
+	return nil
+}
+
+func (f *FSM) install(st *state) {
 	f.mu.Lock()
 	f.st = st
 	f.notify()
 	f.mu.Unlock()
-	return nil
+}
+
+// PreparedRestore is a snapshot read, fully verified and decoded into a
+// new state ahead of Restore, so that an operator's restore decodes the
+// uploaded snapshot once: PrepareRestore verifies the upload (before
+// anything changes), Expect arms the FSM, and raft's Restore of the same
+// bytes then only hashes them and installs the prepared state.
+type PreparedRestore struct {
+	hdr  snapshotHeader
+	size int64
+	sum  [sha256.Size]byte
+	st   *state
+}
+
+// PrepareRestore reads and verifies a snapshot from r exactly as Restore
+// does (every check, the checksum included) and builds the state it
+// holds, without touching any FSM. r must end where the snapshot ends.
+func PrepareRestore(r io.Reader) (*PreparedRestore, error) {
+	b := &stateBuilder{st: newState()}
+	hdr, size, sum, err := readSnapshot(r, b)
+	if err != nil {
+		return nil, fmt.Errorf("read snapshot: %w", err)
+	}
+	return &PreparedRestore{hdr: hdr, size: size, sum: sum, st: b.finish()}, nil
+}
+
+// Index is the last log index applied to the prepared state.
+func (p *PreparedRestore) Index() uint64 { return p.hdr.Index }
+
+// Tasks is the number of tasks in the prepared state.
+func (p *PreparedRestore) Tasks() int { return p.hdr.Tasks }
+
+// Size is the length of the snapshot in bytes, checksum included.
+func (p *PreparedRestore) Size() int64 { return p.size }
+
+// SHA256 is the snapshot's checksum (its trailer).
+func (p *PreparedRestore) SHA256() [sha256.Size]byte { return p.sum }
+
+// Expect arms f with p: the next Restore of a stream with p's header
+// installs p's state if the stream is byte for byte p's snapshot (see
+// Restore). p is used at most once. The returned function disarms f if p
+// is still armed; call it once the restore is over, whatever its outcome.
+func (f *FSM) Expect(p *PreparedRestore) (disarm func()) {
+	f.expected.Store(p)
+	return func() { f.expected.CompareAndSwap(p, nil) }
 }
 
 // stateBuilder assembles a state from snapshot records.
@@ -135,7 +210,8 @@ func (b *stateBuilder) intern(id string) string {
 // finish builds the indexes once every record is in and verified.
 func (b *stateBuilder) finish() *state {
 	st := b.st
-	st.tasks.rebuild() // (CreateIndex, ID) order and the secondary indexes
+	sortIDOrderByCreate(st.tasks.list) // (CreateIndex, ID) order
+	st.tasks.reindex()                 // and the secondary indexes
 	st.idx = Indexes{
 		Tasks:   b.hdr.TasksIndex,
 		Nodes:   b.hdr.NodesIndex,
@@ -207,3 +283,39 @@ func (c *infoCounter) header(*snapshotHeader) error { return nil }
 func (c *infoCounter) task(t *Task) error           { c.byStatus[t.Status]++; return nil }
 func (c *infoCounter) node(*Node) error             { return nil }
 func (c *infoCounter) server(*Server) error         { return nil }
+
+// sortIDOrderByCreate puts tasks that are in ID order (as a snapshot holds
+// them) in cmpTask order. Among equal CreateIndexes the ID order is kept,
+// so it sorts (CreateIndex, position) pairs: integer comparisons on a
+// compact array instead of chasing a million pointers to compare IDs.
+func sortIDOrderByCreate(list []*Task) {
+	sorted := true
+	for i := 1; i < len(list); i++ {
+		if list[i].CreateIndex < list[i-1].CreateIndex {
+			sorted = false
+			break
+		}
+	}
+	if sorted {
+		return
+	}
+	type key struct {
+		create uint64
+		pos    uint32
+	}
+	keys := make([]key, len(list))
+	for i, t := range list {
+		keys[i] = key{t.CreateIndex, uint32(i)}
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if c := cmp.Compare(a.create, b.create); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.pos, b.pos)
+	})
+	out := make([]*Task, len(list))
+	for i, k := range keys {
+		out[i] = list[k.pos]
+	}
+	copy(list, out)
+}

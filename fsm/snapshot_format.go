@@ -156,88 +156,132 @@ type snapshotVisitor interface {
 // have seen records before an error is found (the checksum is checked
 // last), so callers build into a fresh state and discard it on error.
 func readSnapshot(r io.Reader, v snapshotVisitor) (hdr snapshotHeader, size int64, sum [sha256.Size]byte, err error) {
-	sr := &recordReader{br: bufio.NewReaderSize(r, snapshotBufSize), h: sha256.New()}
-	sr.dec = codec.NewDecoderBytes(nil, MsgpackHandle())
-
-	magic := make([]byte, len(snapshotMagic))
-	if err := sr.read("magic", magic); err != nil {
+	sr := newRecordReader(r)
+	if hdr, err = sr.readHeader(); err != nil {
 		return hdr, 0, sum, err
-	}
-	if string(magic) != snapshotMagic {
-		return hdr, 0, sum, fmt.Errorf("not an rctl snapshot: magic %q, want %q", magic, snapshotMagic)
-	}
-	if err := sr.record("header", &hdr); err != nil {
-		return hdr, 0, sum, err
-	}
-	if hdr.Version != snapshotVersion {
-		return hdr, 0, sum, fmt.Errorf("snapshot format version %d is not supported (this build reads %d)", hdr.Version, snapshotVersion)
-	}
-	if hdr.Tasks < 0 || hdr.Nodes < 0 || hdr.Servers < 0 {
-		return hdr, 0, sum, fmt.Errorf("snapshot header announces negative counts (%d tasks, %d nodes, %d servers)", hdr.Tasks, hdr.Nodes, hdr.Servers)
 	}
 	if err := v.header(&hdr); err != nil {
 		return hdr, 0, sum, err
 	}
+	size, sum, err = sr.readBody(&hdr, v)
+	return hdr, size, sum, err
+}
+
+func newRecordReader(r io.Reader) *recordReader {
+	sr := &recordReader{br: bufio.NewReaderSize(r, snapshotBufSize), h: sha256.New()}
+	sr.dec = codec.NewDecoderBytes(nil, MsgpackHandle())
+	return sr
+}
+
+// readHeader reads and checks the magic and the header record.
+func (sr *recordReader) readHeader() (hdr snapshotHeader, err error) {
+	magic := make([]byte, len(snapshotMagic))
+	if err := sr.read("magic", "", magic); err != nil {
+		return hdr, err
+	}
+	if string(magic) != snapshotMagic {
+		return hdr, fmt.Errorf("not an rctl snapshot: magic %q, want %q", magic, snapshotMagic)
+	}
+	if err := sr.record("header", &hdr); err != nil {
+		return hdr, err
+	}
+	if hdr.Version != snapshotVersion {
+		return hdr, fmt.Errorf("snapshot format version %d is not supported (this build reads %d)", hdr.Version, snapshotVersion)
+	}
+	if hdr.Tasks < 0 || hdr.Nodes < 0 || hdr.Servers < 0 {
+		return hdr, fmt.Errorf("snapshot header announces negative counts (%d tasks, %d nodes, %d servers)", hdr.Tasks, hdr.Nodes, hdr.Servers)
+	}
+	return hdr, nil
+}
+
+// readBody reads and checks the records after the header, the checksum
+// and the end of the stream.
+func (sr *recordReader) readBody(hdr *snapshotHeader, v snapshotVisitor) (size int64, sum [sha256.Size]byte, err error) {
 	prev := ""
-	for i := 0; i < hdr.Tasks; i++ {
+	for i := range hdr.Tasks {
 		t := new(Task)
-		if err := sr.record("task", t); err != nil {
-			return hdr, 0, sum, fmt.Errorf("task %d of %d: %w", i+1, hdr.Tasks, err)
+		if err := sr.taskRecord(t); err != nil {
+			return 0, sum, fmt.Errorf("task %d of %d: %w", i+1, hdr.Tasks, err)
 		}
 		if err := checkStoredTask(t, prev); err != nil {
-			return hdr, 0, sum, err
+			return 0, sum, err
 		}
 		prev = t.ID
 		if err := v.task(t); err != nil {
-			return hdr, 0, sum, err
+			return 0, sum, err
 		}
 	}
 	prev = ""
-	for i := 0; i < hdr.Nodes; i++ {
+	for i := range hdr.Nodes {
 		n := new(Node)
 		if err := sr.record("node", n); err != nil {
-			return hdr, 0, sum, fmt.Errorf("node %d of %d: %w", i+1, hdr.Nodes, err)
+			return 0, sum, fmt.Errorf("node %d of %d: %w", i+1, hdr.Nodes, err)
 		}
 		if n.ID == "" || n.ID <= prev {
-			return hdr, 0, sum, fmt.Errorf("node %s is out of order or duplicated (after %s)", quote(n.ID), quote(prev))
+			return 0, sum, fmt.Errorf("node %s is out of order or duplicated (after %s)", quote(n.ID), quote(prev))
 		}
 		if !n.Status.Valid() {
-			return hdr, 0, sum, fmt.Errorf("node %s has unknown status %s", quote(n.ID), quote(string(n.Status)))
+			return 0, sum, fmt.Errorf("node %s has unknown status %s", quote(n.ID), quote(string(n.Status)))
 		}
 		prev = n.ID
 		if err := v.node(n); err != nil {
-			return hdr, 0, sum, err
+			return 0, sum, err
 		}
 	}
 	prev = ""
-	for i := 0; i < hdr.Servers; i++ {
+	for i := range hdr.Servers {
 		sv := new(Server)
 		if err := sr.record("server", sv); err != nil {
-			return hdr, 0, sum, fmt.Errorf("server %d of %d: %w", i+1, hdr.Servers, err)
+			return 0, sum, fmt.Errorf("server %d of %d: %w", i+1, hdr.Servers, err)
 		}
 		if sv.ID == "" || sv.ID <= prev {
-			return hdr, 0, sum, fmt.Errorf("server %s is out of order or duplicated (after %s)", quote(sv.ID), quote(prev))
+			return 0, sum, fmt.Errorf("server %s is out of order or duplicated (after %s)", quote(sv.ID), quote(prev))
 		}
 		prev = sv.ID
 		if err := v.server(sv); err != nil {
-			return hdr, 0, sum, err
+			return 0, sum, err
 		}
 	}
 
+	if sum, err = sr.readTrailer(); err != nil {
+		return 0, sum, err
+	}
+	return sr.n + sha256.Size, sum, nil
+}
+
+// readTrailer reads the checksum, checks it against what was hashed so
+// far, and checks that the stream ends there.
+func (sr *recordReader) readTrailer() (sum [sha256.Size]byte, err error) {
 	want := sr.h.Sum(nil)
 	if _, err := io.ReadFull(sr.br, sum[:]); err != nil {
-		return hdr, 0, sum, fmt.Errorf("read checksum: %w", unexpected(err))
+		return sum, fmt.Errorf("read checksum: %w", unexpected(err))
 	}
 	if !bytes.Equal(sum[:], want) {
-		return hdr, 0, sum, errors.New("checksum mismatch: the snapshot is corrupt")
+		return sum, errors.New("checksum mismatch: the snapshot is corrupt")
 	}
 	if _, err := sr.br.ReadByte(); err != io.EOF {
 		if err == nil {
-			return hdr, 0, sum, errors.New("unexpected data after the checksum")
+			return sum, errors.New("unexpected data after the checksum")
 		}
-		return hdr, 0, sum, fmt.Errorf("read after checksum: %w", err)
+		return sum, fmt.Errorf("read after checksum: %w", err)
 	}
-	return hdr, sr.n + sha256.Size, sum, nil
+	return sum, nil
+}
+
+// skipBody reads the records after the header without decoding them,
+// only hashing them: size is the length of the whole snapshot, checksum
+// included. It then checks the checksum and the end like readBody.
+func (sr *recordReader) skipBody(size int64) (sum [sha256.Size]byte, err error) {
+	rest := size - sha256.Size - sr.n
+	if rest < 0 {
+		return sum, fmt.Errorf("snapshot is shorter than its header and checksum")
+	}
+	n, err := io.CopyN(sr.h, sr.br, rest)
+	sr.n += n
+	if err != nil {
+		return sum, fmt.Errorf("read records: %w", unexpected(err))
+	}
+	return sr.readTrailer()
 }
 
 // checkStoredTask verifies what the rest of the package relies on.
@@ -260,12 +304,15 @@ type recordReader struct {
 	n   int64
 	buf []byte
 	dec *codec.Decoder
+	td  *taskDecoder
 }
 
-// read fills b from the stream and adds it to the checksum.
-func (sr *recordReader) read(what string, b []byte) error {
+// read fills b from the stream and adds it to the checksum. what and
+// suffix name the field for the error (concatenated only on error: this
+// runs twice per record).
+func (sr *recordReader) read(what, suffix string, b []byte) error {
 	if _, err := io.ReadFull(sr.br, b); err != nil {
-		return fmt.Errorf("read %s: %w", what, unexpected(err))
+		return fmt.Errorf("read %s%s: %w", what, suffix, unexpected(err))
 	}
 	sr.h.Write(b)
 	sr.n += int64(len(b))
@@ -274,29 +321,65 @@ func (sr *recordReader) read(what string, b []byte) error {
 
 // record reads one length-prefixed record and decodes it into v.
 func (sr *recordReader) record(what string, v any) error {
-	var lb [4]byte
-	if err := sr.read(what+" record length", lb[:]); err != nil {
+	b, err := sr.recordBytes(what)
+	if err != nil {
 		return err
+	}
+	return sr.decode(what, b, v)
+}
+
+// taskRecord reads one task record into t (zero), through the fast
+// decoder when the record has the shape writeSnapshot gives it.
+func (sr *recordReader) taskRecord(t *Task) error {
+	b, err := sr.recordBytes("task")
+	if err != nil {
+		return err
+	}
+	return sr.decodeTask(b, t)
+}
+
+// decodeTask decodes the task record b into t (zero).
+func (sr *recordReader) decodeTask(b []byte, t *Task) error {
+	if sr.td == nil {
+		sr.td = newTaskDecoder()
+	}
+	if err := sr.td.decodeTask(b, t); err == nil {
+		return nil
+	}
+	*t = Task{}
+	return sr.decode("task", b, t)
+}
+
+func (sr *recordReader) decode(what string, b []byte, v any) error {
+	sr.dec.ResetBytes(b)
+	if err := decodeRecover(sr.dec, v); err != nil {
+		return fmt.Errorf("decode %s record: %w", what, err)
+	}
+	return nil
+}
+
+// recordBytes reads one length-prefixed record. The bytes are valid until
+// the next call.
+func (sr *recordReader) recordBytes(what string) ([]byte, error) {
+	var lb [4]byte
+	if err := sr.read(what, " record length", lb[:]); err != nil {
+		return nil, err
 	}
 	n := binary.BigEndian.Uint32(lb[:])
 	if n == 0 || n > maxRecordLen {
-		return fmt.Errorf("%s record is %d bytes; want 1 to %d", what, n, maxRecordLen)
+		return nil, fmt.Errorf("%s record is %d bytes; want 1 to %d", what, n, maxRecordLen)
+	}
+	if cap(sr.buf) > 1<<20 { // do not keep one huge record's buffer around
+		sr.buf = nil
 	}
 	if cap(sr.buf) < int(n) {
 		sr.buf = make([]byte, n)
 	}
 	b := sr.buf[:n]
-	if err := sr.read(what+" record", b); err != nil {
-		return err
+	if err := sr.read(what, " record", b); err != nil {
+		return nil, err
 	}
-	sr.dec.ResetBytes(b)
-	if err := decodeRecover(sr.dec, v); err != nil {
-		return fmt.Errorf("decode %s record: %w", what, err)
-	}
-	if cap(sr.buf) > 1<<20 {
-		sr.buf = nil
-	}
-	return nil
+	return b, nil
 }
 
 // decodeRecover decodes, turning a codec panic into an error.

@@ -215,6 +215,9 @@ func TestRestoreRejectsBadSnapshots(t *testing.T) {
 			if _, ierr := ReadSnapshotInfo(bytes.NewReader(tc.data)); ierr == nil {
 				t.Fatal("ReadSnapshotInfo accepted it")
 			}
+			if _, perr := PrepareRestore(bytes.NewReader(tc.data)); perr == nil {
+				t.Fatal("PrepareRestore accepted it")
+			}
 			if !bytes.Equal(snapBytes(t, h.f), before) || h.f.Indexes() != idx || closed(ch) {
 				t.Fatal("a failed Restore changed the state")
 			}

@@ -133,6 +133,11 @@ func (tt *taskTable) unindex(o uint32, t *Task) {
 // rebuild sorts list and recomputes every index from it.
 func (tt *taskTable) rebuild() {
 	slices.SortFunc(tt.list, cmpTask)
+	tt.reindex()
+}
+
+// reindex recomputes every index from list, which is in cmpTask order.
+func (tt *taskTable) reindex() {
 	clear(tt.ids)
 	clear(tt.held)
 	for i := range tt.byStatus {

@@ -125,23 +125,70 @@ func (s *Server) restore(r io.Reader, size int64) (uint64, error) {
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	if _, err := io.CopyN(tmp, r, size); err != nil {
-		return 0, Errorf(CodeInvalidArgument, "snapshot upload ended early: %v", err)
-	}
-	// Verify the whole file before touching the cluster.
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return 0, err
-	}
-	if _, err := fsm.ReadSnapshotInfo(bufio.NewReader(tmp)); err != nil {
+	// Verify the upload as it arrives, before touching the cluster: it is
+	// spooled to tmp (raft's Restore reads it from there) and, in the same
+	// pass, checked and decoded into a new state exactly as the FSM's
+	// Restore would, checksum included. The leader's Restore then installs
+	// that state instead of decoding the snapshot again.
+	t0 := time.Now()
+	up := &upload{r: io.LimitReader(r, size), w: tmp}
+	p, err := fsm.PrepareRestore(up)
+	if err != nil {
+		// Take the rest of the upload, so that the client (still sending)
+		// reads this answer rather than a broken connection.
+		up.w = nil
+		_, _ = io.Copy(io.Discard, up)
+		switch {
+		case up.werr != nil:
+			return 0, fmt.Errorf("spool snapshot: %w", up.werr)
+		case up.n < size:
+			msg := "connection closed"
+			if up.rerr != nil {
+				msg = up.rerr.Error()
+			}
+			return 0, Errorf(CodeInvalidArgument, "snapshot upload ended early after %d of %d bytes (%s); nothing changed", up.n, size, msg)
+		}
 		return 0, Errorf(CodeInvalidArgument, "not a valid rctl snapshot, nothing changed: %v", err)
 	}
+	t1 := time.Now()
+	s.log.Info("snapshot restore: uploaded and verified", "bytes", size, "tasks", p.Tasks(), "took", t1.Sub(t0))
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return 0, err
 	}
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
-	if err := s.raft.Restore(meta, tmp, 2*time.Minute); err != nil {
+	disarm := s.fsm.Expect(p)
+	err = s.raft.Restore(meta, tmp, 2*time.Minute)
+	disarm()
+	if err != nil {
 		return 0, fmt.Errorf("restore snapshot: %w", err)
 	}
-	s.log.Info("snapshot restored by operator", "bytes", size, "applied_index", s.raft.AppliedIndex())
+	s.log.Info("snapshot restored by operator", "bytes", size, "applied_index", s.raft.AppliedIndex(),
+		"verify", t1.Sub(t0), "raft_restore", time.Since(t1))
 	return s.raft.AppliedIndex(), nil
+}
+
+// upload is the restore stream as the leader reads it: it copies what it
+// reads to w and remembers how much arrived and how reading or writing
+// failed, to tell a broken upload from an invalid snapshot.
+type upload struct {
+	r    io.Reader
+	w    io.Writer
+	n    int64
+	rerr error // a read error other than the end of the upload
+	werr error
+}
+
+func (u *upload) Read(p []byte) (int, error) {
+	n, err := u.r.Read(p)
+	u.n += int64(n)
+	if err != nil && err != io.EOF && u.rerr == nil {
+		u.rerr = err
+	}
+	if n > 0 && u.werr == nil && u.w != nil {
+		if _, werr := u.w.Write(p[:n]); werr != nil {
+			u.werr = werr
+			return n, werr
+		}
+	}
+	return n, err
 }
