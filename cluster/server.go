@@ -42,6 +42,8 @@ type Server struct {
 
 	leaderReady      atomic.Bool
 	probing          atomic.Bool  // succession.go: a leader probe is running
+	succMu           sync.Mutex   // succession.go: one attempt to stand at a time
+	lastSuccessor    atomic.Value // succession.go: id of the last server this one asked to stand
 	lastLeaderChange atomic.Int64 // unix nanos
 	notifyCh         chan bool
 	observerCh       chan raft.Observation
@@ -174,6 +176,7 @@ func New(cfg Config) (_ *Server, err error) {
 	s.goFunc(s.mux.serve)
 	s.goFunc(s.observe)
 	s.goFunc(s.monitorLeadership)
+	s.goFunc(s.watchLeader)
 	s.goFunc(s.registerSelf)
 	if len(cfg.Join) > 0 {
 		s.goFunc(s.joinLoop)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sort"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/rctl-dev/rctl/rpc"
 )
 
 // Succession: a fast failover when the leader's process dies.
@@ -39,6 +42,19 @@ import (
 // dial is refused) from a live one (it connects) or an unknown state (it
 // times out, e.g. the host is gone or cut off; raft's timers decide).
 func (s *Server) leaderProbeTimeout() time.Duration { return s.timing.HeartbeatTimeout }
+
+// succession is what an attempt to stand came to.
+type succession int
+
+const (
+	notTried    succession = iota // nothing asked (not next in line, or things moved on)
+	unconfirmed                   // a quorum still hears the leader, or the successor could not be asked
+	stood                         // a successor was asked to stand
+)
+
+// successionRecheck is how soon a follower asks the voters again after
+// they did not confirm that the leader is silent.
+const successionRecheck = 250 * time.Millisecond
 
 // successionPoll is how often a later successor, waiting its turn,
 // checks whether an earlier one has been elected.
@@ -90,51 +106,207 @@ func (s *Server) succeedIfLeaderGone(addr raft.ServerAddress, id raft.ServerID) 
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		return
 	}
-	rank := s.successorRank(id)
+	s.succeed(id, false)
+}
+
+// succeed makes this server stand for election in place of the leader
+// gone, if it is next in the order of successors: at once as the first
+// successor, else one election timeout per place ahead of it, as long as
+// nothing has moved on meanwhile. gone is "" when no leader is known
+// (cold start). With confirm, the leader only went silent: this server
+// stands only if a quorum of voters (itself included) has not heard from
+// it either, so one cut-off follower cannot unseat a leader the others
+// still hear.
+func (s *Server) succeed(gone raft.ServerID, confirm bool) succession {
+	outcome := notTried
+	if !s.succMu.TryLock() {
+		return notTried // another attempt is under way
+	}
+	defer s.succMu.Unlock()
+	rank := s.successorRank(gone)
 	if rank < 0 {
-		return
+		return outcome
 	}
 	if last, commit := s.raft.LastIndex(), s.raft.CommitIndex(); last < commit {
 		// Behind the commit index we heard of: voters holding those
 		// entries would refuse us. The next successor stands instead.
-		s.log.Info("leader's process is gone, but this server is behind; leaving the election to the next successor",
-			"event", "leader_gone", "leader_id", string(id), "last_index", last, "commit_index", commit)
-		return
+		s.log.Info("leader lost, but this server is behind; leaving the election to the next successor",
+			"event", "leader_gone", "leader_id", string(gone), "last_index", last, "commit_index", commit)
+		return outcome
 	}
 	wait := time.Duration(rank) * s.timing.ElectionTimeout
-	s.log.Info("leader's process is gone (its port refuses connections)", "event", "leader_gone",
-		"leader_id", string(id), "successor_rank", rank, "stand_in", wait.String())
-	// Stand only if nothing moves on meanwhile: still a follower, and no
-	// new leader heard of.
+	if !confirm {
+		s.log.Info("leader's process is gone (its port refuses connections)", "event", "leader_gone",
+			"leader_id", string(gone), "successor_rank", rank, "stand_in", wait.String())
+	}
+	// Stand only if nothing moves on meanwhile: still a follower, no new
+	// leader heard of, and (for silence) still no word from the old one.
 	movedOn := func() bool {
 		_, cur := s.raft.LeaderWithID()
-		return s.raft.State() != raft.Follower || (cur != "" && cur != id)
+		if s.raft.State() != raft.Follower || (cur != "" && cur != gone) {
+			return true
+		}
+		return confirm && !s.leaderSilent()
 	}
 	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.shutdownCh:
-			return
+			return outcome
 		case <-time.After(min(successionPoll, time.Until(deadline))):
 		}
 		if movedOn() {
-			return
+			return outcome
 		}
 	}
 	if movedOn() {
-		return
+		return outcome
 	}
+	stand := peerState{id: s.cfg.NodeID, addr: s.cfg.Advertise}
+	if confirm {
+		n, need, best := s.quorumSilent(gone)
+		if n < need {
+			return unconfirmed
+		}
+		// The silent voter with the longest log stands: it is the one
+		// the others will vote for (this one, unless it is behind).
+		stand = best
+		outcome = unconfirmed // until the successor is asked
+		s.log.Info("leader silent for a quorum of voters", "event", "leader_gone", "leader_id", string(gone),
+			"silent_voters", n, "quorum", need, "successor_rank", rank, "stands", stand.id)
+		if movedOn() {
+			return outcome
+		}
+	}
+	if err := s.timeoutNow(stand); err != nil {
+		s.log.Warn("asking a successor to stand failed", "successor", stand.id, "err", err)
+		return outcome
+	}
+	s.lastSuccessor.Store(stand.id)
+	outcome = stood
+	s.log.Info("successor stands for election in place of the lost leader", "event", "succession",
+		"leader_id", string(gone), "successor", stand.id, "successor_rank", rank,
+		"evidence", map[bool]string{false: "port refused", true: "quorum silent"}[confirm])
+	return outcome
+}
+
+// timeoutNow sends raft's TimeoutNow to p (possibly this server): it
+// starts an election at once, as a leader handing over would make it.
+func (s *Server) timeoutNow(p peerState) error {
+	id, addr := raft.ServerID(p.id), raft.ServerAddress(p.addr)
 	self := raft.ServerAddress(s.cfg.Advertise)
 	req := raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{
 		ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(s.cfg.NodeID), Addr: s.trans.EncodePeer(raft.ServerID(s.cfg.NodeID), self),
 	}}
 	var resp raft.TimeoutNowResponse
-	if err := s.trans.TimeoutNow(raft.ServerID(s.cfg.NodeID), self, &req, &resp); err != nil {
-		s.log.Warn("standing for election after the leader's exit failed", "err", err)
+	err := s.trans.TimeoutNow(id, addr, &req, &resp)
+	if err != nil {
+		// A pooled connection may have gone stale (the transport drops
+		// it on error): once more on a fresh one.
+		err = s.trans.TimeoutNow(id, addr, &req, &resp)
+	}
+	return err
+}
+
+// leaderSilent: this follower has heard nothing from a leader for the
+// profile's SuccessionSilence (or never has).
+func (s *Server) leaderSilent() bool {
+	lc := s.raft.LastContact()
+	return lc.IsZero() || time.Since(lc) > s.timing.SuccessionSilence
+}
+
+// watchLeader runs succession on silence: a follower that has heard
+// nothing from its leader (or, at a cold start, from any leader) for
+// SuccessionSilence offers to stand. Off when the profile sets no
+// SuccessionSilence.
+func (s *Server) watchLeader() {
+	if s.timing.SuccessionSilence <= 0 {
 		return
 	}
-	s.log.Info("standing for election: the leader's process is gone", "event", "succession",
-		"leader_id", string(id), "successor_rank", rank)
+	t := time.NewTicker(successionPoll)
+	defer t.Stop()
+	var retry time.Time
+	for {
+		select {
+		case <-s.shutdownCh:
+			return
+		case <-t.C:
+		}
+		if s.raft.State() != raft.Follower || !s.leaderSilent() || time.Now().Before(retry) {
+			continue
+		}
+		_, id := s.raft.LeaderWithID()
+		switch s.succeed(id, true) {
+		case stood:
+			// An election is under way: give it an election timeout.
+			retry = time.Now().Add(s.timing.ElectionTimeout)
+		case unconfirmed:
+			// Some voters still heard the leader lately; they may not
+			// for long (a frozen leader's last heartbeats reach the far
+			// cloud later), so ask again soon.
+			retry = time.Now().Add(successionRecheck)
+		}
+	}
+}
+
+// peerState is one voter's answer to quorumSilent.
+type peerState struct {
+	id, addr  string
+	silent    bool
+	lastIndex uint64
+}
+
+// quorumSilent asks the other voters (not gone) whether they have heard
+// from a leader within SuccessionSilence. It returns how many voters,
+// this one included, have not, how many make a quorum, and the silent
+// voter with the longest log among those that answered (this one on a
+// tie), the one most likely to win an election. It returns as soon as a
+// quorum is reached.
+func (s *Server) quorumSilent(gone raft.ServerID) (n, need int, best peerState) {
+	best = peerState{id: s.cfg.NodeID, addr: s.cfg.Advertise, silent: true, lastIndex: s.raft.LastIndex()}
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0, 1, best
+	}
+	var others []raft.Server
+	voters := 0
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		if srv.ID != gone && string(srv.ID) != s.cfg.NodeID {
+			others = append(others, srv)
+		}
+	}
+	need = voters/2 + 1
+	n = 1
+	ctx, cancel := context.WithTimeout(s.ctx, s.timing.ElectionTimeout)
+	defer cancel()
+	answers := make(chan peerState, len(others))
+	for _, v := range others {
+		go func() {
+			var st rpc.StatusReply
+			err := s.rpc.Pool().Call(ctx, string(v.Address), rpc.MethodStatus, &rpc.StatusArgs{}, &st)
+			silent := err == nil && st.State == "follower" &&
+				(st.LeaderID == "" || (st.LeaderID == string(gone) &&
+					(st.LastContactMS < 0 || time.Duration(st.LastContactMS)*time.Millisecond > s.timing.SuccessionSilence)))
+			answers <- peerState{id: string(v.ID), addr: string(v.Address), silent: silent, lastIndex: st.LastIndex}
+		}()
+	}
+	for range others {
+		a := <-answers
+		if a.silent {
+			n++
+			if a.lastIndex > best.lastIndex {
+				best = a
+			}
+		}
+		if n >= need {
+			break
+		}
+	}
+	return n, need, best
 }
 
 // successorRank is this server's place in the order of successors to the

@@ -67,3 +67,70 @@ func TestSuccessorStandsWhenLeaderExits(t *testing.T) {
 		})
 	}
 }
+
+// TestSuccessorStandsWhenLeaderSilent: a leader cut off from every peer
+// (its port still accepts, so no crash is seen) is replaced through
+// succession once a quorum confirms the silence, on the wan profile whose
+// raft timeouts alone would not fire for 1.5 s: the new leader is the
+// server a successor named. A cold start elects through the same path.
+func TestSuccessorStandsWhenLeaderSilent(t *testing.T) {
+	addrs := freeAddrs(t, 5)
+	var peers []Peer
+	for i, a := range addrs {
+		peers = append(peers, Peer{ID: fmt.Sprintf("s%d", i+1), Address: a})
+	}
+	c := &testCluster{t: t}
+	for i, a := range addrs {
+		cfg := testConfig(t, peers[i].ID, a, t.TempDir())
+		cfg.Peers, cfg.Timing = peers, "wan"
+		c.cfgs = append(c.cfgs, cfg)
+	}
+	for i := range c.cfgs {
+		c.start(i)
+	}
+	t.Cleanup(c.stopAll)
+	// named returns the servers some successor asked to stand, and clears
+	// the record.
+	named := func() []string {
+		var out []string
+		for _, s := range c.servers {
+			if id, ok := s.lastSuccessor.Swap("").(string); ok && id != "" {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	l := c.waitLeader(10 * time.Second)
+	if n := named(); !slices.Contains(n, c.cfgs[l].NodeID) {
+		t.Errorf("cold start elected %s; successors named: %v", c.cfgs[l].NodeID, n)
+	}
+	for round := range 3 {
+		l = c.waitLeader(10 * time.Second)
+		gone := c.cfgs[l].NodeID
+		cut := time.Now()
+		c.cfgs[l].faults.setIsolated(true)
+		var nl int
+		succeedsWithin(t, 10*time.Second, func() error {
+			for i, s := range c.servers {
+				if i != l && s.LeaderReady() {
+					nl = i
+					return nil
+				}
+			}
+			return fmt.Errorf("no new leader")
+		})
+		n := named()
+		t.Logf("round %d: %s cut off; %s leads after %s; successors named: %v", round+1, gone, c.cfgs[nl].NodeID, time.Since(cut), n)
+		if !slices.Contains(n, c.cfgs[nl].NodeID) {
+			t.Fatalf("after %s was cut off, %s was elected, but succession named %v", gone, c.cfgs[nl].NodeID, n)
+		}
+		c.cfgs[l].faults.setIsolated(false)
+		last := c.servers[nl].raft.LastIndex()
+		succeedsWithin(t, 10*time.Second, func() error {
+			if _, id := c.servers[l].raft.LeaderWithID(); string(id) != c.cfgs[nl].NodeID || c.servers[l].raft.AppliedIndex() < last {
+				return fmt.Errorf("%s has not rejoined", gone)
+			}
+			return nil
+		})
+	}
+}

@@ -25,6 +25,11 @@ type Timing struct {
 	// CommitTimeout: the longest a follower waits to learn a new commit
 	// index when no entries flow.
 	CommitTimeout time.Duration
+	// SuccessionSilence: a follower that has heard nothing from a leader
+	// for this long asks the other voters whether they have; if a quorum
+	// has not, the first successor stands at once (succession.go). 0
+	// leaves silent leaders to raft's own timeouts.
+	SuccessionSilence time.Duration
 }
 
 var timings = map[string]Timing{
@@ -34,16 +39,21 @@ var timings = map[string]Timing{
 	"lan": {Name: "lan", HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond, CommitTimeout: 20 * time.Millisecond},
 	// wan: servers split over AWS and GCP, intra-cloud RTT ≈ 25 ms and
-	// cross-cloud RTT ≈ 243 ms. DESIGN.md's measured starting point,
-	// 300/600/300, re-measured on the fault harness's emulated network
-	// (3 aws + 2 gcp, kill -9 of the leader, time to the first committed
-	// write): p50 1.9 s, p99 3.7 s, every round < 5 s. Shorter election
-	// timeouts (300–400 ms) looked better in 20-round harness runs but gave
-	// 6–12 s tails in the etcd side-by-side benchmark (bench/peer): an
-	// election timeout near one cross-cloud RTT lets vote rounds expire
-	// before the other cloud answers. docs/operations.md has the table.
-	"wan": {Name: "wan", HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 600 * time.Millisecond,
-		LeaderLeaseTimeout: 300 * time.Millisecond, CommitTimeout: 50 * time.Millisecond},
+	// cross-cloud RTT ≈ 243 ms. Failover here is succession's job
+	// (succession.go): the first successor stands when the leader's port
+	// refuses (a crash) or when a quorum has not heard from the leader for
+	// SuccessionSilence (a hang or a partition), ~0.3 s and ~0.9 s after
+	// the leader's last word. raft's own timeouts are the fallback and
+	// must not fire before a successor's election is through (about
+	// SuccessionSilence + two cross-cloud round trips), or candidates in
+	// both clouds disrupt each other's elections: with 300/600 ms they
+	// let terms pass for up to 10 s (docs/operations.md, "Failover").
+	// The lease must outlast the gap between two heartbeats across clouds
+	// (RTT + up to HeartbeatTimeout/5 ≈ 550 ms) or a leader in the
+	// two-server cloud would step down on an idle cluster.
+	"wan": {Name: "wan", HeartbeatTimeout: 1500 * time.Millisecond, ElectionTimeout: 1500 * time.Millisecond,
+		LeaderLeaseTimeout: 800 * time.Millisecond, CommitTimeout: 50 * time.Millisecond,
+		SuccessionSilence: 600 * time.Millisecond},
 }
 
 // TimingProfile returns the named profile.

@@ -234,6 +234,8 @@ func (b *Bench) RunAll(scenarios []string) error {
 			err = b.run("cold start", b.ColdStart)
 		case "failover":
 			err = b.run("failover", b.FailoverScenario)
+		case "freeze":
+			err = b.run("failover, leader frozen", b.FreezeScenario)
 		case "latency":
 			err = b.run("commit latency", b.Latency)
 		case "throughput":

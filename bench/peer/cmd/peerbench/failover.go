@@ -24,16 +24,35 @@ const failoverWithin = 60 * time.Second
 // is acknowledged through the survivors; the victim is restarted and the
 // cluster caught up between rounds.
 func (b *Bench) FailoverScenario() (*Table, error) {
+	return b.failoverScenario(false)
+}
+
+// FreezeScenario is FailoverScenario with the leader frozen (SIGSTOP)
+// instead of killed: no connection closes and no port refuses, so the
+// survivors learn of the failure only by their timeouts, as with a hung
+// host or a partition. The frozen leader is killed and restarted after
+// the round.
+func (b *Bench) FreezeScenario() (*Table, error) {
+	return b.failoverScenario(true)
+}
+
+func (b *Bench) failoverScenario(freeze bool) (*Table, error) {
 	t := &Table{Title: fmt.Sprintf("Failover: kill -9 the leader → first committed write (%s, 5 servers, %d rounds)", b.Net.Name(), b.Plan.FailoverRounds),
 		Notes: []string{"A write is tried through every survivor every 50 ms from the kill on; the victim restarts between rounds. Lower is better."}}
+	if freeze {
+		t = &Table{Title: fmt.Sprintf("Failover, leader frozen: SIGSTOP the leader → first committed write (%s, 5 servers, %d rounds)", b.Net.Name(), b.Plan.FailoverRounds),
+			Notes: []string{"As above, but the leader is frozen, not killed: its connections stay open and its port accepts, as with a hung host or a partition, so no server learns of the failure before its timeouts. The frozen leader is killed and restarted after each round. Lower is better."}}
+	}
 	res := map[string]*failoverRun{}
 	for _, sys := range b.Systems {
-		r, err := b.failover(sys)
+		r, err := b.failover(sys, freeze)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", sys.Name(), err)
 		}
 		res[sys.Name()] = r
-		b.Failover[sys.Name()] = r.took
+		if !freeze {
+			b.Failover[sys.Name()] = r.took
+		}
 	}
 	var r, e []time.Duration
 	if fr := res["rctl"]; fr != nil {
@@ -64,7 +83,11 @@ func (b *Bench) FailoverScenario() (*Table, error) {
 	return t, nil
 }
 
-func (b *Bench) failover(sys System) (_ *failoverRun, err error) {
+func (b *Bench) failover(sys System, freeze bool) (_ *failoverRun, err error) {
+	verb := "kill -9"
+	if freeze {
+		verb = "SIGSTOP"
+	}
 	c, err := b.start(sys, 5, StartOptions{})
 	if err != nil {
 		return nil, err
@@ -88,17 +111,22 @@ func (b *Bench) failover(sys System) (_ *failoverRun, err error) {
 		// Warm every survivor's connection with a write, as a client
 		// that has been running would have.
 		for _, w := range ws {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := w.Write(ctx)
-			cancel()
+			err := warmWrite(w, 10*time.Second)
 			if err != nil {
 				closeAll(ws)
 				return nil, fmt.Errorf("round %d: warm-up write: %w", round+1, err)
 			}
 		}
 		t0 := time.Now()
-		log.Printf("  %s failover round %d: kill -9 %s at %s", sys.Name(), round+1, procs[l].Host.Name, t0.Format("15:04:05.000"))
-		procs[l].Kill()
+		log.Printf("  %s failover round %d: %s %s at %s", sys.Name(), round+1, verb, procs[l].Host.Name, t0.Format("15:04:05.000"))
+		if freeze {
+			if err := procs[l].Freeze(); err != nil {
+				closeAll(ws)
+				return nil, err
+			}
+		} else {
+			procs[l].Kill()
+		}
 		d, err := firstWrite(ws, t0, b.Plan.Attempt, failoverWithin)
 		closeAll(ws)
 		if err != nil {
@@ -108,7 +136,7 @@ func (b *Bench) failover(sys System) (_ *failoverRun, err error) {
 			fr.stuck++
 		}
 		if err == nil && b.KeepSlow > 0 && d > b.KeepSlow {
-			b.keepLogs(c, fmt.Sprintf("%s-slow-round%d", sys.Name(), round+1))
+			b.keepLogs(c, fmt.Sprintf("%s-slow-%s-round%d", sys.Name(), map[bool]string{false: "kill", true: "freeze"}[freeze], round+1))
 		}
 		fr.took = append(fr.took, d)
 		fr.victims[procs[l].Host.Cloud]++
@@ -116,6 +144,7 @@ func (b *Bench) failover(sys System) (_ *failoverRun, err error) {
 			fr.newLeader[procs[nl].Host.Cloud]++
 		}
 		log.Printf("  %s failover round %d/%d: first write after %s", sys.Name(), round+1, b.Plan.FailoverRounds, fmtDur(d))
+		procs[l].Kill() // a frozen leader; a killed one is gone already
 		if err := procs[l].Start(); err != nil {
 			return nil, err
 		}
@@ -135,4 +164,19 @@ func fmtCounts(m map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// warmWrite makes one write through w, retrying (a leadership change may
+// be under way, e.g. leader placement) until within has passed.
+func warmWrite(w Writer, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Until(deadline))
+		err := w.Write(ctx)
+		cancel()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -36,7 +36,7 @@ import (
 func main() {
 	mode := flag.String("mode", "full", "quick (a few rounds, < 5 min) or full (≥ 20 failover rounds, < 30 min)")
 	nets := flag.String("net", "all", "networks to run: loopback, wan, or all (loopback, and wan where it can be built: root, ip, /dev/net/tun)")
-	scen := flag.String("scenarios", "cold,failover,latency,throughput", "scenarios to run, comma-separated")
+	scen := flag.String("scenarios", "cold,failover,freeze,latency,throughput", "scenarios to run, comma-separated (freeze: failover with the leader frozen by SIGSTOP instead of killed)")
 	out := flag.String("out", "", "append the report (markdown) to this file")
 	charts := flag.String("charts", "", "directory for the PNG charts (default: that of --out, else bench/peer/out)")
 	rctlBin := flag.String("rctl-bin", os.Getenv("RCTL_BIN"), "rctl binary to use instead of building one")

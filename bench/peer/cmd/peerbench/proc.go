@@ -87,6 +87,18 @@ func (p *Proc) Kill() {
 	<-done
 }
 
+// Freeze sends SIGSTOP: the process keeps its sockets open (its kernel
+// still acknowledges TCP) but answers nothing, like a hung host or a
+// partition from the peers' point of view. Kill ends a frozen process.
+func (p *Proc) Freeze() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return fmt.Errorf("%s is not running", p.Name)
+	}
+	return p.cmd.Process.Signal(syscall.SIGSTOP)
+}
+
 // Running reports whether the process is alive.
 func (p *Proc) Running() bool {
 	p.mu.Lock()

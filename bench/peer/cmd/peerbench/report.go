@@ -14,11 +14,18 @@ import (
 // compared with which settings, the tables and the charts.
 func report(b *Bench, bins binaries, cfg runConfig, fsync50, fsync99 time.Duration, runErr error) string {
 	var s strings.Builder
-	rctl, etcd := b.Systems[0], b.Systems[1]
 	fmt.Fprintf(&s, "\n## %s — rctl vs etcd, %s, %s run\n\n", time.Now().Format("2006-01-02 15:04"), b.Net.Name(), cfg.mode)
 	fmt.Fprintf(&s, "Machine: %s. Go %s.  \n", machine(), runtime.Version())
-	fmt.Fprintf(&s, "rctl %s (hashicorp/raft %s), `%s`; etcd %s (go.etcd.io/etcd/server/v3 embedded, bench/peer/cmd/etcd), `%s`.  \n",
-		bins.rctlVersion, bins.raftVersion, rctl.Timing(), bins.etcdVersion, etcd.Timing())
+	var run []string
+	for _, sys := range b.Systems {
+		switch sys.Name() {
+		case "rctl":
+			run = append(run, fmt.Sprintf("rctl %s (hashicorp/raft %s), `%s`", bins.rctlVersion, bins.raftVersion, sys.Timing()))
+		case "etcd":
+			run = append(run, fmt.Sprintf("etcd %s (go.etcd.io/etcd/server/v3 embedded, bench/peer/cmd/etcd), `%s`", bins.etcdVersion, sys.Timing()))
+		}
+	}
+	fmt.Fprintf(&s, "%s.  \n", strings.Join(run, "; "))
 	fmt.Fprintf(&s, "Network: %s.  \n", netNote(b.Net))
 	fmt.Fprintf(&s, "fdatasync of the data disk (4 KiB appends): p50 %s, p99 %s.  \n", fmtDur(fsync50), fmtDur(fsync99))
 	fmt.Fprintf(&s, "Writes: rctl Task.Add (msgpack RPC, one connection per client); etcd Put of a %d-byte value (clientv3, one gRPC connection per client).  \n", len(etcdValue))
