@@ -20,6 +20,9 @@ import (
 	"github.com/rctl-dev/rctl/rpc"
 )
 
+// logCacheSize is how many of the latest raft entries are kept in memory.
+const logCacheSize = 1024
+
 // Server is one rctl control-plane server: a Raft peer holding the task
 // manifest, serving RPC and Raft on one port.
 type Server struct {
@@ -119,10 +122,11 @@ func New(cfg Config) (_ *Server, err error) {
 	s.mux.raftClosed = s.raftConnClosed
 	cleanup = append(cleanup, s.mux.close)
 	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  (*raftLayer)(s.mux),
-		MaxPool: 3,
-		Timeout: 10 * time.Second,
-		Logger:  hlog,
+		Stream:          (*raftLayer)(s.mux),
+		MaxPool:         3,
+		Timeout:         10 * time.Second,
+		MaxRPCsInFlight: timing.MaxRPCsInFlight,
+		Logger:          hlog,
 	})
 
 	rc := raft.DefaultConfig()
@@ -157,7 +161,14 @@ func New(cfg Config) (_ *Server, err error) {
 		s.log.Info("recovering existing raft state", "data_dir", cfg.DataDir)
 	}
 
-	s.raft, err = raft.NewRaft(rc, s.fsm, s.store, s.store, s.snaps, s.trans)
+	// Recent entries are served to the replication goroutines from memory
+	// instead of a bolt read transaction per AppendEntries (as Consul and
+	// Nomad do).
+	logs, err := raft.NewLogCache(logCacheSize, s.store)
+	if err != nil {
+		return nil, fmt.Errorf("raft log cache: %w", err)
+	}
+	s.raft, err = raft.NewRaft(rc, s.fsm, logs, s.store, s.snaps, s.trans)
 	if err != nil {
 		s.trans.Close()
 		return nil, fmt.Errorf("start raft: %w", err)
