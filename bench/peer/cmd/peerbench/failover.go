@@ -140,11 +140,11 @@ func (b *Bench) failover(sys System, freeze bool) (_ *failoverRun, err error) {
 		}
 		fr.took = append(fr.took, d)
 		fr.victims[procs[l].Host.Cloud]++
+		procs[l].Kill() // a frozen leader (a killed one is gone already): it must not hold up the status polls below
 		if nl, err := waitLeader(c, 10*time.Second); err == nil {
 			fr.newLeader[procs[nl].Host.Cloud]++
 		}
 		log.Printf("  %s failover round %d/%d: first write after %s", sys.Name(), round+1, b.Plan.FailoverRounds, fmtDur(d))
-		procs[l].Kill() // a frozen leader; a killed one is gone already
 		if err := procs[l].Start(); err != nil {
 			return nil, err
 		}
