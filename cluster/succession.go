@@ -89,21 +89,43 @@ func (s *Server) raftConnClosed() {
 	}
 	addr, id := s.raft.LeaderWithID()
 	if addr == "" || !s.probing.CompareAndSwap(false, true) {
+		s.log.Debug("raft connection closed; no leader probe", "leader", string(addr), "probing", s.probing.Load())
 		return
 	}
 	s.goFunc(func() { s.succeedIfLeaderGone(addr, id) })
 }
 
+// leaderProcessGone dials the leader's port. Refused, or reset, means its
+// process is gone. A connection that opens may still belong to a process
+// that is exiting (it closes its raft connections before its listener):
+// the probe then waits a moment, sending nothing, for the connection to
+// be reset or closed; a live server keeps it open (its mux waits for the
+// first byte). A dial that times out proves nothing.
+func (s *Server) leaderProcessGone(addr raft.ServerAddress) bool {
+	c, err := s.mux.faults.dialRaft(string(addr), s.leaderProbeTimeout())
+	if err != nil {
+		s.log.Debug("leader probe", "leader", string(addr), "err", err)
+		return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(leaderProbeHold))
+	_, err = c.Read(make([]byte, 1))
+	var ne net.Error
+	alive := errors.As(err, &ne) && ne.Timeout()
+	s.log.Debug("leader probe connected", "leader", string(addr), "then", err, "alive", alive)
+	return !alive
+}
+
+// leaderProbeHold is how long a probe that connected waits to see the
+// connection reset by an exiting process.
+const leaderProbeHold = 100 * time.Millisecond
+
 // succeedIfLeaderGone probes the leader and, if its process is gone and
 // this server is next in the order of successors, stands for election.
 func (s *Server) succeedIfLeaderGone(addr raft.ServerAddress, id raft.ServerID) {
-	c, err := s.mux.faults.dialRaft(string(addr), s.leaderProbeTimeout())
+	gone := s.leaderProcessGone(addr)
 	s.probing.Store(false)
-	if err == nil {
-		c.Close() // alive: the mux drops a connection that sends nothing
-		return
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
+	if !gone {
 		return
 	}
 	s.succeed(id, false)

@@ -35,11 +35,11 @@ func planFor(mode string, wan bool) Plan {
 		p.LatencyWrites, p.ThroughputDur, p.Settle, p.Attempt = 100, 8*time.Second, 2*time.Second, 5*time.Second
 	}
 	if mode == "quick" {
-		p.ColdRounds, p.FailoverRounds = 2, 5
+		p.ColdRounds, p.FailoverRounds = 2, 4
 		p.LatencyWrites /= 5
 		p.ThroughputDur = 2 * time.Second
 		if wan {
-			p.FailoverRounds = 4
+			p.FailoverRounds = 3
 		}
 	}
 	return p
