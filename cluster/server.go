@@ -21,7 +21,7 @@ import (
 )
 
 // logCacheSize is how many of the latest raft entries are kept in memory.
-const logCacheSize = 1024
+const logCacheSize = 128
 
 // Server is one rctl control-plane server: a Raft peer holding the task
 // manifest, serving RPC and Raft on one port.
@@ -161,9 +161,6 @@ func New(cfg Config) (_ *Server, err error) {
 		s.log.Info("recovering existing raft state", "data_dir", cfg.DataDir)
 	}
 
-	// Recent entries are served to the replication goroutines from memory
-	// instead of a bolt read transaction per AppendEntries (as Consul and
-	// Nomad do).
 	logs, err := raft.NewLogCache(logCacheSize, s.store)
 	if err != nil {
 		return nil, fmt.Errorf("raft log cache: %w", err)

@@ -14,29 +14,38 @@ import (
 	"github.com/rctl-dev/rctl/rpc"
 )
 
-// Succession: a fast failover when the leader's process dies.
+// Succession: rctl chooses who stands for election after losing a
+// leader, on evidence, and lets raft do the voting.
 //
-// hashicorp/raft notices a dead leader only when a follower's heartbeat
+// hashicorp/raft notices a lost leader only when a follower's heartbeat
 // timer fires (HeartbeatTimeout to twice that after the last contact), and
-// its voters refuse (pre-)votes while they still know a leader. On the wan
-// profile that made the first candidate wait out a whole election
-// timeout, and candidates in two clouds then disrupted each other's
-// elections: bench/peer saw eight terms pass in 7.6 s before one won
-// (docs/operations.md, "Failover").
+// its voters refuse (pre-)votes while they still know a leader. Across
+// clouds an election needs a cross-cloud vote per round, and candidates
+// in two clouds kept disrupting each other's elections: bench/peer saw
+// eight terms pass in 7.6 s before one won (docs/operations.md,
+// "Failover: succession").
 //
-// When the leader's process dies on a host that stays up, its kernel
-// closes the raft connections the leader had open to every follower, and
-// a dial to its port is refused. On that evidence exactly one survivor,
-// the successor, stands for election at once, through raft's own
-// leadership-transfer path (TimeoutNow): no pre-vote, and voters grant
-// the vote although they still know the old leader. Every server computes
-// the same order of successors: voters of the preferred leader cloud
-// first (placement.go), then the others, each group by id. Voters still
-// refuse a candidate whose log is behind theirs, so this changes only who
-// stands first, never what raft considers safe. If the first successor is
-// down too, the next one stands one election timeout later, and so on. A
-// host crash, a frozen process or a partition gives no refusal: raft's
-// timeouts handle those as before.
+// Every server computes the same order of successors to a lost leader:
+// voters of the preferred leader cloud first (placement.go), then the
+// others, each group by id. The first stands; the next one an election
+// timeout later if no leader has appeared, and so on. Two kinds of
+// evidence start it:
+//
+//   - the leader's process is gone: its raft connections to us closed and
+//     its port refuses (a crash, kill -9, a stopping server); no other
+//     confirmation is needed, the first successor stands at once;
+//   - the leader is silent (profiles with SuccessionSilence, i.e. wan): we
+//     have not heard from it for that long, and neither has a quorum of
+//     voters when asked; the first successor then names the silent voter
+//     with the longest log. One cut-off follower can never unseat a
+//     leader the others still hear.
+//
+// A successor stands through raft's leadership-transfer path
+// (TimeoutNow): no pre-vote, and voters grant the vote although they
+// still know the old leader. Voters still refuse a candidate whose log is
+// behind theirs and vote once per term, so succession changes who stands
+// first, never what raft considers safe. raft's own timeouts remain the
+// fallback.
 
 // leaderProbeTimeout bounds the dial that tells a dead leader process (the
 // dial is refused) from a live one (it connects) or an unknown state (it
@@ -149,9 +158,10 @@ func (s *Server) succeed(gone raft.ServerID, confirm bool) succession {
 	if rank < 0 {
 		return outcome
 	}
-	if last, commit := s.raft.LastIndex(), s.raft.CommitIndex(); last < commit {
+	if last, commit := s.raft.LastIndex(), s.raft.CommitIndex(); !confirm && last < commit {
 		// Behind the commit index we heard of: voters holding those
 		// entries would refuse us. The next successor stands instead.
+		// (On silence the voter with the longest log is named anyway.)
 		s.log.Info("leader lost, but this server is behind; leaving the election to the next successor",
 			"event", "leader_gone", "leader_id", string(gone), "last_index", last, "commit_index", commit)
 		return outcome
