@@ -36,6 +36,13 @@ func testConfig(t *testing.T, id, addr, dir string) Config {
 
 func newTestCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
+	return newTestClusterWith(t, n, nil)
+}
+
+// newTestClusterWith is newTestCluster with each server's configuration
+// passed through tweak (if not nil) before it starts.
+func newTestClusterWith(t *testing.T, n int, tweak func(i int, cfg *Config)) *testCluster {
+	t.Helper()
 	addrs := freeAddrs(t, n)
 	var peers []Peer
 	for i, a := range addrs {
@@ -45,6 +52,9 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 	for i, a := range addrs {
 		cfg := testConfig(t, peers[i].ID, a, t.TempDir())
 		cfg.Peers = peers
+		if tweak != nil {
+			tweak(i, &cfg)
+		}
 		c.cfgs = append(c.cfgs, cfg)
 	}
 	for i := range c.cfgs {

@@ -33,23 +33,11 @@ func TestPreferredCloud(t *testing.T) {
 
 func placementCluster(t *testing.T, pin string, clouds ...string) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t}
-	addrs := freeAddrs(t, len(clouds))
-	var peers []Peer
-	for i, a := range addrs {
-		peers = append(peers, Peer{ID: fmt.Sprintf("s%d", i+1), Address: a})
-	}
-	for i, a := range addrs {
-		cfg := testConfig(t, peers[i].ID, a, t.TempDir())
-		cfg.Peers, cfg.Cloud = peers, clouds[i]
+	c := newTestClusterWith(t, len(clouds), func(i int, cfg *Config) {
+		cfg.Cloud = clouds[i]
 		cfg.Placement = PlacementConfig{PreferCloud: pin, Interval: 100 * time.Millisecond, Settle: 500 * time.Millisecond,
 			Backoff: time.Second, MaxLag: 64}
-		c.cfgs = append(c.cfgs, cfg)
-	}
-	for i := range c.cfgs {
-		c.start(i)
-	}
-	t.Cleanup(c.stopAll)
+	})
 	// Wait until every server's labels are in the manifest.
 	l := c.waitLeader(10 * time.Second)
 	succeedsWithin(t, 10*time.Second, func() error {

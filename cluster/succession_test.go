@@ -74,21 +74,7 @@ func TestSuccessorStandsWhenLeaderExits(t *testing.T) {
 // raft timeouts alone would not fire for 1.5 s: the new leader is the
 // server a successor named. A cold start elects through the same path.
 func TestSuccessorStandsWhenLeaderSilent(t *testing.T) {
-	addrs := freeAddrs(t, 5)
-	var peers []Peer
-	for i, a := range addrs {
-		peers = append(peers, Peer{ID: fmt.Sprintf("s%d", i+1), Address: a})
-	}
-	c := &testCluster{t: t}
-	for i, a := range addrs {
-		cfg := testConfig(t, peers[i].ID, a, t.TempDir())
-		cfg.Peers, cfg.Timing = peers, "wan"
-		c.cfgs = append(c.cfgs, cfg)
-	}
-	for i := range c.cfgs {
-		c.start(i)
-	}
-	t.Cleanup(c.stopAll)
+	c := newTestClusterWith(t, 5, func(_ int, cfg *Config) { cfg.Timing = "wan" })
 	// named returns the servers some successor asked to stand, and clears
 	// the record.
 	named := func() []string {
