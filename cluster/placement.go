@@ -61,6 +61,22 @@ func preferredCloud(pin string, voterClouds []string) string {
 	return ""
 }
 
+// voters returns the voting servers of the latest configuration and,
+// index for index, their clouds; ok is false if raft cannot say.
+func (s *Server) voters() (voters []raft.Server, clouds []string, ok bool) {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil, nil, false
+	}
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			voters = append(voters, srv)
+			clouds = append(clouds, s.cloudOf(srv.ID))
+		}
+	}
+	return voters, clouds, true
+}
+
 // candidate is a voter the leader could hand leadership to.
 type candidate struct {
 	id, addr string
@@ -74,18 +90,9 @@ func (s *Server) placementCheck(ctx context.Context, ledSince time.Time, lastTry
 	if pc.Disabled || now.Sub(ledSince) < pc.Settle || (!lastTry.IsZero() && now.Sub(lastTry) < pc.Backoff) {
 		return nil
 	}
-	f := s.raft.GetConfiguration()
-	if f.Error() != nil {
+	voters, clouds, ok := s.voters()
+	if !ok {
 		return nil
-	}
-	var voters []raft.Server
-	var clouds []string
-	for _, srv := range f.Configuration().Servers {
-		if srv.Suffrage != raft.Voter {
-			continue
-		}
-		voters = append(voters, srv)
-		clouds = append(clouds, s.cloudOf(srv.ID))
 	}
 	want := preferredCloud(pc.PreferCloud, clouds)
 	if want == "" || want == s.cfg.Cloud {

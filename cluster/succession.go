@@ -154,7 +154,11 @@ func (s *Server) succeed(gone raft.ServerID, confirm bool) succession {
 		return notTried // another attempt is under way
 	}
 	defer s.succMu.Unlock()
-	rank := s.successorRank(gone)
+	voters, clouds, ok := s.voters()
+	if !ok {
+		return outcome
+	}
+	rank := s.successorRank(voters, clouds, gone)
 	if rank < 0 {
 		return outcome
 	}
@@ -196,7 +200,7 @@ func (s *Server) succeed(gone raft.ServerID, confirm bool) succession {
 	}
 	stand := peerState{id: s.cfg.NodeID, addr: s.cfg.Advertise}
 	if confirm {
-		n, need, best := s.quorumSilent(gone)
+		n, need, best := s.quorumSilent(voters, gone)
 		if n < need {
 			return unconfirmed
 		}
@@ -294,24 +298,15 @@ type peerState struct {
 // voter with the longest log among those that answered (this one on a
 // tie), the one most likely to win an election. It returns as soon as a
 // quorum is reached.
-func (s *Server) quorumSilent(gone raft.ServerID) (n, need int, best peerState) {
+func (s *Server) quorumSilent(voters []raft.Server, gone raft.ServerID) (n, need int, best peerState) {
 	best = peerState{id: s.cfg.NodeID, addr: s.cfg.Advertise, silent: true, lastIndex: s.raft.LastIndex()}
-	f := s.raft.GetConfiguration()
-	if f.Error() != nil {
-		return 0, 1, best
-	}
 	var others []raft.Server
-	voters := 0
-	for _, srv := range f.Configuration().Servers {
-		if srv.Suffrage != raft.Voter {
-			continue
-		}
-		voters++
+	for _, srv := range voters {
 		if srv.ID != gone && string(srv.ID) != s.cfg.NodeID {
 			others = append(others, srv)
 		}
 	}
-	need = voters/2 + 1
+	need = len(voters)/2 + 1
 	n = 1
 	ctx, cancel := context.WithTimeout(s.ctx, s.timing.ElectionTimeout)
 	defer cancel()
@@ -343,19 +338,7 @@ func (s *Server) quorumSilent(gone raft.ServerID) (n, need int, best peerState) 
 
 // successorRank is this server's place in the order of successors to the
 // gone leader, or -1 if it is not a voter.
-func (s *Server) successorRank(gone raft.ServerID) int {
-	f := s.raft.GetConfiguration()
-	if f.Error() != nil {
-		return -1
-	}
-	var voters []raft.Server
-	var clouds []string
-	for _, srv := range f.Configuration().Servers {
-		if srv.Suffrage == raft.Voter {
-			voters = append(voters, srv)
-			clouds = append(clouds, s.cloudOf(srv.ID))
-		}
-	}
+func (s *Server) successorRank(voters []raft.Server, clouds []string, gone raft.ServerID) int {
 	order := successionOrder(voters, clouds, preferredCloud(s.cfg.Placement.PreferCloud, clouds), gone)
 	for i, id := range order {
 		if id == raft.ServerID(s.cfg.NodeID) {

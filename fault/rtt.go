@@ -33,6 +33,15 @@ func MeasureRTT(from, to *Node, rounds int) (RTT, error) {
 		return r, err
 	}
 	defer ln.Close()
+	r.Connect, r.Median, r.Max, err = EchoRTT(ln, func() (net.Conn, error) {
+		return from.Dial(context.Background(), ln.Addr().String())
+	}, rounds)
+	return r, err
+}
+
+// EchoRTT serves one echo connection on ln, dials it and times the
+// handshake and rounds 1-byte echoes: their median and maximum.
+func EchoRTT(ln net.Listener, dial func() (net.Conn, error), rounds int) (connect, median, max time.Duration, err error) {
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
@@ -42,28 +51,28 @@ func MeasureRTT(from, to *Node, rounds int) (RTT, error) {
 		_, _ = io.Copy(c, c)
 	}()
 	start := time.Now()
-	c, err := from.Dial(context.Background(), ln.Addr().String())
+	c, err := dial()
 	if err != nil {
-		return r, err
+		return 0, 0, 0, err
 	}
 	defer c.Close()
-	r.Connect = time.Since(start)
+	connect = time.Since(start)
 	_ = c.SetDeadline(time.Now().Add(time.Duration(rounds+1) * 5 * time.Second))
 	var samples []time.Duration
 	b := []byte{0}
-	for i := 0; i < rounds; i++ {
+	for range rounds {
 		t0 := time.Now()
 		if _, err := c.Write(b); err != nil {
-			return r, err
+			return connect, 0, 0, err
 		}
 		if _, err := io.ReadFull(c, b); err != nil {
-			return r, err
+			return connect, 0, 0, err
 		}
 		samples = append(samples, time.Since(t0))
 	}
 	slices.Sort(samples)
 	if len(samples) > 0 {
-		r.Median, r.Max = samples[len(samples)/2], samples[len(samples)-1]
+		median, max = samples[len(samples)/2], samples[len(samples)-1]
 	}
-	return r, nil
+	return connect, median, max, nil
 }

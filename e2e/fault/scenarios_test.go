@@ -210,25 +210,7 @@ func TestLeaderKillFailover(t *testing.T) {
 		}
 	}
 
-	h := work.Stop()
-	acked, uncertain := rig.stop()
-	t.Logf("workload: %d operations %v", len(h.Ops()), h.Counts())
-	if _, err := mon.WaitStable(ctxFor(t, 30*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	checkHistory(t, c, h)
-	rig.check(t, acked, uncertain)
-	m, err := c.WaitConverged(ctxFor(t, 30*time.Second), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("converged: every server holds manifest index %d, %d tasks, sha256 %.12s", m.Info.Index, m.Info.Tasks, m.Info.SHA256)
-	if err := c.CheckAcknowledged(ctxFor(t, 10*time.Second), h); err != nil {
-		t.Error(err)
-	}
-	if err := mon.CheckOneLeaderPerTerm(); err != nil {
-		t.Error(err)
-	}
+	finish(t, c, mon, work, rig)
 }
 
 // partitionHold is how long TestMinorityPartition keeps its partition:

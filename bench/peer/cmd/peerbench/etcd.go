@@ -118,27 +118,23 @@ func (c *etcdCluster) status(ctx context.Context, i int, opts ...grpc.CallOption
 	return pb.NewMaintenanceClient(c.ctl[i].ActiveConnection()).Status(ctx, &pb.StatusRequest{}, opts...)
 }
 
-// Leader returns the running server whose member id is the leader it
-// reports (the highest term wins if two do).
-func (c *etcdCluster) Leader(ctx context.Context) (int, error) {
-	best, term := -1, uint64(0)
-	for i, p := range c.procs {
-		if !p.Running() {
-			continue
-		}
-		st, err := c.status(ctx, i)
-		if err != nil {
-			continue
-		}
-		if st.Leader != 0 && st.Leader == st.Header.MemberId && (best < 0 || st.RaftTerm > term) {
-			best, term = i, st.RaftTerm
-		}
-	}
-	if best < 0 {
-		return -1, errNoLeader
-	}
-	return best, nil
+func (c *etcdCluster) view() statusView[*pb.StatusResponse] {
+	return statusView[*pb.StatusResponse]{procs: c.procs,
+		status: func(ctx context.Context, i int) (*pb.StatusResponse, error) { return c.status(ctx, i) },
+		leads: func(st *pb.StatusResponse) (bool, uint64) {
+			return st.Leader != 0 && st.Leader == st.Header.MemberId, st.RaftTerm
+		},
+		behind: func(st, lst *pb.StatusResponse) error {
+			if st.Leader != lst.Leader || st.RaftAppliedIndex < lst.RaftIndex {
+				return fmt.Errorf("leader %x, applied %d of %d", st.Leader, st.RaftAppliedIndex, lst.RaftIndex)
+			}
+			return nil
+		}}
 }
+
+// Leader returns the running server whose member id is the leader it
+// reports.
+func (c *etcdCluster) Leader(ctx context.Context) (int, error) { return c.view().leader(ctx) }
 
 func (c *etcdCluster) TransferLeader(ctx context.Context, i int) error {
 	l, err := c.Leader(ctx)
@@ -160,29 +156,7 @@ func (c *etcdCluster) TransferLeader(ctx context.Context, i int) error {
 
 // CaughtUp: every server knows the same leader and has applied the
 // leader's last index.
-func (c *etcdCluster) CaughtUp(ctx context.Context) (bool, error) {
-	l, err := c.Leader(ctx)
-	if err != nil {
-		return false, err
-	}
-	lst, err := c.status(ctx, l)
-	if err != nil {
-		return false, err
-	}
-	for i, p := range c.procs {
-		if !p.Running() {
-			return false, fmt.Errorf("%s is not running", p.Name)
-		}
-		st, err := c.status(ctx, i)
-		if err != nil {
-			return false, err
-		}
-		if st.Leader != lst.Leader || st.RaftAppliedIndex < lst.RaftIndex {
-			return false, fmt.Errorf("%s: leader %x, applied %d of %d", p.Name, st.Leader, st.RaftAppliedIndex, lst.RaftIndex)
-		}
-	}
-	return true, nil
-}
+func (c *etcdCluster) CaughtUp(ctx context.Context) (bool, error) { return c.view().caughtUp(ctx) }
 
 func (c *etcdCluster) Writer(i int) (Writer, error) {
 	cl, err := newEtcdClient(c.addrs[i], c.nw.ClientDial)

@@ -37,11 +37,13 @@ func (b *Bench) FreezeScenario() (*Table, error) {
 }
 
 func (b *Bench) failoverScenario(freeze bool) (*Table, error) {
-	t := &Table{Title: fmt.Sprintf("Failover: kill -9 the leader → first committed write (%s, 5 servers, %d rounds)", b.Net.Name(), b.Plan.FailoverRounds),
-		Notes: []string{"A write is tried through every survivor every 50 ms from the kill on; the victim restarts between rounds. Lower is better."}}
+	var t *Table
 	if freeze {
 		t = &Table{Title: fmt.Sprintf("Failover, leader frozen: SIGSTOP the leader → first committed write (%s, 5 servers, %d rounds)", b.Net.Name(), b.Plan.FailoverRounds),
 			Notes: []string{"As above, but the leader is frozen, not killed: its connections stay open and its port accepts, as with a hung host or a partition, so no server learns of the failure before its timeouts. The frozen leader is killed and restarted after each round. Lower is better."}}
+	} else {
+		t = &Table{Title: fmt.Sprintf("Failover: kill -9 the leader → first committed write (%s, 5 servers, %d rounds)", b.Net.Name(), b.Plan.FailoverRounds),
+			Notes: []string{"A write is tried through every survivor every 50 ms from the kill on; the victim restarts between rounds. Lower is better."}}
 	}
 	res := map[string]*failoverRun{}
 	for _, sys := range b.Systems {
@@ -84,9 +86,9 @@ func (b *Bench) failoverScenario(freeze bool) (*Table, error) {
 }
 
 func (b *Bench) failover(sys System, freeze bool) (_ *failoverRun, err error) {
-	verb := "kill -9"
+	verb, kind := "kill -9", "kill"
 	if freeze {
-		verb = "SIGSTOP"
+		verb, kind = "SIGSTOP", "freeze"
 	}
 	c, err := b.start(sys, 5, StartOptions{})
 	if err != nil {
@@ -136,7 +138,7 @@ func (b *Bench) failover(sys System, freeze bool) (_ *failoverRun, err error) {
 			fr.stuck++
 		}
 		if err == nil && b.KeepSlow > 0 && d > b.KeepSlow {
-			b.keepLogs(c, fmt.Sprintf("%s-slow-%s-round%d", sys.Name(), map[bool]string{false: "kill", true: "freeze"}[freeze], round+1))
+			b.keepLogs(c, fmt.Sprintf("%s-slow-%s-round%d", sys.Name(), kind, round+1))
 		}
 		fr.took = append(fr.took, d)
 		fr.victims[procs[l].Host.Cloud]++

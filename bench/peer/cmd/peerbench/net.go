@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os/exec"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rctl-dev/rctl/fault"
 )
 
 // Host is a place one server process runs: a name (also the server's id),
@@ -106,7 +106,7 @@ func (l *loopback) RTT(_, _ Host) (time.Duration, error) {
 			return
 		}
 		defer ln.Close()
-		l.rtt, l.err = echoRTT(ln, func() (net.Conn, error) {
+		_, l.rtt, _, l.err = fault.EchoRTT(ln, func() (net.Conn, error) {
 			return net.Dial("tcp", ln.Addr().String())
 		}, 200)
 	})
@@ -114,36 +114,3 @@ func (l *loopback) RTT(_, _ Host) (time.Duration, error) {
 }
 
 func (*loopback) Close() error { return nil }
-
-// echoRTT serves one echo connection on ln, dials it and returns the
-// median of rounds 1-byte round trips.
-func echoRTT(ln net.Listener, dial func() (net.Conn, error), rounds int) (time.Duration, error) {
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = io.Copy(c, c)
-	}()
-	c, err := dial()
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	b := []byte{0}
-	var samples []time.Duration
-	for range rounds {
-		t0 := time.Now()
-		if _, err := c.Write(b); err != nil {
-			return 0, err
-		}
-		if _, err := io.ReadFull(c, b); err != nil {
-			return 0, err
-		}
-		samples = append(samples, time.Since(t0))
-	}
-	slices.Sort(samples)
-	return samples[len(samples)/2], nil
-}

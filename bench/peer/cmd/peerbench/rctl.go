@@ -78,27 +78,19 @@ func (c *rctlCluster) status(ctx context.Context, i int) (*rpc.StatusReply, erro
 	return &st, nil
 }
 
-// Leader returns the running server that says it leads (the highest term
-// wins if two do, for a moment, after a partition).
-func (c *rctlCluster) Leader(ctx context.Context) (int, error) {
-	best, term := -1, uint64(0)
-	for i, p := range c.procs {
-		if !p.Running() {
-			continue
-		}
-		st, err := c.status(ctx, i)
-		if err != nil {
-			continue
-		}
-		if st.State == "leader" && (best < 0 || st.Term > term) {
-			best, term = i, st.Term
-		}
-	}
-	if best < 0 {
-		return -1, errNoLeader
-	}
-	return best, nil
+func (c *rctlCluster) view() statusView[*rpc.StatusReply] {
+	return statusView[*rpc.StatusReply]{procs: c.procs, status: c.status,
+		leads: func(st *rpc.StatusReply) (bool, uint64) { return st.State == "leader", st.Term },
+		behind: func(st, lst *rpc.StatusReply) error {
+			if st.LeaderID != lst.ID || st.AppliedIndex < lst.CommitIndex {
+				return fmt.Errorf("leader %q, applied %d of %d", st.LeaderID, st.AppliedIndex, lst.CommitIndex)
+			}
+			return nil
+		}}
 }
+
+// Leader returns the running server that says it leads.
+func (c *rctlCluster) Leader(ctx context.Context) (int, error) { return c.view().leader(ctx) }
 
 func (c *rctlCluster) TransferLeader(ctx context.Context, i int) error {
 	l, err := c.Leader(ctx)
@@ -117,29 +109,7 @@ func (c *rctlCluster) TransferLeader(ctx context.Context, i int) error {
 
 // CaughtUp: every server knows the same leader and has applied the
 // leader's commit index.
-func (c *rctlCluster) CaughtUp(ctx context.Context) (bool, error) {
-	l, err := c.Leader(ctx)
-	if err != nil {
-		return false, err
-	}
-	lst, err := c.status(ctx, l)
-	if err != nil {
-		return false, err
-	}
-	for i, p := range c.procs {
-		if !p.Running() {
-			return false, fmt.Errorf("%s is not running", p.Name)
-		}
-		st, err := c.status(ctx, i)
-		if err != nil {
-			return false, err
-		}
-		if st.LeaderID != lst.ID || st.AppliedIndex < lst.CommitIndex {
-			return false, fmt.Errorf("%s: leader %q, applied %d of %d", p.Name, st.LeaderID, st.AppliedIndex, lst.CommitIndex)
-		}
-	}
-	return true, nil
-}
+func (c *rctlCluster) CaughtUp(ctx context.Context) (bool, error) { return c.view().caughtUp(ctx) }
 
 func (c *rctlCluster) Writer(i int) (Writer, error) {
 	return &rctlWriter{addr: c.addrs[i], pool: rpc.NewPoolWithDialer(c.nw.ClientDial)}, nil

@@ -105,3 +105,63 @@ func waitFor(ctx context.Context, cond func() bool) error {
 	}
 	return nil
 }
+
+// statusView is how the cluster-wide questions below read one system's
+// per-server status S.
+type statusView[S any] struct {
+	procs  []*Proc
+	status func(ctx context.Context, i int) (S, error)
+	// leads reports whether a server says it leads, and in which term.
+	leads func(st S) (bool, uint64)
+	// behind is nil when st follows the leader whose status is lst and
+	// has applied what it committed, and says how st is behind otherwise.
+	behind func(st, lst S) error
+}
+
+// leader returns the running server that says it leads (the highest term
+// wins if two do, for a moment, after a partition).
+func (v statusView[S]) leader(ctx context.Context) (int, error) {
+	best, term := -1, uint64(0)
+	for i, p := range v.procs {
+		if !p.Running() {
+			continue
+		}
+		st, err := v.status(ctx, i)
+		if err != nil {
+			continue
+		}
+		if ok, t := v.leads(st); ok && (best < 0 || t > term) {
+			best, term = i, t
+		}
+	}
+	if best < 0 {
+		return -1, errNoLeader
+	}
+	return best, nil
+}
+
+// caughtUp: every server is running, knows the same leader and has
+// applied what the leader committed.
+func (v statusView[S]) caughtUp(ctx context.Context) (bool, error) {
+	l, err := v.leader(ctx)
+	if err != nil {
+		return false, err
+	}
+	lst, err := v.status(ctx, l)
+	if err != nil {
+		return false, err
+	}
+	for i, p := range v.procs {
+		if !p.Running() {
+			return false, fmt.Errorf("%s is not running", p.Name)
+		}
+		st, err := v.status(ctx, i)
+		if err != nil {
+			return false, err
+		}
+		if err := v.behind(st, lst); err != nil {
+			return false, fmt.Errorf("%s: %w", p.Name, err)
+		}
+	}
+	return true, nil
+}
