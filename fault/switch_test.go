@@ -84,15 +84,28 @@ func newFixture(t *testing.T, base LinkFunc) *swFixture {
 		name, label string
 		exempt      bool
 	}{{"a1", "aws", false}, {"a2", "aws", false}, {"g1", "gcp", false}, {"ops", "ops", true}}
-	for i, s := range specs {
+	for _, s := range specs {
 		p := newMemPort()
 		fx.ports[s.name] = p
 		if err := fx.sw.AddPort(s.name, s.label, s.exempt, p); err != nil {
 			t.Fatal(err)
 		}
-		p.in <- ethFrame(bcast, mac(byte(i+1)), 0) // teaches the switch this MAC
 	}
-	waitFor(t, func() bool { return len(fx.ports["a1"].frames()) == 3 })
+	// Once every port is attached, each broadcasts once: that teaches the
+	// switch its MAC.
+	for i, s := range specs {
+		fx.ports[s.name].in <- ethFrame(bcast, mac(byte(i+1)), 0)
+	}
+	// Every port hears the other three broadcasts before the slate is
+	// wiped: a broadcast still in flight would count as a stray frame.
+	waitFor(t, func() bool {
+		for _, p := range fx.ports {
+			if len(p.frames()) != len(specs)-1 {
+				return false
+			}
+		}
+		return true
+	})
 	for _, p := range fx.ports {
 		p.mu.Lock()
 		p.got = nil
