@@ -72,6 +72,7 @@ dev: build agent-venv
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeEntry -fuzztime=60s ./fsm/
 	$(GO) test -run='^$$' -fuzz=FuzzApply -fuzztime=60s ./fsm/
+	$(GO) test -run='^$$' -fuzz=FuzzReadFrame -fuzztime=60s ./rpc/
 
 # rctl vs etcd side by side (bench/peer, its own Go module): loopback, plus
 # the emulated two-cloud network when run as root. bench appends to

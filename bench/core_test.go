@@ -61,7 +61,7 @@ func startCluster(b testing.TB, n int, timing string) *cluster {
 	for i, a := range addrs {
 		s := &server{id: fmt.Sprintf("s%d", i+1), addr: a, dir: b.TempDir()}
 		s.args = []string{"serve", "--node-id", s.id, "--data-dir", s.dir, "--bind", a,
-			"--peers", strings.Join(peers, ","), "--timing", timing, "--log-level", "warn"}
+			"--peers", strings.Join(peers, ","), "--timing", timing, "--log-level", "warn", "--insecure"}
 		c.servers = append(c.servers, s)
 		c.start(s)
 	}

@@ -103,14 +103,14 @@ func BenchmarkManifestScale(b *testing.B) {
 	var buf bytes.Buffer
 	t1 := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	if _, err := rpc.SnapshotSave(ctx, []string{l.addr}, false, &buf); err != nil {
+	if _, err := rpc.SnapshotSave(ctx, rpc.Credentials{}, []string{l.addr}, false, &buf); err != nil {
 		b.Fatal(err)
 	}
 	cancel()
 	save := time.Since(t1)
 	t2 := time.Now()
 	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Minute)
-	_, err := rpc.SnapshotRestore(ctx, []string{l.addr}, int64(buf.Len()), func() (io.Reader, error) { return bytes.NewReader(buf.Bytes()), nil })
+	_, err := rpc.SnapshotRestore(ctx, rpc.Credentials{}, []string{l.addr}, int64(buf.Len()), func() (io.Reader, error) { return bytes.NewReader(buf.Bytes()), nil })
 	cancel()
 	if err != nil {
 		b.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -39,7 +40,12 @@ Each server logs to DIR/<id>.log. Ctrl-C stops every server cleanly.
 Without --data-dir the cluster lives in a temporary directory that is removed
 on exit; with --data-dir its state is kept and reused by the next run.
 Servers killed by hand (kill -9 PID, to watch a failover) stay down; restart
-the dev cluster to bring them back.`,
+the dev cluster to bring them back.
+
+Security: the dev cluster runs with --insecure (plaintext, no authentication;
+it listens on loopback only) and its agents run shell tasks as the agent's own
+user (--executors sleep,shell --run-as <current user>). Never expose it. For
+a secure cluster, see rctl serve --help and docs/security.md.`,
 		Example: `  rctl dev --servers 5
   RCTL_ADDR=127.0.0.1:50051,127.0.0.1:50052 rctl members`,
 		Args: exactArgs(0, "no arguments"),
@@ -114,7 +120,7 @@ func runDev(g *globals, f *devFlags) error {
 	for i, id := range ids {
 		c, err := startChild(dir, id, exe, "serve", "--node-id", id, "--data-dir", filepath.Join(dir, id),
 			"--bind", addrs[i], "--peers", strings.Join(peers, ","), "--timing", f.timing,
-			"--cloud", "local", "--region", "dev")
+			"--cloud", "local", "--region", "dev", "--insecure")
 		if err != nil {
 			stopAll()
 			return err
@@ -159,7 +165,8 @@ func runDev(g *globals, f *devFlags) error {
 	for i := 0; i < f.agents; i++ {
 		id := fmt.Sprintf("agent-%d", i+1)
 		a, err := startChild(dir, id, agentCmd, "--servers", strings.Join(addrs, ","), "--node-id", id,
-			"--cloud", "local", "--region", "dev", "--capacity", "2", "--state-dir", filepath.Join(dir, id))
+			"--cloud", "local", "--region", "dev", "--capacity", "2", "--state-dir", filepath.Join(dir, id),
+			"--insecure", "--executors", "sleep,shell", "--run-as", currentUser())
 		if err != nil {
 			return err
 		}
@@ -245,6 +252,15 @@ func stopChildren(cs []*child, grace time.Duration) {
 			_ = c.cmd.Process.Kill()
 		}
 	}
+}
+
+// currentUser is the name dev agents run their tasks as: the user who
+// runs rctl dev.
+func currentUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "nobody"
 }
 
 // devEnv is the environment for child servers: the parent's, minus RCTL_*

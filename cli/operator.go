@@ -63,7 +63,7 @@ func newOperatorCommand(g *globals) *cobra.Command {
 			if g.json() {
 				return g.printJSON(&reply)
 			}
-			fmt.Fprintf(g.stdout, "leader is now %s (%s)\n", reply.LeaderID, reply.LeaderAddr)
+			fmt.Fprintf(g.stdout, "leader is now %s (%s)\n", safe(reply.LeaderID), safe(reply.LeaderAddr))
 			return nil
 		},
 	})

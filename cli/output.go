@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
@@ -19,8 +18,22 @@ func newTable(w io.Writer, headers ...string) *table {
 	return t
 }
 
-func (t *table) row(cols ...string) { fmt.Fprintln(t.tw, strings.Join(cols, "\t")) }
-func (t *table) flush() error       { return t.tw.Flush() }
+// row writes one row. Every cell goes through safe: cells hold
+// server-provided strings, and a tab or newline inside one would also break
+// the columns.
+func (t *table) row(cols ...string) {
+	var b strings.Builder
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteByte('\t')
+		}
+		b.WriteString(safe(c))
+	}
+	b.WriteByte('\n')
+	io.WriteString(t.tw, b.String())
+}
+
+func (t *table) flush() error { return t.tw.Flush() }
 
 // ago renders a unix-nano timestamp as an age like "3s" or "2h5m".
 func ago(unixNano int64) string {

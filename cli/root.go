@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/rctl-dev/rctl/internal/pki"
 	"github.com/rctl-dev/rctl/rpc"
 )
 
@@ -39,6 +40,9 @@ type globals struct {
 	addr    string
 	output  string
 	timeout time.Duration
+	tlsFile pki.Files
+	token   string
+	tls     *pki.Store // loaded from tlsFile before a command runs; nil: plaintext
 	stdout  io.Writer
 	stderr  io.Writer
 }
@@ -53,7 +57,10 @@ func (g *globals) addrs() []string {
 	return out
 }
 
-func (g *globals) client() *rpc.Client { return rpc.NewClient(g.addrs()) }
+// credentials are what client commands present to servers.
+func (g *globals) credentials() rpc.Credentials { return rpc.Credentials{TLS: g.tls, Token: g.token} }
+
+func (g *globals) client() *rpc.Client { return rpc.NewClientWith(g.addrs(), g.credentials()) }
 
 func (g *globals) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), g.timeout)
@@ -105,6 +112,16 @@ Exit codes: 0 ok, 1 error, 2 usage.`,
 			if g.timeout <= 0 {
 				return usagef("--timeout must be positive, got %s", g.timeout)
 			}
+			if err := g.tlsFile.Check(); err != nil {
+				return usageError{err}
+			}
+			if !g.tlsFile.Empty() {
+				st, err := pki.Load(g.tlsFile)
+				if err != nil {
+					return usageError{err}
+				}
+				g.tls = st
+			}
 			return nil
 		},
 	}
@@ -114,6 +131,10 @@ Exit codes: 0 ok, 1 error, 2 usage.`,
 	pf.StringVar(&g.addr, "addr", "127.0.0.1:50051", "server addresses host:port[,host:port...]; the client moves on to the next one when one is down (env RCTL_ADDR)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json (json field names are snake_case, documented in docs/cli.md)")
 	pf.DurationVar(&g.timeout, "timeout", 15*time.Second, "how long a command may take, failovers included")
+	pf.StringVar(&g.tlsFile.CA, "tls-ca", "", "PEM file of the cluster's CA: servers must present a certificate it signed (env RCTL_TLS_CA; with --tls-cert and --tls-key; see docs/security.md)")
+	pf.StringVar(&g.tlsFile.Cert, "tls-cert", "", "PEM certificate this process presents, made by `rctl tls cert create` (env RCTL_TLS_CERT)")
+	pf.StringVar(&g.tlsFile.Key, "tls-key", "", "PEM private key of --tls-cert (env RCTL_TLS_KEY)")
+	pf.StringVar(&g.token, "token", "", "ACL token secret sent with every call: reader, operator or management rights (env RCTL_TOKEN; see rctl acl)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
 	root.AddCommand(
@@ -126,6 +147,8 @@ Exit codes: 0 ok, 1 error, 2 usage.`,
 		newOperatorCommand(g),
 		newSnapshotCommand(g),
 		newTopCommand(g),
+		newTLSCommand(g),
+		newACLCommand(g),
 		newVersionCommand(g),
 	)
 	return root
@@ -173,10 +196,10 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	}
 	var re *rpc.Error
 	if errors.As(err, &re) {
-		fmt.Fprintf(stderr, "rctl: %s [%s]\n", re.Message, re.Code)
+		fmt.Fprintf(stderr, "rctl: %s [%s]\n", safe(re.Message), safe(string(re.Code)))
 		return ExitError
 	}
-	fmt.Fprintf(stderr, "rctl: %v\n", err)
+	fmt.Fprintf(stderr, "rctl: %s\n", safe(err.Error()))
 	return ExitError
 }
 

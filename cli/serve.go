@@ -24,6 +24,8 @@ type serveFlags struct {
 	heartbeatInterval                             time.Duration
 	preferCloud, placement                        string
 	maxHeartbeatRate                              float64
+	insecure                                      bool
+	maxConnsPerIP, maxConns                       int
 }
 
 func newServeCommand(g *globals) *cobra.Command {
@@ -40,8 +42,16 @@ to run on all of them. Add a server to a running cluster with --join. State
 lives in --data-dir and survives restarts (kill -9 included); a second server
 on the same data dir is refused.
 
+Security: the server requires mutual TLS. Give it --tls-ca, --tls-cert and
+--tls-key, with a server certificate for its --node-id (rctl tls --help);
+operators then need ACL tokens (rctl acl --help). Without TLS files it
+refuses to start unless --insecure is given, which serves plaintext and lets
+anyone who reaches the port do anything: for development only.
+docs/security.md walks through a secure setup.
+
 Every flag can also be set as RCTL_<FLAG>, e.g. RCTL_NODE_ID, RCTL_DATA_DIR.
-SIGINT or SIGTERM stops the server cleanly.`,
+SIGINT or SIGTERM stops the server cleanly; SIGHUP reloads the TLS files
+(the new certificate must name the same server).`,
 		Example: `  rctl serve --node-id aws-1 --data-dir /var/lib/rctl --bind 0.0.0.0:50051 \
     --advertise 10.0.1.5:50051 --cloud aws --region us-east-1 --timing wan \
     --peers aws-1=10.0.1.5:50051,aws-2=10.0.1.6:50051,gcp-1=10.1.0.5:50051`,
@@ -67,6 +77,9 @@ SIGINT or SIGTERM stops the server cleanly.`,
 	fl.StringVar(&f.placement, "leader-placement", "auto", "auto: the leader hands leadership to a voter in the preferred cloud once the cluster has been healthy for 15s; off: never")
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 8192, "log entries since the last snapshot that trigger a new one")
 	fl.Uint64Var(&f.trailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot so lagging followers catch up without one")
+	fl.BoolVar(&f.insecure, "insecure", false, "serve plaintext with no authentication or authorization: anyone who reaches the port owns the cluster (development only; exclusive with --tls-*)")
+	fl.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", cluster.DefaultConnLimits().PerIP, "connections one remote IP may hold open; more are refused at accept")
+	fl.IntVar(&f.maxConns, "max-conns", cluster.DefaultConnLimits().Total, "connections the server holds open in all; more are refused at accept")
 	return cmd
 }
 
@@ -78,6 +91,11 @@ func runServe(g *globals, f *serveFlags) error {
 	cfg.LogLevel, cfg.Version, cfg.LogOutput = f.logLevel, Version, g.stderr
 	cfg.Liveness.MinInterval, cfg.Liveness.MaxRate = f.heartbeatInterval, f.maxHeartbeatRate
 	cfg.Placement.PreferCloud = f.preferCloud
+	cfg.TLS, cfg.Insecure = g.tls, f.insecure
+	if f.maxConnsPerIP <= 0 || f.maxConns <= 0 {
+		return usagef("--max-conns-per-ip and --max-conns must be positive")
+	}
+	cfg.ConnLimits = cluster.ConnLimits{PerIP: f.maxConnsPerIP, Total: f.maxConns}
 	switch f.placement {
 	case "auto":
 	case "off":
@@ -127,10 +145,33 @@ func runServe(g *globals, f *serveFlags) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	if cfg.Insecure {
+		cfg.Logger.Warn("serving plaintext with no authentication (--insecure): anyone who reaches the port owns the cluster")
+	}
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sig)
-	s := <-sig
-	cfg.Logger.Info("signal received; shutting down", "signal", s.String())
+	for s := range sig {
+		if s == syscall.SIGHUP {
+			reloadTLS(cfg)
+			continue
+		}
+		cfg.Logger.Info("signal received; shutting down", "signal", s.String())
+		break
+	}
 	return srv.Shutdown()
+}
+
+// reloadTLS re-reads the TLS files on SIGHUP; new handshakes use them,
+// open connections keep theirs. A bad file keeps the old material.
+func reloadTLS(cfg cluster.Config) {
+	if cfg.TLS == nil {
+		cfg.Logger.Info("SIGHUP: nothing to reload (--insecure)")
+		return
+	}
+	if err := cfg.TLS.Reload(); err != nil {
+		cfg.Logger.Error("TLS reload failed; keeping the current certificate", "event", "tls_reload", "err", err)
+		return
+	}
+	cfg.Logger.Info("TLS files reloaded", "event", "tls_reload", "not_after", cfg.TLS.NotAfter().UTC().Format(time.RFC3339))
 }

@@ -30,7 +30,7 @@ func newSnapshotCommand(g *globals) *cobra.Command {
 			}
 			defer os.Remove(tmp)
 			bw := bufio.NewWriterSize(f, 1<<20)
-			idx, err := rpc.SnapshotSave(ctx, g.addrs(), stale, bw)
+			idx, err := rpc.SnapshotSave(ctx, g.credentials(), g.addrs(), stale, bw)
 			if err == nil {
 				err = bw.Flush()
 			}
@@ -80,7 +80,7 @@ func newSnapshotCommand(g *globals) *cobra.Command {
 					f.Close()
 				}
 			}()
-			idx, err := rpc.SnapshotRestore(ctx, g.addrs(), st.Size(), func() (io.Reader, error) {
+			idx, err := rpc.SnapshotRestore(ctx, g.credentials(), g.addrs(), st.Size(), func() (io.Reader, error) {
 				if f != nil {
 					f.Close()
 				}
@@ -111,14 +111,14 @@ func newSnapshotCommand(g *globals) *cobra.Command {
 			}
 			w := g.stdout
 			fmt.Fprintf(w, "format version: %d\nindex:          %d\nsize:           %d bytes\nsha256:         %s\ntasks:          %d\n",
-				info.Version, info.Index, info.Size, info.SHA256, info.Tasks)
+				info.Version, info.Index, info.Size, safe(info.SHA256), info.Tasks)
 			keys := make([]string, 0, len(info.TasksByStatus))
 			for k := range info.TasksByStatus {
 				keys = append(keys, string(k))
 			}
 			sort.Strings(keys)
 			for _, k := range keys {
-				fmt.Fprintf(w, "  %-12s  %d\n", k, info.TasksByStatus[fsm.TaskStatus(k)])
+				fmt.Fprintf(w, "  %-12s  %d\n", safe(k), info.TasksByStatus[fsm.TaskStatus(k)])
 			}
 			fmt.Fprintf(w, "nodes:          %d\nservers:        %d\n", info.Nodes, info.Servers)
 			return nil

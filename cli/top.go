@@ -85,7 +85,7 @@ func isTerminal(w any) bool {
 func topOnce(g *globals) error {
 	ctx, cancel := g.ctx()
 	defer cancel()
-	pool := rpc.NewPool()
+	pool := rpc.NewPoolWith(g.credentials())
 	defer pool.Close()
 	msgs, snap, err := tui.FetchOnce(ctx, pool, g.addrs(), time.Now)
 	if err != nil {
@@ -115,7 +115,7 @@ func topLive(g *globals, refresh time.Duration, noColor bool) error {
 	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithOutput(out))
 
 	ctx, cancel := context.WithCancel(context.Background())
-	pool := rpc.NewPool()
+	pool := rpc.NewPoolWith(g.credentials())
 	w := tui.NewWatcher(pool, g.addrs(), tui.WatchConfig{MembersEvery: refresh}, p.Send)
 	done := make(chan struct{})
 	go func() {

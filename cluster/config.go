@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rctl-dev/rctl/internal/pki"
 )
 
 // DefaultPort is the one TCP port a server listens on for Raft and RPC.
@@ -68,6 +70,15 @@ type Config struct {
 	LogOutput io.Writer
 	// Version is reported in status.
 	Version string
+	// TLS is the server's certificate material: mutual TLS on the one
+	// port, roles from certificates, ACL tokens for operators. Exactly one
+	// of TLS and Insecure must be set.
+	TLS *pki.Store
+	// Insecure serves plaintext and authorizes nothing: anyone who reaches
+	// the port owns the cluster. For development (`rctl dev`) only.
+	Insecure bool
+	// ConnLimits cap open connections (zero: DefaultConnLimits).
+	ConnLimits ConnLimits
 
 	faults *netFaults // test-only network fault switch
 }
@@ -99,6 +110,12 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("data-dir is required (where the raft log and snapshots live)")
+	}
+	if c.ConnLimits == (ConnLimits{}) {
+		c.ConnLimits = DefaultConnLimits()
+	}
+	if c.ConnLimits.PerIP < 0 || c.ConnLimits.Total < 0 {
+		return errors.New("connection limits must not be negative")
 	}
 	if c.Bind == "" {
 		c.Bind = fmt.Sprintf("0.0.0.0:%d", DefaultPort)
@@ -204,6 +221,16 @@ func (c *Config) Validate() error {
 	case "", "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log-level %q is invalid; use debug, info, warn or error", c.LogLevel)
+	}
+	switch {
+	case c.TLS == nil && !c.Insecure:
+		return errors.New("no TLS material: give --tls-ca, --tls-cert and --tls-key (see `rctl tls --help`), or --insecure to serve plaintext with no authentication (development only)")
+	case c.TLS != nil && c.Insecure:
+		return errors.New("--insecure and TLS files exclude each other: choose one")
+	case c.TLS != nil:
+		if id := c.TLS.Identity(); id.Role != pki.RoleServer || id.Name != c.NodeID {
+			return fmt.Errorf("--tls-cert names %s, but this server needs a server certificate for its node id %s (rctl tls cert create --role server --name %s)", id, c.NodeID, c.NodeID)
+		}
 	}
 	return nil
 }

@@ -64,6 +64,7 @@ func TestConfigValidation(t *testing.T) {
 	base := func() Config {
 		c := Default()
 		c.NodeID, c.DataDir, c.Bind = "a", "/tmp/x", "127.0.0.1:1234"
+		c.Insecure = true
 		return c
 	}
 	cases := []struct {
@@ -88,6 +89,8 @@ func TestConfigValidation(t *testing.T) {
 		}, "twice"},
 		{"nonvoter without join", func(c *Config) { c.NonVoter = true }, "nonvoter needs join"},
 		{"tiny heartbeat interval", func(c *Config) { c.Liveness.MinInterval = time.Millisecond }, "heartbeat-interval"},
+		{"neither TLS nor insecure", func(c *Config) { c.Insecure = false }, "--insecure"},
+		{"negative connection limit", func(c *Config) { c.ConnLimits = ConnLimits{PerIP: -1, Total: 5} }, "connection limits"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

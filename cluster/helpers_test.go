@@ -31,6 +31,7 @@ func testConfig(t *testing.T, id, addr, dir string) Config {
 	cfg.LogOutput = t.Output()
 	cfg.LogLevel = "warn"
 	cfg.faults = newNetFaults()
+	cfg.Insecure = true
 	return cfg
 }
 

@@ -1,7 +1,10 @@
 package cluster
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -11,31 +14,71 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/rctl-dev/rctl/internal/pki"
 	"github.com/rctl-dev/rctl/rpc"
 )
 
 // mux accepts connections on the server's one port and routes each by its
-// first byte: rpc.ConnRaft to the raft transport, rpc.ConnRPC and
-// rpc.ConnSnapshot to the RPC server. Unknown bytes are logged and closed.
+// first byte (docs/rpc.md, "Connections"):
+//
+//   - 0x16, a TLS ClientHello: the handshake must present a client
+//     certificate from the cluster's CA; inside the TLS stream the first
+//     byte selects Raft, RPC or a snapshot stream, and only server
+//     certificates may open Raft streams;
+//   - rpc.ConnRaft, rpc.ConnRPC, rpc.ConnSnapshot in plaintext: served only
+//     by a server started with --insecure, refused otherwise.
+//
+// Connections are capped per remote IP and in total; every step before a
+// connection is routed has a deadline.
 type mux struct {
 	ln        net.Listener
 	advertise net.Addr
 	log       *slog.Logger
+	self      string
+	tls       *pki.Store // nil: plaintext (--insecure)
+	limits    ConnLimits
 
 	raftCh chan net.Conn
 	faults *netFaults // nil outside tests
-	rpc    func(net.Conn)
-	snap   func(net.Conn)
+	rpc    func(net.Conn, pki.Identity)
+	snap   func(net.Conn, pki.Identity)
 	// raftClosed runs when an accepted raft connection ends (succession.go).
 	raftClosed func()
+
+	connMu  sync.Mutex
+	total   int
+	perIP   map[string]int
+	lastLog atomic.Int64 // unix nanos of the last "refused" log line
 
 	stopping  atomic.Bool // the listener was closed on purpose
 	closeOnce sync.Once
 	closed    chan struct{}
 }
 
+// tlsHandshakeByte is the first byte of every TLS connection (a handshake
+// record carrying the ClientHello).
+const tlsHandshakeByte = 0x16
+
+// routeTimeout bounds everything before a connection is routed: the first
+// byte, the TLS handshake, and the first byte inside TLS.
+const routeTimeout = 10 * time.Second
+
+// ConnLimits cap the connections a server holds open.
+type ConnLimits struct {
+	// PerIP caps connections from one remote address (default 512).
+	PerIP int
+	// Total caps all connections (default 8192).
+	Total int
+}
+
+// DefaultConnLimits are generous for fleets (agents keep one or two
+// connections each) and tight enough that one host cannot exhaust the
+// server's file descriptors.
+func DefaultConnLimits() ConnLimits { return ConnLimits{PerIP: 512, Total: 8192} }
+
 func newMux(ln net.Listener, advertise net.Addr, log *slog.Logger) *mux {
-	return &mux{ln: ln, advertise: advertise, log: log, raftCh: make(chan net.Conn, 16), closed: make(chan struct{})}
+	return &mux{ln: ln, advertise: advertise, log: log, raftCh: make(chan net.Conn, 16), closed: make(chan struct{}),
+		limits: DefaultConnLimits(), perIP: map[string]int{}}
 }
 
 func (m *mux) serve() {
@@ -58,20 +101,146 @@ func (m *mux) serve() {
 			m.log.Error("accept failed; listener stops", "err", err)
 			return
 		}
-		go m.route(c)
+		cc, ok := m.admit(c)
+		if !ok {
+			c.Close()
+			continue
+		}
+		go m.route(cc)
 	}
 }
 
+// admit counts c against the limits; the returned connection gives its
+// slot back when closed.
+func (m *mux) admit(c net.Conn) (net.Conn, bool) {
+	ip := remoteIP(c)
+	m.connMu.Lock()
+	over := ""
+	switch {
+	case m.limits.Total > 0 && m.total >= m.limits.Total:
+		over = fmt.Sprintf("the server holds %d connections (the limit)", m.total)
+	case m.limits.PerIP > 0 && m.perIP[ip] >= m.limits.PerIP:
+		over = fmt.Sprintf("%s holds %d connections (the per-IP limit)", ip, m.perIP[ip])
+	default:
+		m.total++
+		m.perIP[ip]++
+	}
+	m.connMu.Unlock()
+	if over != "" {
+		m.logRefused("connection refused: "+over, "remote", ip)
+		return nil, false
+	}
+	return &countedConn{Conn: c, release: func() {
+		m.connMu.Lock()
+		defer m.connMu.Unlock()
+		m.total--
+		if m.perIP[ip]--; m.perIP[ip] <= 0 {
+			delete(m.perIP, ip)
+		}
+	}}, true
+}
+
+// openConns is how many connections ip holds open.
+func (m *mux) openConns(ip string) int {
+	m.connMu.Lock()
+	defer m.connMu.Unlock()
+	return m.perIP[ip]
+}
+
+// logRefused logs at most one refusal line per second: a flood must not
+// become a log flood.
+func (m *mux) logRefused(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := m.lastLog.Load()
+	if now-last < int64(time.Second) || !m.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	m.log.Warn(msg, append(args, "event", "conn_refused")...)
+}
+
+func remoteIP(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
+	}
+	return host
+}
+
+// countedConn releases its connection slot once, on Close.
+type countedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
 func (m *mux) route(c net.Conn) {
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(routeTimeout))
 	var b [1]byte
 	if _, err := io.ReadFull(c, b[:]); err != nil {
 		c.Close()
 		return
 	}
-	_ = c.SetReadDeadline(time.Time{})
-	switch b[0] {
+	switch {
+	case b[0] == tlsHandshakeByte && m.tls != nil:
+		m.routeTLS(c, b[0])
+	case m.tls != nil:
+		m.logRefused("plaintext connection refused: this server requires mutual TLS", "remote", c.RemoteAddr().String(), "byte", b[0])
+		if b[0] == rpc.ConnRPC {
+			rpc.RefusePlaintext(c, m.self)
+			return
+		}
+		c.Close()
+	case b[0] == tlsHandshakeByte:
+		m.logRefused("TLS connection refused: this server runs --insecure (plaintext)", "remote", c.RemoteAddr().String())
+		c.Close()
+	default:
+		_ = c.SetDeadline(time.Time{})
+		m.dispatch(b[0], c, pki.Identity{})
+	}
+}
+
+// routeTLS completes the TLS handshake on c (whose first byte, already
+// read, was first), reads the connection type inside TLS and dispatches.
+func (m *mux) routeTLS(c net.Conn, first byte) {
+	tc := tls.Server(&replayConn{Conn: c, first: []byte{first}}, m.tls.ServerConfig())
+	if err := tc.Handshake(); err != nil {
+		m.logRefused("TLS handshake refused", "remote", c.RemoteAddr().String(), "err", err)
+		c.Close()
+		return
+	}
+	id, err := pki.PeerIdentity(tc.ConnectionState())
+	if err != nil {
+		m.logRefused("TLS peer refused", "remote", c.RemoteAddr().String(), "err", err)
+		tc.Close()
+		return
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(tc, b[:]); err != nil {
+		tc.Close()
+		return
+	}
+	_ = tc.SetDeadline(time.Time{})
+	m.dispatch(b[0], tc, id)
+}
+
+func (m *mux) dispatch(kind byte, c net.Conn, id pki.Identity) {
+	switch kind {
 	case rpc.ConnRaft:
+		if m.tls != nil && id.Role != pki.RoleServer {
+			m.log.Warn("raft stream refused: only server certificates speak raft", "event", "conn_refused",
+				"remote", c.RemoteAddr().String(), "peer", id.String())
+			c.Close()
+			return
+		}
 		if _, err := m.faults.track(c); err != nil {
 			return
 		}
@@ -84,13 +253,29 @@ func (m *mux) route(c net.Conn) {
 			c.Close()
 		}
 	case rpc.ConnRPC:
-		m.rpc(c)
+		m.rpc(c, id)
 	case rpc.ConnSnapshot:
-		m.snap(c)
+		m.snap(c, id)
 	default:
-		m.log.Warn("connection with unknown protocol byte closed", "remote", c.RemoteAddr().String(), "byte", b[0])
+		m.logRefused("connection with unknown protocol byte closed", "remote", c.RemoteAddr().String(), "byte", kind)
 		c.Close()
 	}
+}
+
+// replayConn returns first before reading on from Conn: the mux has read
+// the TLS record's first byte to choose the protocol.
+type replayConn struct {
+	net.Conn
+	first []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.first) > 0 {
+		n := copy(p, c.first)
+		c.first = c.first[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // stopListening closes the listener; connections already routed live on
@@ -129,6 +314,14 @@ func (l *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Co
 	c, err := l.faults.dialRaft(string(addr), timeout)
 	if err != nil {
 		return nil, err
+	}
+	if l.tls != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		c, err = rpc.ClientHandshake(ctx, c, l.tls)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
 	}
 	if _, err := c.Write([]byte{rpc.ConnRaft}); err != nil {
 		c.Close()

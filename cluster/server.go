@@ -43,6 +43,10 @@ type Server struct {
 	liveMu sync.Mutex
 	live   *liveness // non-nil while leading
 
+	raftReady        atomic.Pointer[raft.Raft] // s.raft, once set: raftguard.go's view reads it
+	goneMu           sync.Mutex                // raftguard.go: the last leader succession found gone
+	goneID           raft.ServerID
+	goneAt           time.Time
 	leaderReady      atomic.Bool
 	probing          atomic.Bool  // succession.go: a leader probe is running
 	succMu           sync.Mutex   // succession.go: one attempt to stand at a time
@@ -118,6 +122,7 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("bind %s: %w (is another server using the port?)", cfg.Bind, err)
 	}
 	s.mux = newMux(ln, tcpAddr(cfg.Advertise), s.log)
+	s.mux.self, s.mux.tls, s.mux.limits = cfg.NodeID, cfg.TLS, cfg.ConnLimits
 	s.mux.faults = cfg.faults
 	s.mux.raftClosed = s.raftConnClosed
 	cleanup = append(cleanup, s.mux.close)
@@ -165,19 +170,19 @@ func New(cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft log cache: %w", err)
 	}
-	s.raft, err = raft.NewRaft(rc, s.fsm, logs, s.store, s.snaps, s.trans)
+	guard := newRaftGuard(s.trans, s, s.log)
+	r, err := raft.NewRaft(rc, s.fsm, logs, s.store, s.snaps, guard)
 	if err != nil {
-		s.trans.Close()
+		guard.Close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
+	s.raft = r
+	s.raftReady.Store(r)
 	s.observer = raft.NewObserver(s.observerCh, false, nil)
 	s.raft.RegisterObserver(s.observer)
 
-	dial := rpc.DialTCP
-	if cfg.faults != nil {
-		dial = cfg.faults.dial
-	}
-	s.rpc = rpc.NewServer(rpc.Config{Backend: s, Logger: s.log, Version: cfg.Version, Dial: dial})
+	s.rpc = rpc.NewServer(rpc.Config{Backend: s, Logger: s.log, Version: cfg.Version,
+		Dial: s.credentials().Dialer(), Insecure: cfg.Insecure})
 	s.mux.rpc = s.rpc.ServeConn
 	s.mux.snap = s.rpc.ServeSnapshot
 
@@ -200,6 +205,17 @@ func (s *Server) goFunc(f func()) {
 		defer s.wg.Done()
 		f()
 	}()
+}
+
+// credentials are what this server presents to other servers: its own
+// certificate (or plaintext with --insecure), through the test fault
+// switch when there is one.
+func (s *Server) credentials() rpc.Credentials {
+	cred := rpc.Credentials{TLS: s.cfg.TLS}
+	if s.cfg.faults != nil {
+		cred.Dial = s.cfg.faults.dial
+	}
+	return cred
 }
 
 // Raft returns the raft instance.
@@ -401,7 +417,7 @@ func (s *Server) ForgetNode(nodeID string) {
 // again whenever they differ (after a restart with new labels).
 func (s *Server) registerSelf() {
 	want := s.Self()
-	c := rpc.NewClient([]string{s.cfg.Advertise})
+	c := rpc.NewClientWith([]string{s.cfg.Advertise}, s.credentials())
 	defer c.Close()
 	backoff := 200 * time.Millisecond
 	for {
@@ -441,7 +457,7 @@ func (s *Server) inConfiguration() bool {
 
 // joinLoop asks the servers in cfg.Join to add this one until it is in.
 func (s *Server) joinLoop() {
-	c := rpc.NewClient(s.cfg.Join)
+	c := rpc.NewClientWith(s.cfg.Join, s.credentials())
 	defer c.Close()
 	backoff := 200 * time.Millisecond
 	for {

@@ -22,13 +22,13 @@ func TestSnapshotRestore(t *testing.T) {
 		addTask(t, cl, fmt.Sprintf("keep-%02d", i))
 	}
 	var saved bytes.Buffer
-	if _, err := rpc.SnapshotSave(ctxT(t, 30*time.Second), c.addrs(), false, &saved); err != nil {
+	if _, err := rpc.SnapshotSave(ctxT(t, 30*time.Second), rpc.Credentials{}, c.addrs(), false, &saved); err != nil {
 		t.Fatal(err)
 	}
 	addTask(t, cl, "lost-by-restore")
 
 	upload := func(data []byte) error {
-		_, err := rpc.SnapshotRestore(ctxT(t, time.Minute), c.addrs(), int64(len(data)),
+		_, err := rpc.SnapshotRestore(ctxT(t, time.Minute), rpc.Credentials{}, c.addrs(), int64(len(data)),
 			func() (io.Reader, error) { return bytes.NewReader(data), nil })
 		return err
 	}

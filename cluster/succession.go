@@ -137,7 +137,64 @@ func (s *Server) succeedIfLeaderGone(addr raft.ServerAddress, id raft.ServerID) 
 	if !gone {
 		return
 	}
+	s.noteLeaderGone(id)
 	s.succeed(id, false)
+}
+
+// noteLeaderGone records that this server found leader id's process gone,
+// so the raft guard accepts the TimeoutNow that succession then sends
+// without probing the leader again (guardView.LeaderGone).
+func (s *Server) noteLeaderGone(id raft.ServerID) {
+	s.goneMu.Lock()
+	defer s.goneMu.Unlock()
+	s.goneID, s.goneAt = id, time.Now()
+}
+
+// CurrentTerm is raft's current term (0 before raft starts): guardView.
+func (s *Server) CurrentTerm() uint64 {
+	if r := s.raftReady.Load(); r != nil {
+		return r.CurrentTerm()
+	}
+	return 0
+}
+
+// LeaderID is the leader this server knows, "" if none: guardView.
+func (s *Server) LeaderID() string {
+	if r := s.raftReady.Load(); r != nil {
+		_, id := r.LeaderWithID()
+		return string(id)
+	}
+	return ""
+}
+
+// LeaderGone reports whether this server, on its own evidence, has lost
+// the leader it knows: its succession found the leader's process gone a
+// moment ago, it has not heard from the leader for as long as its own
+// succession waits, or a probe of the leader's port is refused now.
+// Never true while this server leads. guardView.
+func (s *Server) LeaderGone() bool {
+	r := s.raftReady.Load()
+	if r == nil || r.State() == raft.Leader {
+		return false
+	}
+	addr, id := r.LeaderWithID()
+	if id == "" {
+		return true
+	}
+	s.goneMu.Lock()
+	recent := s.goneID == id && time.Since(s.goneAt) < s.timing.ElectionTimeout
+	s.goneMu.Unlock()
+	if recent {
+		return true
+	}
+	silence := s.timing.SuccessionSilence
+	if silence <= 0 {
+		silence = s.timing.HeartbeatTimeout
+	}
+	if lc := r.LastContact(); lc.IsZero() || time.Since(lc) > silence {
+		return true
+	}
+	return s.leaderProcessGone(addr)
 }
 
 // succeed makes this server stand for election in place of the leader

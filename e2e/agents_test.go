@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rctl-dev/rctl/fault"
 )
 
 // agentBin finds the Python node agent: RCTL_AGENT_BIN, or the virtualenv
@@ -39,7 +41,7 @@ func startAgent(t *testing.T, bin, id, servers string) *agentProc {
 	t.Helper()
 	a := &agentProc{id: id, log: &syncBuffer{}, done: make(chan struct{})}
 	a.cmd = exec.Command(bin, "--servers", servers, "--node-id", id, "--cloud", "local",
-		"--capacity", "2", "--state-dir", t.TempDir())
+		"--capacity", "2", "--state-dir", t.TempDir(), "--insecure", "--executors", "sleep,shell", "--run-as", fault.CurrentUser())
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := a.cmd.Start(); err != nil {

@@ -90,7 +90,7 @@ func TestSecondServerOnSameDataDirRefused(t *testing.T) {
 	c.leader(10*time.Second, c.addrs())
 	p := c.procs[0]
 	other := freeAddrs(t, 1)[0]
-	_, errOut, code := rctl(t, "serve", "--node-id", p.id, "--data-dir", p.dir, "--bind", other)
+	_, errOut, code := rctl(t, "serve", "--node-id", p.id, "--data-dir", p.dir, "--bind", other, "--insecure")
 	if code != 1 || !strings.Contains(errOut, "in use by another rctl server") {
 		t.Fatalf("second server on the same data dir: exit %d, stderr %q; want exit 1 and a clear refusal", code, errOut)
 	}

@@ -64,6 +64,13 @@ type cluster struct {
 
 func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
+	return startClusterWith(t, n, func(*proc) []string { return []string{"--insecure"} })
+}
+
+// startClusterWith starts n servers s1..sn, each with the extra flags
+// security(p) returns (--insecure, or its TLS files).
+func startClusterWith(t *testing.T, n int, security func(p *proc) []string) *cluster {
+	t.Helper()
 	addrs := freeAddrs(t, n)
 	var peers []string
 	for i, a := range addrs {
@@ -72,8 +79,8 @@ func startCluster(t *testing.T, n int) *cluster {
 	c := &cluster{t: t}
 	for i, a := range addrs {
 		p := &proc{id: fmt.Sprintf("s%d", i+1), addr: a, dir: t.TempDir()}
-		p.args = []string{"serve", "--node-id", p.id, "--data-dir", p.dir, "--bind", a,
-			"--peers", strings.Join(peers, ","), "--timing", "lan", "--cloud", "local"}
+		p.args = append([]string{"serve", "--node-id", p.id, "--data-dir", p.dir, "--bind", a,
+			"--peers", strings.Join(peers, ","), "--timing", "lan", "--cloud", "local"}, security(p)...)
 		c.procs = append(c.procs, p)
 		c.start(p)
 	}

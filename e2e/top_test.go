@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/rctl-dev/rctl/rpc"
+
+	"github.com/rctl-dev/rctl/fault"
 )
 
 // `rctl top --once` against three real servers: every server id and the
@@ -249,7 +251,8 @@ func topAgents(t *testing.T, addrs string, n int) {
 func topPythonAgent(t *testing.T, bin, addrs, id string) {
 	t.Helper()
 	cmd := exec.Command(bin, "--servers", addrs, "--node-id", id, "--cloud", "local", "--capacity", "2",
-		"--state-dir", t.TempDir(), "--drain-timeout", "1", "--log-level", "warning")
+		"--state-dir", t.TempDir(), "--drain-timeout", "1", "--log-level", "warning",
+		"--insecure", "--executors", "sleep,shell", "--run-as", fault.CurrentUser())
 	log := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {

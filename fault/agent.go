@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -84,7 +85,8 @@ func (c *Cluster) newAgent(s NodeSpec) *Agent {
 		LogPath:  filepath.Join(c.Dir, s.Name+".log")}
 	a.args = []string{"--servers", strings.Join(c.Addrs(svs...), ","), "--node-id", s.Name,
 		"--cloud", s.Cloud, "--region", s.Cloud + "-1", "--capacity", fmt.Sprint(agentCapacity),
-		"--state-dir", a.StateDir, "--connect-timeout", "120", "--drain-timeout", "5"}
+		"--state-dir", a.StateDir, "--connect-timeout", "120", "--drain-timeout", "5",
+		"--insecure", "--executors", "sleep,shell", "--run-as", CurrentUser()}
 	return a
 }
 
@@ -227,3 +229,12 @@ func (c *Cluster) AgentsInCloud(cloud string) []string {
 }
 
 var errNoAgents = errors.New("fault: the cluster has no agents")
+
+// CurrentUser is the user name agents started by tests run their tasks as
+// (--run-as): the tests' own user, so task output lands where they look.
+func CurrentUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "nobody"
+}

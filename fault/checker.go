@@ -33,7 +33,7 @@ func (c *Cluster) Manifests(ctx context.Context) ([]Manifest, error) {
 		}
 		var buf bytes.Buffer
 		err := c.Net.Observer().Do(func() error {
-			_, err := rpc.SnapshotSave(ctx, []string{sv.Addr}, true, &buf)
+			_, err := rpc.SnapshotSave(ctx, rpc.Credentials{}, []string{sv.Addr}, true, &buf)
 			return err
 		})
 		if err != nil {

@@ -137,7 +137,7 @@ func StartCluster(t testing.TB, cfg ClusterConfig) *Cluster {
 	for _, sv := range c.Servers {
 		sv.args = append([]string{"serve", "--node-id", sv.Name, "--data-dir", sv.DataDir,
 			"--bind", sv.Addr, "--peers", strings.Join(peers, ","),
-			"--timing", cfg.Timing, "--cloud", sv.Cloud, "--region", sv.Cloud + "-1"}, cfg.Args...)
+			"--timing", cfg.Timing, "--cloud", sv.Cloud, "--region", sv.Cloud + "-1", "--insecure"}, cfg.Args...)
 	}
 	for _, s := range cfg.Agents {
 		c.Agents = append(c.Agents, c.newAgent(s))

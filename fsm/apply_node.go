@@ -1,6 +1,28 @@
 package fsm
 
 // This file applies the node entries: register, unregister and status.
+// As for tasks, each pure checkX validates against the state and applyX
+// mutates only after it passed.
+
+// nodeRegistration is what checkNodeRegister decided about a register.
+type nodeRegistration struct {
+	old   *Node // the node registered before, or nil
+	holds bool  // old holds tasks, which the registration requeues
+	noop  bool  // nothing new: old is returned unchanged
+}
+
+// checkNodeRegister validates a node_register entry against the state.
+func (s *state) checkNodeRegister(e *NodeRegisterEntry) (nodeRegistration, *Error) {
+	if err := validNodeRegister(e); err != nil {
+		return nodeRegistration{}, err
+	}
+	r := nodeRegistration{old: s.nodes[e.ID]}
+	r.holds = r.old != nil && s.tasks.heldCount(e.ID) > 0
+	old := r.old
+	r.noop = old != nil && !r.holds && old.Status == NodeHealthy && old.Address == e.Address && old.Cloud == e.Cloud &&
+		old.Region == e.Region && old.Capacity == e.Capacity && sameMap(old.Meta, normMap(e.Meta))
+	return r, nil
+}
 
 // applyNodeRegister creates a node, or updates a returning one and marks
 // it healthy. Registering again with nothing new is a no-op — unless the
@@ -8,16 +30,13 @@ package fsm
 // registration means the agent restarted and lost whatever it was running,
 // and those tasks are requeued (attempts counted).
 func (s *state) applyNodeRegister(e *NodeRegisterEntry, ix uint64, res *ApplyResult) bool {
-	if err := checkNodeRegister(e); err != nil {
+	r, err := s.checkNodeRegister(e)
+	switch {
+	case err != nil:
 		res.Err = err
 		return false
-	}
-	meta := normMap(e.Meta)
-	old := s.nodes[e.ID]
-	holds := old != nil && len(s.tasks.heldBy(e.ID)) > 0
-	if old != nil && !holds && old.Status == NodeHealthy && old.Address == e.Address && old.Cloud == e.Cloud &&
-		old.Region == e.Region && old.Capacity == e.Capacity && sameMap(old.Meta, meta) {
-		res.Node = old
+	case r.noop:
+		res.Node = r.old
 		return false
 	}
 	n := &Node{
@@ -26,28 +45,29 @@ func (s *state) applyNodeRegister(e *NodeRegisterEntry, ix uint64, res *ApplyRes
 		Cloud:        e.Cloud,
 		Region:       e.Region,
 		Capacity:     e.Capacity,
-		Meta:         meta,
+		Meta:         normMap(e.Meta),
 		Status:       NodeHealthy,
 		RegisteredAt: e.Time,
 		UpdatedAt:    e.Time,
 		CreateIndex:  ix,
 		ModifyIndex:  ix,
 	}
-	if old != nil {
+	if old := r.old; old != nil {
 		n.ID = old.ID
 		n.RegisteredAt = old.RegisteredAt
 		n.CreateIndex = old.CreateIndex
 	}
 	s.nodes[n.ID] = n
 	bump(&s.idx.Nodes, ix)
-	if holds {
+	if r.holds {
 		s.requeueHeld(n.ID, "registered again (agent restarted)", e.Time, ix)
 	}
 	res.Node = n
 	return true
 }
 
-func checkNodeRegister(e *NodeRegisterEntry) *Error {
+// validNodeRegister validates a node_register entry on its own.
+func validNodeRegister(e *NodeRegisterEntry) *Error {
 	if err := checkID("node id", e.ID); err != nil {
 		return err
 	}
@@ -63,15 +83,24 @@ func checkNodeRegister(e *NodeRegisterEntry) *Error {
 	)
 }
 
-// applyNodeUnregister requeues the node's tasks and deletes it.
-func (s *state) applyNodeUnregister(e *NodeUnregisterEntry, ix uint64, res *ApplyResult) bool {
+// checkNodeUnregister validates a node_unregister entry and returns the
+// node.
+func (s *state) checkNodeUnregister(e *NodeUnregisterEntry) (*Node, *Error) {
 	if err := firstErr(checkRef("node id", e.NodeID), checkTime(e.Time)); err != nil {
-		res.Err = err
-		return false
+		return nil, err
 	}
 	n := s.nodes[e.NodeID]
 	if n == nil {
-		res.Err = notFoundf("node %s does not exist", quote(e.NodeID))
+		return nil, notFoundf("node %s does not exist", quote(e.NodeID))
+	}
+	return n, nil
+}
+
+// applyNodeUnregister requeues the node's tasks and deletes it.
+func (s *state) applyNodeUnregister(e *NodeUnregisterEntry, ix uint64, res *ApplyResult) bool {
+	n, err := s.checkNodeUnregister(e)
+	if err != nil {
+		res.Err = err
 		return false
 	}
 	s.requeueHeld(n.ID, "left", e.Time, ix)
@@ -80,23 +109,34 @@ func (s *state) applyNodeUnregister(e *NodeUnregisterEntry, ix uint64, res *Appl
 	return true
 }
 
+// checkNodeStatus validates a node_status entry and returns the node;
+// noop is set when it already has that status.
+func (s *state) checkNodeStatus(e *NodeStatusEntry) (old *Node, noop bool, err *Error) {
+	if err := firstErr(checkRef("node id", e.NodeID), checkTime(e.Time)); err != nil {
+		return nil, false, err
+	}
+	if !e.Status.Valid() {
+		return nil, false, invalidf("node status %s is not one of healthy, degraded, unreachable", quote(string(e.Status)))
+	}
+	old = s.nodes[e.NodeID]
+	switch {
+	case old == nil:
+		return nil, false, notFoundf("node %s does not exist", quote(e.NodeID))
+	case old.Status == e.Status:
+		return old, true, nil
+	}
+	return old, false, nil
+}
+
 // applyNodeStatus records a liveness change; a node that becomes
 // unreachable loses its tasks.
 func (s *state) applyNodeStatus(e *NodeStatusEntry, ix uint64, res *ApplyResult) bool {
-	if err := firstErr(checkRef("node id", e.NodeID), checkTime(e.Time)); err != nil {
+	old, noop, err := s.checkNodeStatus(e)
+	switch {
+	case err != nil:
 		res.Err = err
 		return false
-	}
-	if !e.Status.Valid() {
-		res.Err = invalidf("node status %s is not one of healthy, degraded, unreachable", quote(string(e.Status)))
-		return false
-	}
-	old := s.nodes[e.NodeID]
-	switch {
-	case old == nil:
-		res.Err = notFoundf("node %s does not exist", quote(e.NodeID))
-		return false
-	case old.Status == e.Status:
+	case noop:
 		res.Node = old
 		return false
 	}

@@ -2,8 +2,9 @@ package fsm
 
 // This file applies the server entries: the labels of Raft servers.
 
-// applyServerUpsert creates or replaces a server's labels.
-func (s *state) applyServerUpsert(e *ServerUpsertEntry, ix uint64, res *ApplyResult) bool {
+// checkServerUpsert validates a server_upsert entry; noop is set when the
+// server already has exactly these labels.
+func (s *state) checkServerUpsert(e *ServerUpsertEntry) (noop bool, err *Error) {
 	sv := e.Server
 	if err := firstErr(
 		checkID("server id", sv.ID),
@@ -11,25 +12,47 @@ func (s *state) applyServerUpsert(e *ServerUpsertEntry, ix uint64, res *ApplyRes
 		checkLabel("server cloud", sv.Cloud, maxLabelLen, false),
 		checkLabel("server region", sv.Region, maxLabelLen, false),
 	); err != nil {
+		return false, err
+	}
+	old := s.servers[sv.ID]
+	return old != nil && *old == sv, nil
+}
+
+// applyServerUpsert creates or replaces a server's labels.
+func (s *state) applyServerUpsert(e *ServerUpsertEntry, ix uint64, res *ApplyResult) bool {
+	noop, err := s.checkServerUpsert(e)
+	if err != nil {
 		res.Err = err
 		return false
 	}
-	if old := s.servers[sv.ID]; old != nil && *old == sv {
+	if noop {
 		return false
 	}
+	sv := e.Server
 	s.servers[sv.ID] = &sv
 	bump(&s.idx.Servers, ix)
 	return true
 }
 
+// checkServerRemove validates a server_remove entry; noop is set when the
+// server is not known (removing it is a no-op).
+func (s *state) checkServerRemove(e *ServerRemoveEntry) (noop bool, err *Error) {
+	if err := checkRef("server id", e.ID); err != nil {
+		return false, err
+	}
+	_, ok := s.servers[e.ID]
+	return !ok, nil
+}
+
 // applyServerRemove forgets a server's labels; removing an unknown server
 // is a no-op.
 func (s *state) applyServerRemove(e *ServerRemoveEntry, ix uint64, res *ApplyResult) bool {
-	if err := checkRef("server id", e.ID); err != nil {
+	noop, err := s.checkServerRemove(e)
+	if err != nil {
 		res.Err = err
 		return false
 	}
-	if _, ok := s.servers[e.ID]; !ok {
+	if noop {
 		return false
 	}
 	delete(s.servers, e.ID)

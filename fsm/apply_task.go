@@ -7,46 +7,83 @@ import (
 )
 
 // This file applies the task entries: add, assign, start, complete, fail
-// and cancel. Every function validates the entry against the state first
-// and mutates only after every check passed; it reports whether a table
-// changed.
+// and cancel. Each entry type has a pure checkX, which validates the entry
+// against the state and changes nothing (FSM.Check runs it alone), and an
+// applyX, which runs checkX and mutates only after every check passed; it
+// reports whether a table changed.
+
+// checkAddTask validates an add_task entry against the state. It returns
+// the stored task when the same task was already added (an idempotent
+// no-op), nil when the task is new.
+func (s *state) checkAddTask(e *AddTaskEntry) (old *Task, err *Error) {
+	if err := validAddTask(e); err != nil {
+		return nil, err
+	}
+	old = s.tasks.get(e.ID)
+	if old == nil {
+		return nil, nil
+	}
+	if err := addConflict(old, e); err != nil {
+		return nil, err
+	}
+	return old, nil
+}
+
+// addConflict compares an add_task entry with the task of the same id
+// already stored: nil when they describe the same task.
+func addConflict(old *Task, e *AddTaskEntry) *Error {
+	field := ""
+	switch {
+	case old.Type != e.Type:
+		field = "type"
+	case !old.Payload.Equal(e.Payload):
+		field = "payload"
+	case old.Cloud != e.Cloud:
+		field = "cloud"
+	case old.MaxAttempts != maxAttemptsOf(e):
+		field = "max_attempts"
+	}
+	if field != "" {
+		return conflictf("task %s already exists with a different %s; use a new id", quote(e.ID), field)
+	}
+	return nil
+}
+
+// maxAttemptsOf is the MaxAttempts a task added by e gets.
+func maxAttemptsOf(e *AddTaskEntry) int {
+	if e.MaxAttempts == 0 {
+		return DefaultMaxAttempts
+	}
+	return e.MaxAttempts
+}
 
 // applyAddTask creates a pending task, or is a no-op when the same task
 // was already added.
 func (s *state) applyAddTask(e *AddTaskEntry, ix uint64, res *ApplyResult) bool {
-	if err := checkAddTask(e); err != nil {
+	old, err := s.checkAddTask(e)
+	if err != nil {
 		res.Err = err
 		return false
 	}
-	maxAttempts := e.MaxAttempts
-	if maxAttempts == 0 {
-		maxAttempts = DefaultMaxAttempts
-	}
-	if old := s.tasks.get(e.ID); old != nil {
-		field := ""
-		switch {
-		case old.Type != e.Type:
-			field = "type"
-		case !old.Payload.Equal(e.Payload):
-			field = "payload"
-		case old.Cloud != e.Cloud:
-			field = "cloud"
-		case old.MaxAttempts != maxAttempts:
-			field = "max_attempts"
-		}
-		if field != "" {
-			res.Err = conflictf("task %s already exists with a different %s; use a new id", quote(e.ID), field)
-			return false
-		}
+	if old != nil {
 		res.Task = old // the same add, resent: idempotent
 		return false
 	}
-	t := &Task{
+	t := newTask(e, ix)
+	s.tasks.insert(t)
+	bump(&s.idx.Tasks, ix)
+	res.Task = t
+	return true
+}
+
+// newTask is the task an accepted add_task entry creates at index ix.
+func newTask(e *AddTaskEntry, ix uint64) *Task {
+	return &Task{
 		ID:          e.ID,
 		Type:        e.Type,
 		Payload:     NewPayload(e.Payload),
 		Cloud:       e.Cloud,
-		MaxAttempts: maxAttempts,
+		MaxAttempts: maxAttemptsOf(e),
 		Status:      TaskPending,
 		CreatedAt:   e.Time,
 		UpdatedAt:   e.Time,
@@ -55,53 +92,57 @@ func (s *state) applyAddTask(e *AddTaskEntry, ix uint64, res *ApplyResult) bool 
 		// No history event: CreatedAt and CreateIndex record the creation,
 		// and a million pending tasks need not carry one 64-byte event each.
 	}
-	s.tasks.insert(t)
-	bump(&s.idx.Tasks, ix)
-	res.Task = t
-	return true
 }
 
-// applyAddTasks adds a batch: every element is checked (against the state
-// and against the other elements) before any is inserted, so a batch is
+// checkAddTasks validates a batch: every element (against the state and
+// against the other elements) before any is inserted, so a batch is
 // applied whole or not at all.
-func (s *state) applyAddTasks(e *AddTasksEntry, ix uint64, res *ApplyResult) bool {
+func (s *state) checkAddTasks(e *AddTasksEntry) *Error {
 	if len(e.Tasks) == 0 || len(e.Tasks) > MaxBatch {
-		res.Err = invalidf("a batch holds 1 to %d tasks, got %d", MaxBatch, len(e.Tasks))
-		return false
+		return invalidf("a batch holds 1 to %d tasks, got %d", MaxBatch, len(e.Tasks))
 	}
 	if err := checkTime(e.Time); err != nil {
-		res.Err = err
-		return false
+		return err
 	}
 	seen := make(map[string]int, len(e.Tasks))
 	for i := range e.Tasks {
-		el := e.Tasks[i]
-		el.Time = e.Time
-		var one ApplyResult
-		if err := checkAddTask(&el); err != nil {
-			res.Err = invalidf("batch element %d: %s", i, err.Msg)
-			return false
+		el := batchElement(e, i)
+		if err := validAddTask(&el); err != nil {
+			return invalidf("batch element %d: %s", i, err.Msg)
 		}
 		if j, dup := seen[el.ID]; dup {
 			if !sameAdd(&e.Tasks[j], &el) {
-				res.Err = invalidf("batch elements %d and %d both add task %s with different content", j, i, quote(el.ID))
-				return false
+				return invalidf("batch elements %d and %d both add task %s with different content", j, i, quote(el.ID))
 			}
 			continue
 		}
 		seen[el.ID] = i
 		if old := s.tasks.get(el.ID); old != nil {
-			// Reuse add_task's comparison without mutating: an existing
-			// task is never inserted again.
-			s.applyAddTask(&el, ix, &one)
-			if one.Err != nil {
-				res.Err = conflictf("batch element %d: %s", i, one.Err.(*Error).Msg)
-				return false
+			if err := addConflict(old, &el); err != nil {
+				return conflictf("batch element %d: %s", i, err.Msg)
 			}
 		}
 	}
+	return nil
+}
+
+// batchElement is element i of a batch as add_task sees it: with the
+// batch's Time.
+func batchElement(e *AddTasksEntry, i int) AddTaskEntry {
+	el := e.Tasks[i]
+	el.Time = e.Time
+	return el
+}
+
+// applyAddTasks adds a batch checked by checkAddTasks.
+func (s *state) applyAddTasks(e *AddTasksEntry, ix uint64, res *ApplyResult) bool {
+	if err := s.checkAddTasks(e); err != nil {
+		res.Err = err
+		return false
+	}
 	// Insert in ID order: tasks of one entry share a CreateIndex, and the
-	// table keeps (CreateIndex, ID) order by appending.
+	// table keeps (CreateIndex, ID) order by appending. Existing tasks
+	// (identical, as checked) and repeated elements are not inserted again.
 	order := make([]int, len(e.Tasks))
 	for i := range order {
 		order[i] = i
@@ -109,12 +150,15 @@ func (s *state) applyAddTasks(e *AddTasksEntry, ix uint64, res *ApplyResult) boo
 	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(e.Tasks[a].ID, e.Tasks[b].ID) })
 	changed := false
 	for _, i := range order {
-		el := e.Tasks[i]
-		el.Time = e.Time
-		var one ApplyResult
-		if s.applyAddTask(&el, ix, &one) {
-			changed = true
+		if s.tasks.get(e.Tasks[i].ID) != nil {
+			continue
 		}
+		el := batchElement(e, i)
+		s.tasks.insert(newTask(&el, ix))
+		changed = true
+	}
+	if changed {
+		bump(&s.idx.Tasks, ix)
 	}
 	res.Tasks = make([]*Task, 0, len(e.Tasks))
 	for i := range e.Tasks {
@@ -125,17 +169,11 @@ func (s *state) applyAddTasks(e *AddTasksEntry, ix uint64, res *ApplyResult) boo
 
 // sameAdd reports whether two add_task elements describe the same task.
 func sameAdd(a, b *AddTaskEntry) bool {
-	ma, mb := a.MaxAttempts, b.MaxAttempts
-	if ma == 0 {
-		ma = DefaultMaxAttempts
-	}
-	if mb == 0 {
-		mb = DefaultMaxAttempts
-	}
-	return a.ID == b.ID && a.Type == b.Type && a.Cloud == b.Cloud && ma == mb && sameMap(a.Payload, b.Payload)
+	return a.ID == b.ID && a.Type == b.Type && a.Cloud == b.Cloud && maxAttemptsOf(a) == maxAttemptsOf(b) && sameMap(a.Payload, b.Payload)
 }
 
-func checkAddTask(e *AddTaskEntry) *Error {
+// validAddTask validates an add_task entry on its own, without the state.
+func validAddTask(e *AddTaskEntry) *Error {
 	if err := checkID("task id", e.ID); err != nil {
 		return err
 	}
@@ -154,35 +192,41 @@ func checkAddTask(e *AddTaskEntry) *Error {
 	return checkTime(e.Time)
 }
 
-// applyAssignTask gives a pending task to a node with room for it.
-func (s *state) applyAssignTask(e *AssignTaskEntry, ix uint64, res *ApplyResult) bool {
+// checkAssignTask validates an assign_task entry and returns the task and
+// the node it goes to.
+func (s *state) checkAssignTask(e *AssignTaskEntry) (*Task, *Node, *Error) {
 	if err := firstErr(checkRef("task id", e.TaskID), checkRef("node id", e.NodeID), checkTime(e.Time)); err != nil {
-		res.Err = err
-		return false
+		return nil, nil, err
 	}
 	t := s.tasks.get(e.TaskID)
 	if t == nil {
-		res.Err = notFoundf("task %s does not exist", quote(e.TaskID))
-		return false
+		return nil, nil, notFoundf("task %s does not exist", quote(e.TaskID))
 	}
 	n := s.nodes[e.NodeID]
 	switch {
 	case n == nil:
-		res.Err = invalidf("unknown node %s; a node must register before it is given tasks", quote(e.NodeID))
+		return nil, nil, invalidf("unknown node %s; a node must register before it is given tasks", quote(e.NodeID))
 	case t.Status != TaskPending:
-		res.Err = conflictf("task %s is %s%s; only pending tasks can be assigned", quote(t.ID), t.Status, heldSuffix(t))
+		return nil, nil, conflictf("task %s is %s%s; only pending tasks can be assigned", quote(t.ID), t.Status, heldSuffix(t))
 	case n.Status == NodeUnreachable:
-		res.Err = conflictf("node %s is unreachable; assign the task to a live node", quote(n.ID))
+		return nil, nil, conflictf("node %s is unreachable; assign the task to a live node", quote(n.ID))
 	case t.Cloud != "" && t.Cloud != n.Cloud:
 		where := "has no cloud label"
 		if n.Cloud != "" {
 			where = "is in cloud " + quote(n.Cloud)
 		}
-		res.Err = conflictf("task %s must run in cloud %s but node %s %s", quote(t.ID), quote(t.Cloud), quote(n.ID), where)
+		return nil, nil, conflictf("task %s must run in cloud %s but node %s %s", quote(t.ID), quote(t.Cloud), quote(n.ID), where)
 	case s.tasks.heldCount(n.ID) >= n.Capacity:
-		res.Err = conflictf("node %s is full: it holds %d tasks and its capacity is %d", quote(n.ID), s.tasks.heldCount(n.ID), n.Capacity)
+		return nil, nil, conflictf("node %s is full: it holds %d tasks and its capacity is %d", quote(n.ID), s.tasks.heldCount(n.ID), n.Capacity)
 	}
-	if res.Err != nil {
+	return t, n, nil
+}
+
+// applyAssignTask gives a pending task to a node with room for it.
+func (s *state) applyAssignTask(e *AssignTaskEntry, ix uint64, res *ApplyResult) bool {
+	t, n, err := s.checkAssignTask(e)
+	if err != nil {
+		res.Err = err
 		return false
 	}
 	nt := transition(t, TaskAssigned, n.ID, n.ID, "", e.Time, ix)
@@ -191,87 +235,124 @@ func (s *state) applyAssignTask(e *AssignTaskEntry, ix uint64, res *ApplyResult)
 	return true
 }
 
-// applyStartTask moves an assigned task to running on its node.
-func (s *state) applyStartTask(e *StartTaskEntry, ix uint64, res *ApplyResult) bool {
+// checkStartTask validates a start_task entry and returns the task;
+// noop is set when the task already runs on that node (start resent).
+func (s *state) checkStartTask(e *StartTaskEntry) (t *Task, noop bool, err *Error) {
 	if err := firstErr(checkRef("task id", e.TaskID), checkRef("node id", e.NodeID), checkTime(e.Time)); err != nil {
-		res.Err = err
-		return false
+		return nil, false, err
 	}
-	t := s.tasks.get(e.TaskID)
+	t = s.tasks.get(e.TaskID)
 	switch {
 	case t == nil:
-		res.Err = notFoundf("task %s does not exist", quote(e.TaskID))
+		return nil, false, notFoundf("task %s does not exist", quote(e.TaskID))
 	case t.Status == TaskRunning && t.NodeID == e.NodeID:
-		res.Task = t // start resent: idempotent
+		return t, true, nil // start resent: idempotent
 	case isHeld(t) && t.NodeID != e.NodeID:
-		res.Err = conflictf("task %s is held by node %s, not %s", quote(t.ID), quote(t.NodeID), quote(e.NodeID))
+		return nil, false, conflictf("task %s is held by node %s, not %s", quote(t.ID), quote(t.NodeID), quote(e.NodeID))
 	case t.Status != TaskAssigned:
-		res.Err = conflictf("task %s is %s%s; only an assigned task can start", quote(t.ID), t.Status, heldSuffix(t))
-	default:
-		s.putTask(transition(t, TaskRunning, t.NodeID, t.NodeID, "", e.Time, ix), res)
-		return true
+		return nil, false, conflictf("task %s is %s%s; only an assigned task can start", quote(t.ID), t.Status, heldSuffix(t))
 	}
-	return false
+	return t, false, nil
+}
+
+// applyStartTask moves an assigned task to running on its node.
+func (s *state) applyStartTask(e *StartTaskEntry, ix uint64, res *ApplyResult) bool {
+	t, noop, err := s.checkStartTask(e)
+	switch {
+	case err != nil:
+		res.Err = err
+		return false
+	case noop:
+		res.Task = t
+		return false
+	}
+	s.putTask(transition(t, TaskRunning, t.NodeID, t.NodeID, "", e.Time, ix), res)
+	return true
+}
+
+// checkFinishTask validates a complete_task (to = complete) or fail_task
+// (to = failed) report from nodeID and returns the task; noop is set when
+// the same report was already applied.
+func (s *state) checkFinishTask(taskID, nodeID string, now int64, to TaskStatus) (t *Task, noop bool, err *Error) {
+	if err := firstErr(checkRef("task id", taskID), checkRef("node id", nodeID), checkTime(now)); err != nil {
+		return nil, false, err
+	}
+	verb := "complete"
+	if to == TaskFailed {
+		verb = "fail"
+	}
+	t = s.tasks.get(taskID)
+	switch {
+	case t == nil:
+		return nil, false, notFoundf("task %s does not exist", quote(taskID))
+	case t.Status == to && t.NodeID == nodeID:
+		return t, true, nil // result resent after a leader change: idempotent
+	case isHeld(t) && t.NodeID != nodeID:
+		return nil, false, conflictf("task %s is held by node %s, not %s; the report is stale", quote(t.ID), quote(t.NodeID), quote(nodeID))
+	case !isHeld(t):
+		return nil, false, conflictf("task %s is %s%s; only assigned or running tasks can %s", quote(t.ID), t.Status, heldSuffix(t), verb)
+	}
+	return t, false, nil
 }
 
 // applyFinishTask ends a task held by nodeID as complete or failed (to).
 // The same report resent is a no-op; a report from a node that no longer
 // holds the task is refused.
 func (s *state) applyFinishTask(taskID, nodeID string, r Result, now int64, to TaskStatus, ix uint64, res *ApplyResult) bool {
-	if err := firstErr(checkRef("task id", taskID), checkRef("node id", nodeID), checkTime(now)); err != nil {
+	t, noop, err := s.checkFinishTask(taskID, nodeID, now, to)
+	switch {
+	case err != nil:
 		res.Err = err
 		return false
+	case noop:
+		res.Task = t
+		return false
 	}
-	verb := "complete"
-	if to == TaskFailed {
-		verb = "fail"
+	nt := transition(t, to, t.NodeID, t.NodeID, "", now, ix)
+	nt.Result = &Result{
+		ExitCode: r.ExitCode,
+		Output:   truncateTail(r.Output, MaxOutputLen),
+		Error:    truncateTail(r.Error, MaxOutputLen),
 	}
-	t := s.tasks.get(taskID)
+	s.putTask(nt, res)
+	return true
+}
+
+// checkCancelTask validates a cancel_task entry and returns the task;
+// noop is set when it is already cancelled.
+func (s *state) checkCancelTask(e *CancelTaskEntry) (t *Task, noop bool, err *Error) {
+	if err := firstErr(checkRef("task id", e.TaskID), checkTime(e.Time)); err != nil {
+		return nil, false, err
+	}
+	t = s.tasks.get(e.TaskID)
 	switch {
 	case t == nil:
-		res.Err = notFoundf("task %s does not exist", quote(taskID))
-	case t.Status == to && t.NodeID == nodeID:
-		res.Task = t // result resent after a leader change: idempotent
-	case isHeld(t) && t.NodeID != nodeID:
-		res.Err = conflictf("task %s is held by node %s, not %s; the report is stale", quote(t.ID), quote(t.NodeID), quote(nodeID))
-	case !isHeld(t):
-		res.Err = conflictf("task %s is %s%s; only assigned or running tasks can %s", quote(t.ID), t.Status, heldSuffix(t), verb)
-	default:
-		nt := transition(t, to, t.NodeID, t.NodeID, "", now, ix)
-		nt.Result = &Result{
-			ExitCode: r.ExitCode,
-			Output:   truncateTail(r.Output, MaxOutputLen),
-			Error:    truncateTail(r.Error, MaxOutputLen),
-		}
-		s.putTask(nt, res)
-		return true
+		return nil, false, notFoundf("task %s does not exist", quote(e.TaskID))
+	case t.Status == TaskCancelled:
+		return t, true, nil // cancel resent: idempotent
+	case t.Status.Terminal():
+		return nil, false, conflictf("task %s is already %s; a finished task cannot be cancelled", quote(t.ID), t.Status)
 	}
-	return false
+	return t, false, nil
 }
 
 // applyCancelTask cancels a task that has not finished, freeing its node.
 func (s *state) applyCancelTask(e *CancelTaskEntry, ix uint64, res *ApplyResult) bool {
-	if err := firstErr(checkRef("task id", e.TaskID), checkTime(e.Time)); err != nil {
+	t, noop, err := s.checkCancelTask(e)
+	switch {
+	case err != nil:
 		res.Err = err
 		return false
+	case noop:
+		res.Task = t
+		return false
 	}
-	t := s.tasks.get(e.TaskID)
-	switch {
-	case t == nil:
-		res.Err = notFoundf("task %s does not exist", quote(e.TaskID))
-	case t.Status == TaskCancelled:
-		res.Task = t // cancel resent: idempotent
-	case t.Status.Terminal():
-		res.Err = conflictf("task %s is already %s; a finished task cannot be cancelled", quote(t.ID), t.Status)
-	default:
-		msg := truncateHead(e.Reason, maxMessageLen)
-		if msg == "" {
-			msg = "cancelled"
-		}
-		s.putTask(transition(t, TaskCancelled, "", t.NodeID, msg, e.Time, ix), res)
-		return true
+	msg := truncateHead(e.Reason, maxMessageLen)
+	if msg == "" {
+		msg = "cancelled"
 	}
-	return false
+	s.putTask(transition(t, TaskCancelled, "", t.NodeID, msg, e.Time, ix), res)
+	return true
 }
 
 // requeueHeld takes every task away from a node that left or became

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 )
@@ -26,6 +27,13 @@ func runCases(t *testing.T, cases []applyCase) {
 				tc.setup(h)
 			}
 			body := tc.entry(h)
+			// Check changes nothing, byte for byte; h.apply compares its
+			// answer with Apply's.
+			before := snapBytes(t, h.f)
+			_ = h.f.Check(body)
+			if !bytes.Equal(snapBytes(t, h.f), before) {
+				t.Fatal("Check changed the state")
+			}
 			var res *ApplyResult
 			switch {
 			case tc.kind != nil:

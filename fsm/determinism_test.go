@@ -12,7 +12,9 @@ import (
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
 
-// genLog generates n log entries from a seeded PRNG: every entry type,
+// genLog generates n log entries from a seeded PRNG: every entry type
+// (ACL entries included: bootstraps, most of them repeating the first,
+// creates and revokes over small pools of ids and secrets),
 // mostly plausible transitions (chosen by looking at a shadow FSM) mixed
 // with refused ones, garbage, ignorable unknown entries and non-command
 // logs. The same seed always yields the same log.
@@ -37,11 +39,25 @@ func genLog(t testing.TB, seed uint64, n int) []*raft.Log {
 		}
 		return all[r.IntN(len(all))]
 	}
+	accessor := func() string { return fmt.Sprintf("a%d", r.IntN(8)) }
+	secret := func() string { return secretHash(fmt.Sprint("secret-", r.IntN(10))) }
+	roles := []string{ACLReader, ACLOperator, ACLManagement, ACLOperator, "admin"}
 	for i := 1; i <= n; i++ {
 		now += int64(r.IntN(5_000_000))
 		l := &raft.Log{Index: uint64(i), Term: 1, Type: raft.LogCommand}
 		var body any
-		switch k := r.IntN(100); {
+		switch k := r.IntN(106); {
+		case k >= 105:
+			body = &ACLTokenRevokeEntry{AccessorID: pick([]string{"root", accessor(), accessor()}), Time: now}
+		case k >= 102:
+			body = &ACLTokenCreateEntry{Token: ACLToken{AccessorID: accessor(), SecretHash: secret(), Role: pick(roles),
+				Description: pick([]string{"", "ci", "ops team"})}, Time: now}
+		case k >= 100:
+			tok := ACLToken{AccessorID: "root", SecretHash: secretHash("root"), Role: ACLManagement}
+			if r.IntN(3) == 0 {
+				tok.AccessorID, tok.SecretHash = accessor(), secret()
+			}
+			body = &ACLBootstrapEntry{Token: tok, Time: now}
 		case k < 22:
 			mk := func() AddTaskEntry {
 				e := AddTaskEntry{ID: taskID(), Type: pick([]string{"shell", "http", "noop"}), Cloud: pick(clouds),
@@ -119,6 +135,9 @@ func resultString(res *ApplyResult) string {
 	}
 	for _, t := range res.Tasks {
 		s += fmt.Sprintf(" batch %s %s %d", t.ID, t.Status, t.ModifyIndex)
+	}
+	if res.Token != nil {
+		s += fmt.Sprintf(" token %+v", *res.Token)
 	}
 	return s
 }

@@ -1,6 +1,7 @@
 // Package fsm is the Task Manifest state machine of rctl: the tasks, the
-// worker nodes that run them and the labels of the Raft servers, and the
-// rules by which replicated log entries change them. Raft (hashicorp/raft)
+// worker nodes that run them, the labels of the Raft servers and the
+// operators' ACL tokens, and the rules by which replicated log entries
+// change them. Raft (hashicorp/raft)
 // orders the entries; every server applies the same entries in the same
 // order to its own FSM and so holds the same manifest.
 //
@@ -13,8 +14,9 @@
 // timestamps) is chosen by the proposer and written into the entry; Apply
 // uses the entry's Time (unix nanoseconds, must be positive) and the
 // entry's log index, nothing else. Apply never panics on bad input and
-// never applies half an entry: each applyX function validates the whole
-// entry against the current state, and only then mutates. A refused entry
+// never applies half an entry: each applyX function first runs its pure
+// checkX, which validates the whole entry against the current state, and
+// only then mutates. A refused entry
 // changes nothing but Indexes().Applied and yields an ApplyResult whose
 // Err is an *Error of kind ErrInvalid, ErrConflict or ErrNotFound.
 // Transitions a client may legitimately resend (add_task with the same
@@ -24,11 +26,24 @@
 // first and at most MaxHistory of them; its creation is recorded by
 // CreatedAt and CreateIndex rather than by an event.
 //
+// # Validate before proposing
+//
+// Check runs, under the read lock, exactly the checks Apply would run for
+// an entry body against the current state (the same checkX functions, on
+// the body the encoded entry decodes to) and returns the *Error Apply
+// would return, or nil when Apply would accept the entry, idempotent
+// no-ops included. It changes nothing. The leader calls it before
+// raft.Apply, so a refused request never costs a log entry; Apply still
+// validates, since the state may change between the two.
+//
 // # Entry format
 //
 // A log entry's Data is
 //
-//	byte 0   the EntryType (1 add_task … 11 server_remove). The high bit,
+//	byte 0   the EntryType (1 add_task … 11 server_remove, 12 add_tasks,
+//	         13 acl_bootstrap, 14 acl_token_create, 15 acl_token_revoke;
+//	         the ACL types are not flagged: every server must know them
+//	         before one is proposed). The high bit,
 //	         IgnoreUnknownFlag, tells a server that does not know the type
 //	         to skip the entry instead of refusing it; new entry types that
 //	         only add optional information set it, so older servers
@@ -39,7 +54,11 @@
 //
 // EncodeEntry and DecodeEntry are the only code that should touch these
 // bytes. Entry type numbers are part of the on-disk format and are never
-// reused.
+// reused. An entry is at most MaxEntrySize (8 MiB) long: Apply refuses a
+// longer one with ErrInvalid before decoding it, and Check refuses a body
+// whose encoding is longer. The largest entry of one object at every field
+// limit (an add_task or node_register) is about 4.0 MiB; a batch must fit
+// the same bound.
 //
 // # Snapshot format
 //
@@ -47,21 +66,33 @@
 // format, also used by `rctl snapshot save` and read by ReadSnapshotInfo:
 //
 //	"RCTLSNAP"                  8-byte magic
-//	record(header)              {version: 1, index: last applied log index,
-//	                             tasks_index, nodes_index, servers_index,
-//	                             tasks, nodes, servers: record counts}
+//	record(header)              {version: 1 or 2, index: last applied log
+//	                             index, tasks_index, nodes_index,
+//	                             servers_index, tasks, nodes, servers:
+//	                             record counts; since version 2, and only
+//	                             when not zero: tokens (record count),
+//	                             acl_index, acl_bootstrap_index}
 //	record(task) × tasks        sorted by ID
 //	record(node) × nodes        sorted by ID
 //	record(server) × servers    sorted by ID
+//	record(token) × tokens      sorted by AccessorID (version 2)
 //	SHA-256                     32 bytes over everything before it
 //
+// A state with ACL data (a token, or a non-zero acl_index or
+// acl_bootstrap_index) is written as version 2; one without is written as
+// version 1, byte for byte as before tokens existed, so older servers
+// still read it, and refuse a version 2 snapshot by its version rather
+// than drop its tokens. Readers take both versions; a version 1 snapshot
+// restores with no tokens, and one that announces ACL data is refused.
+//
 // A record is a 4-byte big-endian length (1 to 16 MiB) followed by that
-// many bytes of msgpack (MsgpackHandle()) of the Task, Node or Server
-// struct. The length prefix lets a reader take exactly one record at a
+// many bytes of msgpack (MsgpackHandle()) of the Task, Node, Server or
+// ACLToken struct. The length prefix lets a reader take exactly one record at a
 // time, so no decoder read-ahead can swallow the trailer. A reader trusts
 // nothing until the checksum matches: it reads exactly the counts the
 // header announced, refuses oversized records, out-of-order or duplicate
-// ids, unknown statuses, a bad checksum and bytes after it. Task records
+// ids, unknown statuses, tokens with an unknown role, a malformed or
+// repeated secret hash, a bad checksum and bytes after it. Task records
 // in the shape writeSnapshot gives them are decoded without reflection
 // (snapshot_decode.go); any other record goes through the codec, which
 // accepts or refuses it as before. Equal states
@@ -71,11 +102,27 @@
 // verified and decoded once, on upload: the FSM's Restore of the same
 // bytes (same header, length and SHA-256) then installs that state.
 //
+// # ACL tokens
+//
+// Operators authenticate with bearer tokens. The secret is never stored
+// nor put in the log: the proposer hashes it (SHA-256, lowercase hex) and
+// entries carry only the hash, which ACLTokenBySecretHash looks up in a
+// map. Roles are reader, operator and management. acl_bootstrap creates
+// the first management token, once in the cluster's life: the
+// bootstrapped flag (the bootstrap's log index) stays set even when that
+// token is revoked, and a later bootstrap is refused with ErrConflict,
+// except the same bootstrap repeated (the AccessorID and SecretHash of the
+// token it created, which must still exist), an idempotent no-op.
+// acl_token_create refuses an AccessorID with other content, and a
+// SecretHash another token has; acl_token_revoke refuses an unknown
+// AccessorID with ErrNotFound. The FSM enforces no authorization itself:
+// which role may propose which entry is the RPC layer's rule.
+//
 // # Readers and copy-on-write
 //
 // The FSM holds a sync.RWMutex; read methods may be called from any
-// goroutine while raft applies entries. Stored *Task, *Node and *Server
-// values are never modified after they are stored: Apply stores a changed
+// goroutine while raft applies entries. Stored *Task, *Node, *Server and
+// *ACLToken values are never modified after they are stored: Apply stores a changed
 // copy instead, and never writes into a slice or map reachable from a
 // stored object (a task's History is copied, never appended to in place).
 // Readers may therefore keep and share the pointers they get without
@@ -85,7 +132,8 @@
 //
 // # Blocking queries
 //
-// Indexes reports the last log index that changed each table; WatchCh
+// Indexes reports the last log index that changed each table (ACL for
+// the token table); WatchCh
 // returns a channel closed on the next change to any table (no-ops and
 // refused entries do not close it). A blocking query takes the channel,
 // reads, and if the relevant index is not past the caller's, waits on the

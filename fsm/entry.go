@@ -26,6 +26,9 @@ const (
 	ServerUpsert   EntryType = 10
 	ServerRemove   EntryType = 11
 	AddTasks       EntryType = 12
+	ACLBootstrap   EntryType = 13
+	ACLTokenCreate EntryType = 14
+	ACLTokenRevoke EntryType = 15
 )
 
 // IgnoreUnknownFlag, set in the type byte, tells a server that does not
@@ -42,7 +45,8 @@ var entryNames = map[EntryType]string{
 	CompleteTask: "complete_task", FailTask: "fail_task", CancelTask: "cancel_task",
 	NodeRegister: "node_register", NodeUnregister: "node_unregister",
 	NodeStatusSet: "node_status", ServerUpsert: "server_upsert", ServerRemove: "server_remove",
-	AddTasks: "add_tasks",
+	AddTasks: "add_tasks", ACLBootstrap: "acl_bootstrap", ACLTokenCreate: "acl_token_create",
+	ACLTokenRevoke: "acl_token_revoke",
 }
 
 // String returns the entry type's name as used in messages, e.g.
@@ -150,6 +154,35 @@ type ServerRemoveEntry struct {
 	ID string `codec:"id"`
 }
 
+// ACLBootstrapEntry creates the first management token. It is accepted
+// once in the life of the cluster: afterwards it is refused (conflict),
+// even once that token is revoked, except that the very same bootstrap
+// (the AccessorID and SecretHash of the token the first bootstrap created,
+// which must still exist) is an idempotent no-op that returns it.
+// Token.Role must be management. Token.CreateTime and CreateIndex are
+// ignored: the token gets Time and the entry's log index.
+type ACLBootstrapEntry struct {
+	Token ACLToken `codec:"token"`
+	Time  int64    `codec:"time"`
+}
+
+// ACLTokenCreateEntry creates a token. Creating an existing AccessorID
+// with the same SecretHash, Role and Description is a no-op that returns
+// the stored token; different content, or a SecretHash another token
+// already has, is a conflict. Token.CreateTime and CreateIndex are
+// ignored, as for ACLBootstrapEntry.
+type ACLTokenCreateEntry struct {
+	Token ACLToken `codec:"token"`
+	Time  int64    `codec:"time"`
+}
+
+// ACLTokenRevokeEntry deletes a token; an unknown AccessorID is refused
+// with not_found.
+type ACLTokenRevokeEntry struct {
+	AccessorID string `codec:"accessor_id"`
+	Time       int64  `codec:"time"`
+}
+
 // entryBodies maps each type to its body struct.
 var entryBodies = map[EntryType]reflect.Type{
 	AddTask:        reflect.TypeOf(AddTaskEntry{}),
@@ -164,6 +197,9 @@ var entryBodies = map[EntryType]reflect.Type{
 	ServerUpsert:   reflect.TypeOf(ServerUpsertEntry{}),
 	ServerRemove:   reflect.TypeOf(ServerRemoveEntry{}),
 	AddTasks:       reflect.TypeOf(AddTasksEntry{}),
+	ACLBootstrap:   reflect.TypeOf(ACLBootstrapEntry{}),
+	ACLTokenCreate: reflect.TypeOf(ACLTokenCreateEntry{}),
+	ACLTokenRevoke: reflect.TypeOf(ACLTokenRevokeEntry{}),
 }
 
 // MsgpackHandle is the msgpack configuration used for log entries and

@@ -44,6 +44,10 @@ type ApplyResult struct {
 	// Node is the node after a node entry; nil after node_unregister and
 	// when Err is set.
 	Node *Node
+	// Token is the token after acl_bootstrap or acl_token_create (also
+	// after an idempotent no-op), and the removed token after
+	// acl_token_revoke. Nil when Err is set.
+	Token *ACLToken
 	// Err is an *Error when the entry was refused (malformed entries are
 	// refused with Kind ErrInvalid). A refused entry changed nothing.
 	Err error
@@ -55,6 +59,8 @@ type Indexes struct {
 	Tasks   uint64
 	Nodes   uint64
 	Servers uint64
+	// ACL is the last index that changed the token table.
+	ACL uint64
 	// Applied is the last index given to Apply, or the index of the last
 	// restored snapshot. It advances on every entry, refused ones included.
 	Applied uint64
@@ -63,7 +69,8 @@ type Indexes struct {
 // Apply applies one committed log entry. Only raft.LogCommand entries
 // carry our entries; other types only advance Indexes().Applied. Apply
 // never panics on any input, never reads the clock or randomness, and
-// either applies the whole entry or changes nothing but Applied.
+// either applies the whole entry or changes nothing but Applied. An entry
+// longer than MaxEntrySize is refused (ErrInvalid) without being decoded.
 func (f *FSM) Apply(l *raft.Log) (out interface{}) {
 	if l == nil {
 		return &ApplyResult{Err: invalidf("nil log entry")}
@@ -75,7 +82,13 @@ func (f *FSM) Apply(l *raft.Log) (out interface{}) {
 		f.mu.Unlock()
 		return res
 	}
-	typ, body, decErr := DecodeEntry(l.Data) // pure; no need for the lock
+	sizeErr := checkEntrySize(l.Data)
+	var typ EntryType
+	var body any
+	var decErr error
+	if sizeErr == nil {
+		typ, body, decErr = DecodeEntry(l.Data) // pure; no need for the lock
+	}
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -89,6 +102,10 @@ func (f *FSM) Apply(l *raft.Log) (out interface{}) {
 		}
 	}()
 	f.st.idx.Applied = l.Index
+	if sizeErr != nil {
+		res.Err = sizeErr
+		return res
+	}
 	if decErr != nil {
 		res.Err = &Error{Kind: ErrInvalid, Msg: fmt.Sprintf("malformed log entry at index %d: %v", l.Index, decErr)}
 		return res
@@ -219,6 +236,7 @@ type state struct {
 	tasks   taskTable
 	nodes   map[string]*Node
 	servers map[string]*Server
+	acl     aclTable
 	idx     Indexes
 }
 
@@ -227,6 +245,7 @@ func newState() *state {
 		tasks:   newTaskTable(0),
 		nodes:   make(map[string]*Node),
 		servers: make(map[string]*Server),
+		acl:     newACLTable(),
 	}
 }
 
@@ -249,8 +268,9 @@ func (s *state) sortedServers() []*Server {
 }
 
 // apply dispatches a decoded entry to its applyX function and reports
-// whether any table changed. Each applyX validates the whole entry
-// against the state before it mutates anything.
+// whether any table changed. Each applyX runs its checkX (the whole entry
+// against the state) before it mutates anything; check (check.go) is the
+// same dispatch without the mutation.
 func (s *state) apply(t EntryType, body any, index uint64, res *ApplyResult) bool {
 	switch t {
 	case AddTask:
@@ -300,6 +320,18 @@ func (s *state) apply(t EntryType, body any, index uint64, res *ApplyResult) boo
 	case ServerRemove:
 		if e, ok := body.(*ServerRemoveEntry); ok {
 			return s.applyServerRemove(e, index, res)
+		}
+	case ACLBootstrap:
+		if e, ok := body.(*ACLBootstrapEntry); ok {
+			return s.applyACLBootstrap(e, index, res)
+		}
+	case ACLTokenCreate:
+		if e, ok := body.(*ACLTokenCreateEntry); ok {
+			return s.applyACLTokenCreate(e, index, res)
+		}
+	case ACLTokenRevoke:
+		if e, ok := body.(*ACLTokenRevokeEntry); ok {
+			return s.applyACLTokenRevoke(e, index, res)
 		}
 	}
 	res.Err = invalidf("%s entry with body %T has no apply function", t, body)

@@ -43,7 +43,8 @@ func FuzzDecodeEntry(f *testing.F) {
 	})
 }
 
-// fuzzBase is the state FuzzApply starts every input from: newWorld's.
+// fuzzBase is the state FuzzApply starts every input from: newWorld's
+// with withACL's tokens.
 type fuzzBase struct {
 	snap  []byte // the base state
 	noop  []byte // the base state after a raft no-op at index next
@@ -53,6 +54,7 @@ type fuzzBase struct {
 
 func newFuzzBase(t *testing.T) *fuzzBase {
 	h := newWorld(t)
+	withACL(h)
 	b := &fuzzBase{snap: snapBytes(t, h.f), next: h.index + 1, index: h.f.Indexes()}
 	twin := restoreBytes(t, b.snap)
 	twin.Apply(&raft.Log{Index: b.next, Type: raft.LogNoop})
@@ -63,7 +65,9 @@ func newFuzzBase(t *testing.T) *fuzzBase {
 // FuzzApply applies arbitrary bytes as one entry to a state holding a task
 // in every status and checks that Apply does not panic, returns a result,
 // and either changes nothing (refusals, no-ops) or leaves a state whose
-// indexes and invariants hold.
+// indexes and invariants hold. When the bytes decode to an entry body,
+// Check of that body must first return exactly Apply's error and change
+// nothing.
 func FuzzApply(f *testing.F) {
 	var base *fuzzBase
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -72,16 +76,30 @@ func FuzzApply(f *testing.F) {
 		}
 		fsm := restoreBytes(t, base.snap)
 		ch := fsm.WatchCh()
+		_, body, decErr := DecodeEntry(data)
+		checked := decErr == nil && body != nil && len(data) <= MaxEntrySize
+		var checkErr error
+		if checked {
+			checkErr = fsm.Check(body)
+			if closed(ch) || !bytes.Equal(snapBytes(t, fsm), base.snap) {
+				t.Fatalf("Check(%T) changed the state", body)
+			}
+		}
 		out := fsm.Apply(&raft.Log{Index: base.next, Type: raft.LogCommand, Data: data})
 		res, ok := out.(*ApplyResult)
 		if !ok || res == nil || res.Index != base.next {
 			t.Fatalf("Apply returned %#v", out)
 		}
+		if checked {
+			if msg := sameErr(checkErr, res.Err); msg != "" {
+				t.Fatalf("Check(%T) disagrees with Apply: %s", body, msg)
+			}
+		}
 		if res.Err != nil && strings.Contains(res.Err.Error(), "internal error") {
 			t.Fatalf("Apply recovered from a panic: %v", res.Err)
 		}
 		idx := fsm.Indexes()
-		changed := idx.Tasks != base.index.Tasks || idx.Nodes != base.index.Nodes || idx.Servers != base.index.Servers
+		changed := idx.Tasks != base.index.Tasks || idx.Nodes != base.index.Nodes || idx.Servers != base.index.Servers || idx.ACL != base.index.ACL
 		if res.Err != nil && changed {
 			t.Fatalf("refused entry (%v) moved the indexes: %+v -> %+v", res.Err, base.index, idx)
 		}
@@ -107,7 +125,8 @@ func FuzzApply(f *testing.F) {
 
 // TestWriteFuzzCorpus regenerates the committed seed corpus under
 // testdata/fuzz when RCTL_WRITE_FUZZ_CORPUS=1. The seeds are valid entries
-// of every type, aimed at newWorld's tasks and nodes, plus garbage.
+// of every type, aimed at newWorld's tasks and nodes and withACL's tokens,
+// plus garbage.
 func TestWriteFuzzCorpus(t *testing.T) {
 	if os.Getenv("RCTL_WRITE_FUZZ_CORPUS") != "1" {
 		t.Skip("set RCTL_WRITE_FUZZ_CORPUS=1 to rewrite testdata/fuzz seeds")
@@ -130,6 +149,14 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		"server_upsert":   &ServerUpsertEntry{Server: Server{ID: "s1", Address: "10.0.1.1:50051", Cloud: "aws", Region: "us-east-1"}},
 		"server_remove":   &ServerRemoveEntry{ID: "s1"},
 		"add_tasks":       &AddTasksEntry{Tasks: []AddTaskEntry{*h.addE("b1"), *h.addE("pending"), *h.addE("b1")}, Time: 11},
+		// ACL seeds; h's ticks above are unchanged, so are the seeds above.
+		"acl_bootstrap_again":   h.bootstrapE("root", "root-secret"),
+		"acl_bootstrap_other":   h.bootstrapE("root2", "other-secret"),
+		"acl_token_create":      h.createE("ci", "ci-secret", ACLOperator),
+		"acl_token_create_same": h.createE("ops", "ops-secret", ACLOperator),
+		"acl_token_create_dup":  h.createE("ci", "ro-secret", ACLReader),
+		"acl_token_revoke":      h.revokeE("ops"),
+		"acl_token_revoke_root": h.revokeE("root"),
 	}
 	raw := map[string][]byte{
 		"empty":          {},

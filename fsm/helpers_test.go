@@ -2,6 +2,8 @@ package fsm
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -49,10 +51,42 @@ func (h *harness) applyRaw(data []byte) *ApplyResult {
 	return res
 }
 
-// apply encodes and applies body at the next index.
+// apply encodes and applies body at the next index. Before that it runs
+// Check on the body and wants exactly the error Apply then returns, and
+// no visible change from Check (indexes, WatchCh; runCases and the Check
+// tests also compare the snapshot bytes).
 func (h *harness) apply(body any) *ApplyResult {
 	h.t.Helper()
-	return h.applyRaw(encode(h.t, body))
+	data := encode(h.t, body)
+	idx, ch := h.f.Indexes(), h.f.WatchCh()
+	checkErr := h.f.Check(body)
+	if h.f.Indexes() != idx || closed(ch) {
+		h.t.Fatalf("Check(%T) changed the state", body)
+	}
+	res := h.applyRaw(data)
+	if msg := sameErr(checkErr, res.Err); msg != "" {
+		h.t.Fatalf("Check(%T) disagrees with Apply: %s", body, msg)
+	}
+	return res
+}
+
+// sameErr describes how a Check error and an ApplyResult.Err differ, ""
+// when they are equal: both nil, or *Errors of the same Kind and Msg.
+func sameErr(check, apply error) string {
+	if check == nil && apply == nil {
+		return ""
+	}
+	if (check == nil) != (apply == nil) {
+		return fmt.Sprintf("Check returned %v, Apply %v", check, apply)
+	}
+	var ce, ae *Error
+	if !errors.As(check, &ce) || !errors.As(apply, &ae) {
+		return fmt.Sprintf("Check returned %#v, Apply %#v: want *Error", check, apply)
+	}
+	if ce.Kind != ae.Kind || ce.Msg != ae.Msg {
+		return fmt.Sprintf("Check returned %v %q, Apply %v %q", ce.Kind, ce.Msg, ae.Kind, ae.Msg)
+	}
+	return ""
 }
 
 // ok applies body and fails the test if it was refused.
@@ -76,8 +110,8 @@ func (h *harness) changes(body any, tables ...string) *ApplyResult {
 		h.t.Fatalf("apply %T: WatchCh not closed after a change", body)
 	}
 	after := h.f.Indexes()
-	got := map[string]uint64{"tasks": after.Tasks, "nodes": after.Nodes, "servers": after.Servers}
-	old := map[string]uint64{"tasks": before.Tasks, "nodes": before.Nodes, "servers": before.Servers}
+	got := map[string]uint64{"tasks": after.Tasks, "nodes": after.Nodes, "servers": after.Servers, "acl": after.ACL}
+	old := map[string]uint64{"tasks": before.Tasks, "nodes": before.Nodes, "servers": before.Servers, "acl": before.ACL}
 	for name := range got {
 		want := old[name]
 		if slices.Contains(tables, name) {
@@ -120,8 +154,8 @@ func (h *harness) refuseRaw(data []byte, kind error, what string) *ApplyResult {
 	if !errors.As(res.Err, &fe) || fe.Msg == "" {
 		h.t.Fatalf("apply %s: error %#v is not an *Error with a message", what, res.Err)
 	}
-	if res.Task != nil || res.Node != nil {
-		h.t.Fatalf("apply %s: refusal returned task %v node %v, want nil", what, res.Task, res.Node)
+	if res.Task != nil || res.Node != nil || res.Tasks != nil || res.Token != nil {
+		h.t.Fatalf("apply %s: refusal returned task %v node %v tasks %v token %v, want nil", what, res.Task, res.Node, res.Tasks, res.Token)
 	}
 	h.unchanged(before, ch, "refused "+what)
 	return res
@@ -324,4 +358,49 @@ func checkInvariants(t testing.TB, f *FSM) {
 			t.Fatalf("server %q stored as %q", sv.ID, id)
 		}
 	}
+	acl := &st.acl
+	if len(acl.tokens) != len(acl.byHash) {
+		t.Fatalf("%d tokens but %d secret hashes", len(acl.tokens), len(acl.byHash))
+	}
+	for id, tk := range acl.tokens {
+		if tk.AccessorID != id || acl.byHash[tk.SecretHash] != tk || validACLToken(tk) != nil ||
+			tk.CreateIndex > st.idx.ACL || tk.CreateTime <= 0 {
+			t.Fatalf("token %q is inconsistent: %+v (acl index %d)", id, tk, st.idx.ACL)
+		}
+	}
+	if acl.bootstrapIndex > st.idx.ACL {
+		t.Fatalf("bootstrap index %d > acl index %d", acl.bootstrapIndex, st.idx.ACL)
+	}
+}
+
+// secretHash is what a proposer stores for a secret: the lowercase hex
+// SHA-256.
+func secretHash(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+func (h *harness) tokenE(id, secret, role string) ACLToken {
+	return ACLToken{AccessorID: id, SecretHash: secretHash(secret), Role: role, Description: "token " + id}
+}
+
+func (h *harness) bootstrapE(id, secret string) *ACLBootstrapEntry {
+	return &ACLBootstrapEntry{Token: h.tokenE(id, secret, ACLManagement), Time: h.tick()}
+}
+
+func (h *harness) createE(id, secret, role string) *ACLTokenCreateEntry {
+	return &ACLTokenCreateEntry{Token: h.tokenE(id, secret, role), Time: h.tick()}
+}
+
+func (h *harness) revokeE(id string) *ACLTokenRevokeEntry {
+	return &ACLTokenRevokeEntry{AccessorID: id, Time: h.tick()}
+}
+
+// withACL bootstraps ACLs with token "root" (secret "root-secret") and
+// creates "ops" (operator, "ops-secret") and "ro" (reader, "ro-secret").
+func withACL(h *harness) {
+	h.t.Helper()
+	h.ok(h.bootstrapE("root", "root-secret"))
+	h.ok(h.createE("ops", "ops-secret", ACLOperator))
+	h.ok(h.createE("ro", "ro-secret", ACLReader))
 }

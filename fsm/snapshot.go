@@ -129,6 +129,9 @@ func (p *PreparedRestore) Index() uint64 { return p.hdr.Index }
 // Tasks is the number of tasks in the prepared state.
 func (p *PreparedRestore) Tasks() int { return p.hdr.Tasks }
 
+// Tokens is the number of ACL tokens in the prepared state.
+func (p *PreparedRestore) Tokens() int { return p.hdr.Tokens }
+
 // Size is the length of the snapshot in bytes, checksum included.
 func (p *PreparedRestore) Size() int64 { return p.size }
 
@@ -195,6 +198,12 @@ func (b *stateBuilder) server(sv *Server) error {
 	return nil
 }
 
+func (b *stateBuilder) token(t *ACLToken) error {
+	t.Role = knownRole(t.Role)
+	b.st.acl.put(t)
+	return nil
+}
+
 // intern returns one shared copy of a node id string.
 func (b *stateBuilder) intern(id string) string {
 	if id == "" {
@@ -216,8 +225,10 @@ func (b *stateBuilder) finish() *state {
 		Tasks:   b.hdr.TasksIndex,
 		Nodes:   b.hdr.NodesIndex,
 		Servers: b.hdr.ServersIndex,
+		ACL:     b.hdr.ACLIndex,
 		Applied: b.hdr.Index,
 	}
+	st.acl.bootstrapIndex = b.hdr.ACLBootstrapIndex
 	return st
 }
 
@@ -245,6 +256,10 @@ type SnapshotInfo struct {
 	// Nodes and Servers are the numbers of nodes and servers.
 	Nodes   int `codec:"nodes" json:"nodes"`
 	Servers int `codec:"servers" json:"servers"`
+	// Tokens is the number of ACL tokens; ACLBootstrapped whether ACLs
+	// were bootstrapped (0 and false in a snapshot without ACL data).
+	Tokens          int  `codec:"tokens" json:"tokens"`
+	ACLBootstrapped bool `codec:"acl_bootstrapped" json:"acl_bootstrapped"`
 	// Size is the length of the snapshot in bytes, checksum included.
 	Size int64 `codec:"size" json:"size"`
 	// SHA256 is the hex checksum stored in the snapshot's trailer.
@@ -263,14 +278,16 @@ func ReadSnapshotInfo(r io.Reader) (SnapshotInfo, error) {
 		return SnapshotInfo{}, fmt.Errorf("read snapshot: %w", err)
 	}
 	return SnapshotInfo{
-		Version:       hdr.Version,
-		Index:         hdr.Index,
-		Tasks:         hdr.Tasks,
-		TasksByStatus: c.byStatus,
-		Nodes:         hdr.Nodes,
-		Servers:       hdr.Servers,
-		Size:          size,
-		SHA256:        hex.EncodeToString(sum[:]),
+		Version:         hdr.Version,
+		Index:           hdr.Index,
+		Tasks:           hdr.Tasks,
+		TasksByStatus:   c.byStatus,
+		Nodes:           hdr.Nodes,
+		Servers:         hdr.Servers,
+		Tokens:          hdr.Tokens,
+		ACLBootstrapped: hdr.ACLBootstrapIndex != 0,
+		Size:            size,
+		SHA256:          hex.EncodeToString(sum[:]),
 	}, nil
 }
 
@@ -283,6 +300,7 @@ func (c *infoCounter) header(*snapshotHeader) error { return nil }
 func (c *infoCounter) task(t *Task) error           { c.byStatus[t.Status]++; return nil }
 func (c *infoCounter) node(*Node) error             { return nil }
 func (c *infoCounter) server(*Server) error         { return nil }
+func (c *infoCounter) token(*ACLToken) error        { return nil }
 
 // sortIDOrderByCreate puts tasks that are in ID order (as a snapshot holds
 // them) in cmpTask order. Among equal CreateIndexes the ID order is kept,

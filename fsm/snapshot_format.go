@@ -18,12 +18,23 @@ import (
 // The snapshot file format (see doc.go for the full description):
 //
 //	"RCTLSNAP" | record(header) | record(task)… | record(node)… |
-//	record(server)… | sha256(everything before)
+//	record(server)… | record(token)… | sha256(everything before)
 //
 // where record(v) is a 4-byte big-endian length and the msgpack of v.
+//
+// Version 2 added the ACL tokens: the header's tokens, acl_index and
+// acl_bootstrap_index (omitted when zero) and the token records. A state
+// without ACL data is still written as version 1, byte for byte what the
+// previous code wrote, so servers that do not know tokens read it; one
+// with ACL data is written as version 2, which such servers refuse by its
+// version instead of misreading it. Readers take both; a version 1 header
+// has no ACL fields, which decode as zero.
 const (
-	snapshotMagic   = "RCTLSNAP"
-	snapshotVersion = 1
+	snapshotMagic = "RCTLSNAP"
+	// snapshotVersion is the newest format version, the one written when
+	// the state holds ACL data; snapshotVersionNoACL is written otherwise.
+	snapshotVersion      = 2
+	snapshotVersionNoACL = 1
 	// maxRecordLen bounds one record. The largest task the limits allow
 	// (64 payload values of 64 KiB, plus output and error) is about 4.2 MiB.
 	maxRecordLen = 16 << 20
@@ -41,6 +52,16 @@ type snapshotHeader struct {
 	Tasks        int    `codec:"tasks"`
 	Nodes        int    `codec:"nodes"`
 	Servers      int    `codec:"servers"`
+	// Since version 2; omitted when zero, so that a state without ACL
+	// data encodes exactly as version 1 did.
+	Tokens            int    `codec:"tokens,omitempty"`
+	ACLIndex          uint64 `codec:"acl_index,omitempty"`
+	ACLBootstrapIndex uint64 `codec:"acl_bootstrap_index,omitempty"`
+}
+
+// hasACL reports whether the header announces any ACL data.
+func (h *snapshotHeader) hasACL() bool {
+	return h.Tokens != 0 || h.ACLIndex != 0 || h.ACLBootstrapIndex != 0
 }
 
 // snapshotData is a point-in-time view of the state. Stored objects are
@@ -51,6 +72,7 @@ type snapshotData struct {
 	tasks   []*Task // in table order; writeSnapshot sorts its own copy by ID
 	nodes   []*Node // sorted by ID
 	servers []*Server
+	tokens  []*ACLToken // sorted by AccessorID
 }
 
 // capture takes a snapshotData. The caller holds the FSM lock.
@@ -59,16 +81,23 @@ func (s *state) capture() *snapshotData {
 		tasks:   slices.Clone(s.tasks.list),
 		nodes:   s.sortedNodes(),
 		servers: s.sortedServers(),
+		tokens:  s.acl.sorted(),
 	}
 	d.hdr = snapshotHeader{
-		Version:      snapshotVersion,
-		Index:        s.idx.Applied,
-		TasksIndex:   s.idx.Tasks,
-		NodesIndex:   s.idx.Nodes,
-		ServersIndex: s.idx.Servers,
-		Tasks:        len(d.tasks),
-		Nodes:        len(d.nodes),
-		Servers:      len(d.servers),
+		Version:           snapshotVersion,
+		Index:             s.idx.Applied,
+		TasksIndex:        s.idx.Tasks,
+		NodesIndex:        s.idx.Nodes,
+		ServersIndex:      s.idx.Servers,
+		Tasks:             len(d.tasks),
+		Nodes:             len(d.nodes),
+		Servers:           len(d.servers),
+		Tokens:            len(d.tokens),
+		ACLIndex:          s.idx.ACL,
+		ACLBootstrapIndex: s.acl.bootstrapIndex,
+	}
+	if !d.hdr.hasACL() {
+		d.hdr.Version = snapshotVersionNoACL
 	}
 	return d
 }
@@ -99,6 +128,11 @@ func writeSnapshot(w io.Writer, d *snapshotData) error {
 	}
 	for _, sv := range d.servers {
 		if err := rw.record("server", sv); err != nil {
+			return err
+		}
+	}
+	for _, tk := range d.tokens {
+		if err := rw.record("token", tk); err != nil {
 			return err
 		}
 	}
@@ -147,6 +181,7 @@ type snapshotVisitor interface {
 	task(t *Task) error
 	node(n *Node) error
 	server(sv *Server) error
+	token(t *ACLToken) error
 }
 
 // readSnapshot decodes and verifies a snapshot: magic, version, record
@@ -185,11 +220,15 @@ func (sr *recordReader) readHeader() (hdr snapshotHeader, err error) {
 	if err := sr.record("header", &hdr); err != nil {
 		return hdr, err
 	}
-	if hdr.Version != snapshotVersion {
-		return hdr, fmt.Errorf("snapshot format version %d is not supported (this build reads %d)", hdr.Version, snapshotVersion)
+	if hdr.Version < snapshotVersionNoACL || hdr.Version > snapshotVersion {
+		return hdr, fmt.Errorf("snapshot format version %d is not supported (this build reads %d to %d)", hdr.Version, snapshotVersionNoACL, snapshotVersion)
 	}
-	if hdr.Tasks < 0 || hdr.Nodes < 0 || hdr.Servers < 0 {
-		return hdr, fmt.Errorf("snapshot header announces negative counts (%d tasks, %d nodes, %d servers)", hdr.Tasks, hdr.Nodes, hdr.Servers)
+	if hdr.Tasks < 0 || hdr.Nodes < 0 || hdr.Servers < 0 || hdr.Tokens < 0 {
+		return hdr, fmt.Errorf("snapshot header announces negative counts (%d tasks, %d nodes, %d servers, %d tokens)", hdr.Tasks, hdr.Nodes, hdr.Servers, hdr.Tokens)
+	}
+	if hdr.Version == snapshotVersionNoACL && hdr.hasACL() {
+		// Servers that read only version 1 would skip the ACL data.
+		return hdr, fmt.Errorf("snapshot format version %d cannot hold ACL data, but the header announces %d tokens", hdr.Version, hdr.Tokens)
 	}
 	return hdr, nil
 }
@@ -239,6 +278,21 @@ func (sr *recordReader) readBody(hdr *snapshotHeader, v snapshotVisitor) (size i
 		}
 		prev = sv.ID
 		if err := v.server(sv); err != nil {
+			return 0, sum, err
+		}
+	}
+	prev = ""
+	hashes := make(map[string]string, min(hdr.Tokens, 1024))
+	for i := range hdr.Tokens {
+		tk := new(ACLToken)
+		if err := sr.record("token", tk); err != nil {
+			return 0, sum, fmt.Errorf("token %d of %d: %w", i+1, hdr.Tokens, err)
+		}
+		if err := checkStoredToken(tk, prev, hashes); err != nil {
+			return 0, sum, err
+		}
+		prev = tk.AccessorID
+		if err := v.token(tk); err != nil {
 			return 0, sum, err
 		}
 	}
@@ -295,6 +349,26 @@ func checkStoredTask(t *Task, prev string) error {
 	if (t.Status == TaskAssigned || t.Status == TaskRunning) && t.NodeID == "" {
 		return fmt.Errorf("task %s is %s but names no node", quote(t.ID), t.Status)
 	}
+	return nil
+}
+
+// checkStoredToken verifies what the rest of the package relies on: ids
+// in order (so unique), unique and well-formed secret hashes (the lookup
+// by hash) and known roles. hashes maps the hashes seen to their ids.
+func checkStoredToken(t *ACLToken, prev string, hashes map[string]string) error {
+	if t.AccessorID == "" || t.AccessorID <= prev {
+		return fmt.Errorf("token %s is out of order or duplicated (after %s)", quote(t.AccessorID), quote(prev))
+	}
+	if err := checkSecretHash(t.SecretHash); err != nil {
+		return fmt.Errorf("token %s: %s", quote(t.AccessorID), err.Msg)
+	}
+	if !ValidACLRole(t.Role) {
+		return fmt.Errorf("token %s has unknown role %s", quote(t.AccessorID), quote(t.Role))
+	}
+	if other, dup := hashes[t.SecretHash]; dup {
+		return fmt.Errorf("tokens %s and %s have the same secret hash", quote(other), quote(t.AccessorID))
+	}
+	hashes[t.SecretHash] = t.AccessorID
 	return nil
 }
 

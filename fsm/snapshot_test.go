@@ -77,6 +77,10 @@ func readView(f *FSM) string {
 	for _, s := range f.Servers() {
 		fmt.Fprintf(&b, "%+v\n", *s)
 	}
+	fmt.Fprintf(&b, "acl bootstrapped %v\n", f.ACLBootstrapped())
+	for _, tk := range f.ACLTokens() {
+		fmt.Fprintf(&b, "%+v %v %v\n", *tk, f.ACLToken(tk.AccessorID) == tk, f.ACLTokenBySecretHash(tk.SecretHash) == tk)
+	}
 	return b.String()
 }
 
@@ -172,6 +176,12 @@ func TestRestoreRejectsBadSnapshots(t *testing.T) {
 	task := func(id string, st TaskStatus) *Task {
 		return &Task{ID: id, Type: "x", Status: st, MaxAttempts: 1, History: []Event{{Status: st}}}
 	}
+	thdr := func(tokens int) *snapshotHeader {
+		return &snapshotHeader{Version: 2, Index: 9, Tokens: tokens, ACLIndex: 9}
+	}
+	token := func(id, secret string) *ACLToken {
+		return &ACLToken{AccessorID: id, SecretHash: secretHash(secret), Role: ACLOperator, CreateTime: 1, CreateIndex: 9}
+	}
 	withLen := func(n uint32) []byte {
 		b := append([]byte(snapshotMagic), 0, 0, 0, 0)
 		binary.BigEndian.PutUint32(b[8:], n)
@@ -191,8 +201,22 @@ func TestRestoreRejectsBadSnapshots(t *testing.T) {
 		{"trailing data", append(bytes.Clone(good), 0), "after the checksum"},
 		{"zero-length record", withLen(0), "want 1 to"},
 		{"oversized record", withLen(maxRecordLen + 1), "want 1 to"},
-		{"future version", craft(t, &snapshotHeader{Version: 2}), "version 2"},
+		{"future version", craft(t, &snapshotHeader{Version: 3}), "version 3"},
+		{"version zero", craft(t, &snapshotHeader{Version: 0}), "version 0"},
 		{"negative count", craft(t, hdr(-1, 0, 0)), "negative"},
+		{"negative token count", craft(t, &snapshotHeader{Version: 2, Tokens: -1}), "negative"},
+		{"version 1 with tokens", craft(t, &snapshotHeader{Version: 1, Tokens: 1}, token("a", "1")), "cannot hold ACL data"},
+		{"version 1 with an acl index", craft(t, &snapshotHeader{Version: 1, ACLIndex: 3}), "cannot hold ACL data"},
+		{"fewer tokens than announced", craft(t, thdr(2), token("a", "1")), ""},
+		{"more tokens than announced", craft(t, thdr(1), token("a", "1"), token("b", "2")), "checksum"},
+		{"duplicate token", craft(t, thdr(2), token("a", "1"), token("a", "2")), "duplicated"},
+		{"unsorted tokens", craft(t, thdr(2), token("b", "1"), token("a", "2")), "out of order"},
+		{"token without accessor", craft(t, thdr(1), token("", "1")), "out of order"},
+		{"two tokens with one secret", craft(t, thdr(2), token("a", "1"), token("b", "1")), "same secret hash"},
+		{"token with a short hash", craft(t, thdr(1), &ACLToken{AccessorID: "a", SecretHash: "abc", Role: ACLReader}), "secret hash"},
+		{"token with an uppercase hash", craft(t, thdr(1), &ACLToken{AccessorID: "a", SecretHash: strings.ToUpper(secretHash("x")), Role: ACLReader}), "secret hash"},
+		{"token with an unknown role", craft(t, thdr(1), &ACLToken{AccessorID: "a", SecretHash: secretHash("x"), Role: "root"}), "unknown role"},
+		{"token record of the wrong shape", craft(t, thdr(1), "not a token"), "decode token"},
 		{"fewer tasks than announced", craft(t, hdr(2, 0, 0), task("a", TaskPending)), ""},
 		{"more tasks than announced", craft(t, hdr(1, 0, 0), task("a", TaskPending), task("b", TaskPending)), "checksum"},
 		{"duplicate task", craft(t, hdr(2, 0, 0), task("a", TaskPending), task("a", TaskPending)), "duplicated"},
@@ -233,6 +257,8 @@ func TestRestoreDetectsEveryCorruption(t *testing.T) {
 	h.ok(h.addE("t1"))
 	h.ok(h.assignE("t1", "n1"))
 	h.ok(&ServerUpsertEntry{Server: Server{ID: "s1", Address: "a:1"}})
+	h.ok(h.bootstrapE("root", "root-secret"))
+	h.ok(h.createE("ops", "ops-secret", ACLOperator))
 	good := snapBytes(t, h.f)
 	for i := range good {
 		bad := bytes.Clone(good)
@@ -255,17 +281,18 @@ func TestReadSnapshotInfo(t *testing.T) {
 	}
 	sum := sha256.Sum256(data[:len(data)-32])
 	want := SnapshotInfo{
-		Version: 1, Index: f.Indexes().Applied, Tasks: len(f.Tasks("")), TasksByStatus: f.TaskCounts(),
-		Nodes: len(f.Nodes()), Servers: len(f.Servers()), Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
+		Version: 2, Index: f.Indexes().Applied, Tasks: len(f.Tasks("")), TasksByStatus: f.TaskCounts(),
+		Nodes: len(f.Nodes()), Servers: len(f.Servers()), Tokens: len(f.ACLTokens()), ACLBootstrapped: f.ACLBootstrapped(),
+		Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
 	}
 	if fmt.Sprintf("%+v", info) != fmt.Sprintf("%+v", want) {
 		t.Fatalf("ReadSnapshotInfo = %+v\nwant %+v", info, want)
 	}
-	if info.Tasks == 0 || info.Nodes == 0 || info.Servers == 0 {
+	if info.Tasks == 0 || info.Nodes == 0 || info.Servers == 0 || info.Tokens == 0 || !info.ACLBootstrapped {
 		t.Fatalf("generated state is too thin for this test: %+v", info)
 	}
 	empty, err := ReadSnapshotInfo(bytes.NewReader(snapBytes(t, New())))
-	if err != nil || len(empty.TasksByStatus) != len(TaskStatuses) || empty.Tasks != 0 {
+	if err != nil || len(empty.TasksByStatus) != len(TaskStatuses) || empty.Tasks != 0 || empty.Version != 1 || empty.Tokens != 0 {
 		t.Fatalf("empty snapshot info = %+v, %v", empty, err)
 	}
 }

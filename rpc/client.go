@@ -114,11 +114,15 @@ func (c *Conn) fail(err error) {
 // Call sends one request and decodes the result into reply (a pointer, or
 // nil to discard it). The context's deadline is sent along as timeout_ms.
 func (c *Conn) Call(ctx context.Context, method string, args any, reply any) error {
+	return c.call(ctx, method, "", args, reply)
+}
+
+func (c *Conn) call(ctx context.Context, method, token string, args any, reply any) error {
 	raw, err := encode(args)
 	if err != nil {
 		return Errorf(CodeInvalidArgument, "encode %s arguments: %v", method, err)
 	}
-	return c.callRaw(ctx, &Request{Method: method, Args: raw}, reply)
+	return c.callRaw(ctx, &Request{Method: method, Args: raw, Token: token}, reply)
 }
 
 func (c *Conn) callRaw(ctx context.Context, req *Request, reply any) error {
@@ -179,6 +183,7 @@ func (c *Conn) callRaw(ctx context.Context, req *Request, reply any) error {
 // Pool keeps one live connection per server address.
 type Pool struct {
 	dial  DialFunc
+	token string // sent with every Call
 	mu    sync.Mutex
 	conns map[string]*Conn
 }
@@ -189,6 +194,12 @@ func NewPool() *Pool { return NewPoolWithDialer(DialTCP) }
 // NewPoolWithDialer returns an empty pool that dials with dial.
 func NewPoolWithDialer(dial DialFunc) *Pool {
 	return &Pool{dial: dial, conns: map[string]*Conn{}}
+}
+
+// NewPoolWith returns an empty pool that presents cred: its TLS material
+// when dialling and its token with every call.
+func NewPoolWith(cred Credentials) *Pool {
+	return &Pool{dial: cred.Dialer(), token: cred.Token, conns: map[string]*Conn{}}
 }
 
 // Get returns a live connection to addr, dialling if needed.
@@ -219,7 +230,7 @@ func (p *Pool) Call(ctx context.Context, addr, method string, args, reply any) e
 	if err != nil {
 		return err
 	}
-	return c.Call(ctx, method, args, reply)
+	return c.call(ctx, method, p.token, args, reply)
 }
 
 // Close closes every connection.
@@ -245,9 +256,13 @@ type Client struct {
 	cur int
 }
 
-// NewClient returns a client for the given server addresses.
-func NewClient(addrs []string) *Client {
-	return &Client{addrs: addrs, pool: NewPool()}
+// NewClient returns a plaintext client without a token, for servers
+// started with --insecure.
+func NewClient(addrs []string) *Client { return NewClientWith(addrs, Credentials{}) }
+
+// NewClientWith returns a client that presents cred to the servers.
+func NewClientWith(addrs []string, cred Credentials) *Client {
+	return &Client{addrs: addrs, pool: NewPoolWith(cred)}
 }
 
 // Close closes the client's connections.

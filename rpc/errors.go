@@ -47,6 +47,9 @@ func Errorf(code Code, format string, args ...any) *Error {
 // CodeOf returns the code of err: the code of an *Error in its chain, a
 // mapping of well-known library errors, or internal.
 func CodeOf(err error) Code {
+	if err == nil {
+		return ""
+	}
 	return toError(err).Code
 }
 

@@ -28,6 +28,9 @@ func (s *Server) nodeRegister(ctx context.Context, req *Request) (any, error) {
 	if a.ID == "" {
 		return nil, Errorf(CodeInvalidArgument, "node id is required")
 	}
+	if err := authorizeNode(ctx, req.Method, a.ID); err != nil {
+		return nil, err
+	}
 	var reply NodeRegisterReply
 	if done, err := s.forward(ctx, req, &reply); done {
 		return &reply, err
@@ -60,6 +63,9 @@ func (s *Server) nodeHeartbeat(ctx context.Context, req *Request) (any, error) {
 	}
 	if a.NodeID == "" {
 		return nil, Errorf(CodeInvalidArgument, "node_id is required")
+	}
+	if err := authorizeNode(ctx, req.Method, a.NodeID); err != nil {
+		return nil, err
 	}
 	addr, id := s.leader()
 	if !s.isLeader() {
@@ -100,6 +106,9 @@ func (s *Server) nodeDeregister(ctx context.Context, req *Request) (any, error) 
 	}
 	if a.NodeID == "" {
 		return nil, Errorf(CodeInvalidArgument, "node_id is required")
+	}
+	if err := authorizeNode(ctx, req.Method, a.NodeID); err != nil {
+		return nil, err
 	}
 	var reply Empty
 	if done, err := s.forward(ctx, req, &reply); done {
@@ -180,6 +189,9 @@ func (s *Server) taskReport(ctx context.Context, req *Request, build func(a *Tas
 	}
 	if a.TaskID == "" || a.NodeID == "" {
 		return nil, Errorf(CodeInvalidArgument, "task_id and node_id are required")
+	}
+	if err := authorizeNode(ctx, req.Method, a.NodeID); err != nil {
+		return nil, err
 	}
 	var reply TaskReply
 	if done, err := s.forward(ctx, req, &reply); done {

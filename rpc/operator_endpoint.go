@@ -38,6 +38,9 @@ func (s *Server) join(ctx context.Context, req *Request) (any, error) {
 	if err := ValidateServer(lbl); err != nil {
 		return nil, err
 	}
+	if err := authorizeServerID(ctx, req.Method, a.ID); err != nil {
+		return nil, err
+	}
 	var reply Empty
 	if done, err := s.forward(ctx, req, &reply); done {
 		return &reply, err
@@ -100,6 +103,9 @@ func (s *Server) serverLabels(ctx context.Context, req *Request) (any, error) {
 		return nil, err
 	}
 	if err := ValidateServer(a.Server); err != nil {
+		return nil, err
+	}
+	if err := authorizeServerID(ctx, req.Method, a.Server.ID); err != nil {
 		return nil, err
 	}
 	var reply Empty

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/rctl-dev/rctl/fsm"
+	"github.com/rctl-dev/rctl/internal/pki"
 )
 
 // Server timing defaults. docs/rpc.md repeats them.
@@ -31,6 +33,12 @@ const (
 	LeaderWait = 7 * time.Second
 	// maxInflightPerConn bounds concurrently served calls per connection.
 	maxInflightPerConn = 256
+	// IdleTimeout closes a connection that sends no frame for this long.
+	// It outlasts the longest blocking query (MaxMaxWait) a client waits on.
+	IdleTimeout = MaxMaxWait + 5*time.Minute
+	// FrameTimeout bounds one request frame: once its first byte arrives,
+	// the rest must follow within this time (a 16 MiB frame at 1 MB/s).
+	FrameTimeout = 20 * time.Second
 )
 
 // Backend is what the cluster provides to the RPC layer.
@@ -68,11 +76,21 @@ type Config struct {
 	ApplyTimeout time.Duration
 	// Version is reported by Status.Get.
 	Version string
-	// Dial opens connections to other servers (default DialTCP).
+	// Dial opens connections to other servers (default DialTCP); with TLS
+	// it is TLSDialer over the server's own certificate.
 	Dial DialFunc
+	// Insecure: the server serves plaintext and authorizes nothing (every
+	// caller holds every right). Only for `rctl serve --insecure`.
+	Insecure bool
 }
 
 type handler func(ctx context.Context, req *Request) (any, error)
+
+// method is a registered RPC method and who may call it.
+type method struct {
+	h handler
+	a access
+}
 
 // Server serves RPC connections handed over by the port multiplexer.
 type Server struct {
@@ -82,11 +100,13 @@ type Server struct {
 	log     *slog.Logger
 	pool    *Pool
 	cfg     Config
-	methods map[string]handler
+	methods map[string]method
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 	done  bool
+
+	snapStreams chan struct{} // semaphore: snapshot streams in progress
 }
 
 // NewServer builds a Server.
@@ -103,31 +123,53 @@ func NewServer(cfg Config) *Server {
 	s := &Server{
 		b: cfg.Backend, raft: cfg.Backend.Raft(), fsm: cfg.Backend.FSM(),
 		log: cfg.Logger, pool: NewPoolWithDialer(cfg.Dial), cfg: cfg, conns: map[net.Conn]struct{}{},
+		snapStreams: make(chan struct{}, maxSnapshotStreams),
 	}
-	s.methods = map[string]handler{
-		MethodStatus:          s.status,
-		MethodMembers:         s.members,
-		MethodTaskAdd:         s.taskAdd,
-		MethodTaskAddBatch:    s.taskAddBatch,
-		MethodTaskGet:         s.taskGet,
-		MethodTaskList:        s.taskList,
-		MethodTaskCancel:      s.taskCancel,
-		MethodRaftPeers:       s.raftPeers,
-		MethodRaftJoin:        s.join,
-		MethodRaftRemovePeer:  s.removePeer,
-		MethodRaftTransfer:    s.transferLeader,
-		MethodServerLabels:    s.serverLabels,
-		MethodSnapshotInspect: s.snapshotInspect,
-		MethodNodeRegister:    s.nodeRegister,
-		MethodNodeHeartbeat:   s.nodeHeartbeat,
-		MethodNodeDeregister:  s.nodeDeregister,
-		MethodNodeList:        s.nodeList,
-		MethodNodeGet:         s.nodeGet,
-		MethodTaskStart:       s.taskStart,
-		MethodTaskComplete:    s.taskComplete,
-		MethodTaskFail:        s.taskFail,
-	}
+	s.methods = s.declarations()
 	return s
+}
+
+// declarations is the method table: every method and who may call it
+// (auth.go; docs/rpc.md, "Authorization"). A method with no declaration
+// cannot be registered.
+func (s *Server) declarations() map[string]method {
+	return map[string]method{
+		MethodStatus:          {s.status, access{token: levelReader, agent: true}},
+		MethodMembers:         {s.members, access{token: levelReader, agent: true}},
+		MethodTaskAdd:         {s.taskAdd, access{token: levelOperator}},
+		MethodTaskAddBatch:    {s.taskAddBatch, access{token: levelOperator}},
+		MethodTaskGet:         {s.taskGet, access{token: levelReader}},
+		MethodTaskList:        {s.taskList, access{token: levelReader}},
+		MethodTaskCancel:      {s.taskCancel, access{token: levelOperator}},
+		MethodRaftPeers:       {s.raftPeers, access{token: levelReader}},
+		MethodRaftJoin:        {s.join, access{serverOnly: true}},
+		MethodRaftRemovePeer:  {s.removePeer, access{token: levelManagement}},
+		MethodRaftTransfer:    {s.transferLeader, access{token: levelManagement}},
+		MethodServerLabels:    {s.serverLabels, access{serverOnly: true}},
+		MethodSnapshotInspect: {s.snapshotInspect, access{token: levelReader}},
+		MethodNodeRegister:    {s.nodeRegister, access{agent: true}},
+		MethodNodeHeartbeat:   {s.nodeHeartbeat, access{agent: true}},
+		MethodNodeDeregister:  {s.nodeDeregister, access{agent: true, token: levelManagement}},
+		MethodNodeList:        {s.nodeList, access{token: levelReader}},
+		MethodNodeGet:         {s.nodeGet, access{token: levelReader}},
+		MethodTaskStart:       {s.taskStart, access{agent: true}},
+		MethodTaskComplete:    {s.taskComplete, access{agent: true}},
+		MethodTaskFail:        {s.taskFail, access{agent: true}},
+		MethodACLBootstrap:    {s.aclBootstrap, access{bootstrap: true}},
+		MethodACLTokenCreate:  {s.aclTokenCreate, access{token: levelManagement}},
+		MethodACLTokenList:    {s.aclTokenList, access{token: levelManagement}},
+		MethodACLTokenRevoke:  {s.aclTokenRevoke, access{token: levelManagement}},
+	}
+}
+
+// Methods lists the registered method names, sorted.
+func (s *Server) Methods() []string {
+	out := make([]string, 0, len(s.methods))
+	for name := range s.methods {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Pool is the server's connection pool to other servers.
@@ -159,9 +201,10 @@ func (s *Server) track(c net.Conn, add bool) bool {
 }
 
 // ServeConn serves RPC frames on c (the connection-type byte already
-// consumed) until the peer hangs up. Calls run concurrently; responses are
+// consumed) until the peer hangs up. id is the peer's verified identity
+// (zero on an --insecure server). Calls run concurrently; responses are
 // written as they finish, in any order.
-func (s *Server) ServeConn(c net.Conn) {
+func (s *Server) ServeConn(c net.Conn, id pki.Identity) {
 	if !s.track(c, true) {
 		c.Close()
 		return
@@ -178,6 +221,11 @@ func (s *Server) ServeConn(c net.Conn) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
+		_ = c.SetReadDeadline(time.Now().Add(IdleTimeout))
+		if _, err := br.Peek(1); err != nil {
+			return
+		}
+		_ = c.SetReadDeadline(time.Now().Add(FrameTimeout))
 		req := new(Request)
 		if err := readFrame(br, req); err != nil {
 			if !isClosed(err) {
@@ -190,7 +238,7 @@ func (s *Server) ServeConn(c net.Conn) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			resp := s.handle(ctx, req)
+			resp := s.handle(ctx, id, req)
 			wmu.Lock()
 			defer wmu.Unlock()
 			err := writeFrame(bw, handle, resp)
@@ -213,7 +261,7 @@ func isClosed(err error) bool {
 }
 
 // handle runs one request and always returns a response.
-func (s *Server) handle(parent context.Context, req *Request) (resp *Response) {
+func (s *Server) handle(parent context.Context, id pki.Identity, req *Request) (resp *Response) {
 	resp = &Response{Seq: req.Seq}
 	defer func() {
 		if r := recover(); r != nil {
@@ -222,9 +270,14 @@ func (s *Server) handle(parent context.Context, req *Request) (resp *Response) {
 			resp.Error = Errorf(CodeInternal, "%s failed inside the server; see its log", req.Method)
 		}
 	}()
-	h, ok := s.methods[req.Method]
+	m, ok := s.methods[req.Method]
 	if !ok {
 		resp.Error = Errorf(CodeInvalidArgument, "unknown method %q; see docs/rpc.md for the method list", req.Method)
+		return resp
+	}
+	who := s.resolveCaller(id, req)
+	if err := s.authorize(who, req.Method, m.a); err != nil {
+		resp.Error = toError(err)
 		return resp
 	}
 	timeout := DefaultTimeout
@@ -236,9 +289,9 @@ func (s *Server) handle(parent context.Context, req *Request) (resp *Response) {
 		return resp
 	}
 	timeout = min(timeout, MaxTimeout)
-	ctx, cancel := context.WithTimeout(parent, timeout)
+	ctx, cancel := context.WithTimeout(context.WithValue(parent, callerKey{}, who), timeout)
 	defer cancel()
-	result, err := h(ctx, req)
+	result, err := m.h(ctx, req)
 	if err != nil {
 		resp.Error = toError(err)
 		return resp
@@ -392,7 +445,15 @@ func orNone(s string) string {
 }
 
 // apply proposes one entry on the leader and returns the FSM's result.
+//
+// The entry is first checked against the leader's state with the FSM's
+// own rules (fsm.Check): a request the FSM would refuse is refused here
+// and never reaches the log. A refusal at apply time remains possible
+// only when the state changed between the check and the commit.
 func (s *Server) apply(ctx context.Context, body any) (*fsm.ApplyResult, error) {
+	if err := s.fsm.Check(body); err != nil {
+		return nil, err
+	}
 	data, err := fsm.EncodeEntry(body)
 	if err != nil {
 		return nil, Errorf(CodeInvalidArgument, "%v", err)

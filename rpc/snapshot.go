@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/rctl-dev/rctl/fsm"
+	"github.com/rctl-dev/rctl/internal/pki"
 )
 
 // MaxSnapshotSize bounds a snapshot uploaded for restore.
@@ -27,6 +28,8 @@ type SnapshotRequest struct {
 	Stale bool `codec:"stale"`
 	// Size is the number of snapshot bytes that follow a restore request.
 	Size int64 `codec:"size"`
+	// Token is the caller's ACL token secret: snapshots need management.
+	Token string `codec:"token"`
 }
 
 // SnapshotResponse answers a SnapshotRequest. For a successful save the
@@ -56,8 +59,15 @@ func (s *Server) snapshotInspect(ctx context.Context, req *Request) (any, error)
 	return &info, nil
 }
 
-// ServeSnapshot serves one snapshot stream (the type byte already read).
-func (s *Server) ServeSnapshot(c net.Conn) {
+// maxSnapshotStreams bounds snapshot streams served at once; more are
+// refused with unavailable. A restore spools to a temporary file, removed
+// when the stream ends however it ends.
+const maxSnapshotStreams = 2
+
+// ServeSnapshot serves one snapshot stream (the type byte already read);
+// id is the peer's verified identity (zero on an --insecure server).
+// Snapshots need a management token (or a server certificate).
+func (s *Server) ServeSnapshot(c net.Conn, id pki.Identity) {
 	defer c.Close()
 	if !s.track(c, true) {
 		return
@@ -72,10 +82,24 @@ func (s *Server) ServeSnapshot(c net.Conn) {
 	_ = c.SetReadDeadline(time.Time{})
 	bw := bufio.NewWriterSize(c, 256<<10)
 	reply := func(r *SnapshotResponse) error {
+		_ = c.SetWriteDeadline(time.Now().Add(FrameTimeout))
+		defer c.SetWriteDeadline(time.Time{})
 		if err := writeFrame(bw, handle, r); err != nil {
 			return err
 		}
 		return bw.Flush()
+	}
+	who := s.resolveCaller(id, &Request{Token: req.Token})
+	if err := s.authorize(who, "snapshot "+req.Op, access{token: levelManagement}); err != nil {
+		_ = reply(&SnapshotResponse{Error: toError(err)})
+		return
+	}
+	select {
+	case s.snapStreams <- struct{}{}:
+		defer func() { <-s.snapStreams }()
+	default:
+		_ = reply(&SnapshotResponse{Error: Errorf(CodeUnavailable, "server %s is already serving %d snapshot streams; retry later", s.b.Self().ID, maxSnapshotStreams)})
+		return
 	}
 	switch req.Op {
 	case "save":

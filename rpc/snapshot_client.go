@@ -12,9 +12,9 @@ import (
 // SnapshotSave streams a snapshot of the manifest from the cluster into w.
 // It tries each address in turn and follows a not_leader answer to the
 // leader. It returns the applied index the snapshot was taken at.
-func SnapshotSave(ctx context.Context, addrs []string, stale bool, w io.Writer) (uint64, error) {
+func SnapshotSave(ctx context.Context, cred Credentials, addrs []string, stale bool, w io.Writer) (uint64, error) {
 	var idx uint64
-	err := snapshotCall(ctx, addrs, &SnapshotRequest{Op: "save", Stale: stale}, nil, func(br *bufio.Reader, r *SnapshotResponse) error {
+	err := snapshotCall(ctx, cred, addrs, &SnapshotRequest{Op: "save", Stale: stale, Token: cred.Token}, nil, func(br *bufio.Reader, r *SnapshotResponse) error {
 		idx = r.Index
 		if _, err := io.Copy(w, br); err != nil {
 			return fmt.Errorf("snapshot stream broke: %w", err)
@@ -27,16 +27,16 @@ func SnapshotSave(ctx context.Context, addrs []string, stale bool, w io.Writer) 
 // SnapshotRestore uploads size bytes from r to the leader, which verifies
 // them and installs them as the cluster's manifest. r is read only once, so
 // the caller passes a re-openable source via open.
-func SnapshotRestore(ctx context.Context, addrs []string, size int64, open func() (io.Reader, error)) (uint64, error) {
+func SnapshotRestore(ctx context.Context, cred Credentials, addrs []string, size int64, open func() (io.Reader, error)) (uint64, error) {
 	var idx uint64
-	err := snapshotCall(ctx, addrs, &SnapshotRequest{Op: "restore", Size: size}, open, func(_ *bufio.Reader, r *SnapshotResponse) error {
+	err := snapshotCall(ctx, cred, addrs, &SnapshotRequest{Op: "restore", Size: size, Token: cred.Token}, open, func(_ *bufio.Reader, r *SnapshotResponse) error {
 		idx = r.Index
 		return nil
 	})
 	return idx, err
 }
 
-func snapshotCall(ctx context.Context, addrs []string, req *SnapshotRequest, body func() (io.Reader, error),
+func snapshotCall(ctx context.Context, cred Credentials, addrs []string, req *SnapshotRequest, body func() (io.Reader, error),
 	onOK func(*bufio.Reader, *SnapshotResponse) error) error {
 	if len(addrs) == 0 {
 		return Errorf(CodeInvalidArgument, "no server address given; set --addr or RCTL_ADDR")
@@ -46,7 +46,7 @@ func snapshotCall(ctx context.Context, addrs []string, req *SnapshotRequest, bod
 	for hops := 0; len(queue) > 0 && hops < len(addrs)+3; hops++ {
 		addr := queue[0]
 		queue = queue[1:]
-		resp, br, conn, err := snapshotOnce(ctx, addr, req, body)
+		resp, br, conn, err := snapshotOnce(ctx, cred.Dialer(), addr, req, body)
 		if err == nil && resp.Error == nil {
 			err = onOK(br, resp)
 			conn.Close()
@@ -68,9 +68,8 @@ func snapshotCall(ctx context.Context, addrs []string, req *SnapshotRequest, bod
 	return lastErr
 }
 
-func snapshotOnce(ctx context.Context, addr string, req *SnapshotRequest, body func() (io.Reader, error)) (*SnapshotResponse, *bufio.Reader, net.Conn, error) {
-	d := net.Dialer{Timeout: DialTimeout}
-	c, err := d.DialContext(ctx, "tcp", addr)
+func snapshotOnce(ctx context.Context, dial DialFunc, addr string, req *SnapshotRequest, body func() (io.Reader, error)) (*SnapshotResponse, *bufio.Reader, net.Conn, error) {
+	c, err := dial(ctx, addr)
 	if err != nil {
 		return nil, nil, nil, &Error{Code: CodeUnavailable, Message: fmt.Sprintf("cannot connect to %s: %v", addr, unwrapNetErr(err))}
 	}

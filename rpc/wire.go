@@ -35,6 +35,9 @@ type Request struct {
 	// Forwarded is set by a server that forwards a call to the leader, so
 	// the leader never forwards it again.
 	Forwarded bool `codec:"forwarded"`
+	// Token is the caller's ACL token secret (servers with TLS; see
+	// docs/security.md). Forwarded calls carry it unchanged.
+	Token string `codec:"token"`
 }
 
 // Response is the envelope of a reply. Exactly one of Error and Result is
@@ -89,14 +92,46 @@ func readFrame(r *bufio.Reader, v any) error {
 	if n > MaxFrame {
 		return fmt.Errorf("frame of %d bytes exceeds the %d-byte limit", n, MaxFrame)
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
+	body, err := readBody(r, int(n))
+	if err != nil {
 		return fmt.Errorf("read frame body: %w", err)
 	}
 	if err := decode(body, v); err != nil {
 		return fmt.Errorf("decode frame: %w", err)
 	}
 	return nil
+}
+
+// frameChunk is the most readBody allocates for a frame before any of its
+// body has arrived.
+const frameChunk = 64 << 10
+
+// readBody reads the n-byte body of a frame. The announced length is not
+// trusted: the buffer starts at min(n, frameChunk) and doubles only as bytes
+// actually arrive, so a peer that announces 16 MiB and stalls holds at most
+// frameChunk of memory, and a body costs at most about twice its size in
+// allocations. Frames of up to frameChunk bytes take one allocation, as
+// before. Errors are those of io.ReadFull over the whole body: io.EOF when
+// no body byte came, io.ErrUnexpectedEOF when some did.
+func readBody(r io.Reader, n int) ([]byte, error) {
+	body := make([]byte, min(n, frameChunk))
+	got := 0
+	for {
+		m, err := io.ReadFull(r, body[got:])
+		got += m
+		if err != nil {
+			if err == io.EOF && got > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		if got == n {
+			return body, nil
+		}
+		grown := make([]byte, min(n, 2*len(body)))
+		copy(grown, body)
+		body = grown
+	}
 }
 
 // decode decodes msgpack bytes into v; it never panics.

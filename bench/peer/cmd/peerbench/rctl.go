@@ -42,7 +42,7 @@ func (s *rctlSystem) Start(nw Network, hosts []Host, dir string, opt StartOption
 			return nil, err
 		}
 		args := []string{"serve", "--node-id", h.Name, "--data-dir", data, "--bind", c.addrs[i],
-			"--peers", strings.Join(peers, ","), "--timing", s.timing, "--log-level", s.logLevel}
+			"--peers", strings.Join(peers, ","), "--timing", s.timing, "--log-level", s.logLevel, "--insecure"}
 		if h.Cloud != "" {
 			args = append(args, "--cloud", h.Cloud, "--region", h.Cloud+"-1")
 		}
