@@ -22,8 +22,14 @@
 // Raft timeouts come from named profiles (lan, wan) in timing.go, chosen
 // for the network's round-trip times; docs/operations.md gives the reasons.
 //
-// # Port multiplexing
+// # Port multiplexing and security
 //
-// The first byte of each accepted connection selects Raft (0x01), RPC
-// (0x02) or a snapshot stream (0x03); see docs/rpc.md.
+// The first byte of each accepted connection selects TLS (0x16, a
+// ClientHello), then inside TLS Raft (0x01), RPC (0x02) or a snapshot
+// stream (0x03); plaintext 0x01-0x03 are served only with --insecure
+// (mux.go; docs/rpc.md). Only server certificates open Raft streams.
+// Connections are capped per IP and in total, with deadlines until they
+// are routed. raftguard.go sits between the transport and raft: it refuses
+// terms that would overflow or jump, and a TimeoutNow unless it comes from
+// the leader or this server has lost its leader itself (docs/security.md).
 package cluster
