@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rctl-dev/rctl/internal/pki"
 )
 
 // AgentEnvBin names the environment variable that points at the node
@@ -86,7 +88,16 @@ func (c *Cluster) newAgent(s NodeSpec) *Agent {
 	a.args = []string{"--servers", strings.Join(c.Addrs(svs...), ","), "--node-id", s.Name,
 		"--cloud", s.Cloud, "--region", s.Cloud + "-1", "--capacity", fmt.Sprint(agentCapacity),
 		"--state-dir", a.StateDir, "--connect-timeout", "120", "--drain-timeout", "5",
-		"--insecure", "--executors", "sleep,shell", "--run-as", CurrentUser()}
+		"--executors", "sleep,shell", "--run-as", CurrentUser(), "--task-env", AgentNodeEnv}
+	if c.pki == nil {
+		a.args = append(a.args, "--insecure")
+	} else {
+		tls, err := c.pki.flags(pki.RoleAgent, s.Name)
+		if err != nil {
+			c.T.Fatal(err)
+		}
+		a.args = append(a.args, tls...)
+	}
 	return a
 }
 

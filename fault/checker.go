@@ -33,7 +33,9 @@ func (c *Cluster) Manifests(ctx context.Context) ([]Manifest, error) {
 		}
 		var buf bytes.Buffer
 		err := c.Net.Observer().Do(func() error {
-			_, err := rpc.SnapshotSave(ctx, rpc.Credentials{}, []string{sv.Addr}, true, &buf)
+			cred := c.opsCredentials()
+			cred.Dial = nil // Do already runs in the observer's namespace
+			_, err := rpc.SnapshotSave(ctx, cred, []string{sv.Addr}, true, &buf)
 			return err
 		})
 		if err != nil {

@@ -33,8 +33,11 @@ type Client struct {
 	Trace func(addr, method string, start time.Time, err error)
 
 	pool *rpc.Pool
-	mu   sync.Mutex
-	cur  int
+	// ready, when set, is closed once the client's credentials work (the
+	// harness has bootstrapped ACLs); calls wait for it.
+	ready <-chan struct{}
+	mu    sync.Mutex
+	cur   int
 }
 
 // NewClient returns a client in node's namespace for the given server
@@ -63,6 +66,13 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) (stri
 func (c *Client) CallWrite(ctx context.Context, method string, args, reply any) (addr string, ambiguous bool, err error) {
 	if len(c.Addrs) == 0 {
 		return "", false, errors.New("fault: client has no server addresses")
+	}
+	if c.ready != nil {
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+			return "", false, errors.New("fault: ACLs were not bootstrapped before the call's deadline")
+		}
 	}
 	backoff := 20 * time.Millisecond
 	var last error

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rctl-dev/rctl/internal/pki"
 	"github.com/rctl-dev/rctl/rpc"
 )
 
@@ -46,6 +47,10 @@ type ClusterConfig struct {
 	Args []string
 	// NoStart leaves the servers stopped; call StartAll.
 	NoStart bool
+	// Insecure runs every server with --insecure and every agent and
+	// client in plaintext; by default all of them use mutual TLS and the
+	// clients an ACL token (security.go).
+	Insecure bool
 }
 
 // Shape returns server specs for aws servers aws1…awsN and gcp servers
@@ -80,6 +85,10 @@ type Cluster struct {
 	Dir string
 	cfg ClusterConfig
 	ops *rpc.Pool
+	pki *clusterPKI // nil with Insecure
+
+	aclOnce sync.Once
+	stopped chan struct{} // closed when the test ends
 }
 
 // Server is one `rctl serve` process.
@@ -123,7 +132,13 @@ func StartCluster(t testing.TB, cfg ClusterConfig) *Cluster {
 	}
 	specs := append(append(append([]NodeSpec(nil), cfg.Servers...), cfg.Clients...), cfg.Agents...)
 	net := NewNetwork(t, cfg.Net, specs...)
-	c := &Cluster{T: t, Net: net, Dir: dir, cfg: cfg, ops: rpc.NewPoolWithDialer(net.Observer().Dial)}
+	c := &Cluster{T: t, Net: net, Dir: dir, cfg: cfg, stopped: make(chan struct{})}
+	if !cfg.Insecure {
+		if c.pki, err = newClusterPKI(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.ops = rpc.NewPoolWith(c.opsCredentials())
 	var peers []string
 	for _, s := range cfg.Servers {
 		node := net.Node(s.Name)
@@ -135,14 +150,21 @@ func StartCluster(t testing.TB, cfg ClusterConfig) *Cluster {
 		c.Servers = append(c.Servers, sv)
 	}
 	for _, sv := range c.Servers {
+		security := []string{"--insecure"}
+		if c.pki != nil {
+			if security, err = c.pki.flags(pki.RoleServer, sv.Name, sv.Node.IP.String()); err != nil {
+				t.Fatal(err)
+			}
+		}
 		sv.args = append([]string{"serve", "--node-id", sv.Name, "--data-dir", sv.DataDir,
 			"--bind", sv.Addr, "--peers", strings.Join(peers, ","),
-			"--timing", cfg.Timing, "--cloud", sv.Cloud, "--region", sv.Cloud + "-1", "--insecure"}, cfg.Args...)
+			"--timing", cfg.Timing, "--cloud", sv.Cloud, "--region", sv.Cloud + "-1"}, append(security, cfg.Args...)...)
 	}
 	for _, s := range cfg.Agents {
 		c.Agents = append(c.Agents, c.newAgent(s))
 	}
 	t.Cleanup(func() {
+		close(c.stopped)
 		c.ops.Close()
 		for _, a := range c.Agents {
 			a.Kill()
@@ -179,6 +201,9 @@ func (c *Cluster) StartAll() {
 		if !sv.Running() {
 			c.Start(sv)
 		}
+	}
+	if c.pki != nil {
+		c.aclOnce.Do(func() { go c.bootstrapACL(c.stopped) })
 	}
 }
 
@@ -347,6 +372,10 @@ func (c *Cluster) Client(node string, svs ...*Server) *Client {
 		svs = append(InCloud(c.Servers, n.Cloud), Without(c.Servers, InCloud(c.Servers, n.Cloud)...)...)
 	}
 	cl := NewClient(n, c.Addrs(svs...)...)
+	cl.pool = rpc.NewPoolWith(c.clientCredentials(n))
+	if c.pki != nil {
+		cl.ready = c.pki.ready
+	}
 	c.T.Cleanup(cl.Close)
 	return cl
 }

@@ -50,7 +50,7 @@ func startClusterWith(t *testing.T, o clusterOpts) (*fault.Cluster, *fault.Monit
 	t.Helper()
 	fault.SkipUnlessCapable(t)
 	cfg := fault.ClusterConfig{Bin: rctlBin, Servers: fault.Shape(o.aws, o.gcp),
-		Clients: fault.ClientsPerCloud(), NoStart: o.noStart}
+		Clients: fault.ClientsPerCloud(), NoStart: o.noStart, Insecure: os.Getenv("RCTL_FAULT_INSECURE") == "1"}
 	if o.agents > 0 {
 		cfg.Agents, cfg.AgentBin = agentSpecs(t, o.agents), agentBin
 	}
