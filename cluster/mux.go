@@ -39,6 +39,7 @@ type mux struct {
 	limits    ConnLimits
 
 	raftCh chan net.Conn
+	warm   *warmPool  // ready raft connections (TLS only; warm.go)
 	faults *netFaults // nil outside tests
 	rpc    func(net.Conn, pki.Identity)
 	snap   func(net.Conn, pki.Identity)
@@ -223,6 +224,9 @@ func (m *mux) routeTLS(c net.Conn, first byte) {
 		tc.Close()
 		return
 	}
+	// An authenticated peer may hold a handshaken connection ready before
+	// it says what it is for (warm.go).
+	_ = tc.SetDeadline(time.Now().Add(warmIdle))
 	var b [1]byte
 	if _, err := io.ReadFull(tc, b[:]); err != nil {
 		tc.Close()
@@ -311,15 +315,13 @@ func (l *raftLayer) Close() error { (*mux)(l).close(); return nil }
 func (l *raftLayer) Addr() net.Addr { return l.advertise }
 
 func (l *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	c, err := l.faults.dialRaft(string(addr), timeout)
-	if err != nil {
-		return nil, err
+	var c net.Conn
+	if l.warm != nil {
+		c = l.warm.take(string(addr))
 	}
-	if l.tls != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		c, err = rpc.ClientHandshake(ctx, c, l.tls)
-		cancel()
-		if err != nil {
+	if c == nil {
+		var err error
+		if c, err = (*mux)(l).dialTLS(string(addr), timeout); err != nil {
 			return nil, err
 		}
 	}
@@ -328,6 +330,18 @@ func (l *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Co
 		return nil, err
 	}
 	return c, nil
+}
+
+// dialTLS opens a connection to a peer's port, with a completed TLS
+// handshake when the cluster uses TLS; nothing is written yet.
+func (m *mux) dialTLS(addr string, timeout time.Duration) (net.Conn, error) {
+	c, err := m.faults.dialRaft(addr, timeout)
+	if err != nil || m.tls == nil {
+		return c, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return rpc.ClientHandshake(ctx, c, m.tls)
 }
 
 // tcpAddr is a net.Addr for an advertise host:port that may be a name.

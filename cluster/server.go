@@ -124,6 +124,10 @@ func New(cfg Config) (_ *Server, err error) {
 	s.mux = newMux(ln, tcpAddr(cfg.Advertise), s.log)
 	s.mux.self, s.mux.tls, s.mux.limits = cfg.NodeID, cfg.TLS, cfg.ConnLimits
 	s.mux.faults = cfg.faults
+	if cfg.TLS != nil {
+		s.mux.warm = newWarmPool(s.mux.dialTLS)
+		cleanup = append(cleanup, s.mux.warm.close)
+	}
 	s.mux.raftClosed = s.raftConnClosed
 	cleanup = append(cleanup, s.mux.close)
 	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
@@ -191,6 +195,9 @@ func New(cfg Config) (_ *Server, err error) {
 	s.goFunc(s.monitorLeadership)
 	s.goFunc(s.watchLeader)
 	s.goFunc(s.registerSelf)
+	if s.mux.warm != nil {
+		s.goFunc(s.warmPeers)
+	}
 	if len(cfg.Join) > 0 {
 		s.goFunc(s.joinLoop)
 	}
@@ -269,6 +276,9 @@ func (s *Server) Shutdown() error {
 		s.trans.CloseStreams()
 		s.trans.Close()
 		s.mux.close()
+		if s.mux.warm != nil {
+			s.mux.warm.close()
+		}
 		s.wg.Wait()
 		if cerr := s.store.Close(); cerr != nil && err == nil {
 			err = cerr

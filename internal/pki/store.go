@@ -131,6 +131,12 @@ func (s *Store) ServerConfig() *tls.Config {
 				Certificates: []tls.Certificate{m.pair},
 				ClientAuth:   tls.RequireAndVerifyClientCert,
 				ClientCAs:    m.pool,
+				// No resumption: every connection proves its certificate
+				// anew (a revoked or rotated one cannot ride an old
+				// ticket), and a server sends nothing unsolicited after the
+				// handshake, which lets an idle connection be checked by
+				// peeking (cluster/warm.go).
+				SessionTicketsDisabled: true,
 			}, nil
 		},
 	}
