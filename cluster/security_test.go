@@ -413,6 +413,30 @@ func TestEveryMethodDeclaresAccessAndOperatorsNeedTokens(t *testing.T) {
 	if err := reader.Call(ctxT(t, 10*time.Second), rpc.MethodTaskAdd, &rpc.TaskAddArgs{Type: "sleep"}, nil); !isCode(err, rpc.CodePermissionDenied) {
 		t.Fatalf("reader adds a task: %v", err)
 	}
+	// Snapshot streams need management: nobody else may save or restore.
+	opCert := p.store(pki.RoleOperator, "bob")
+	for name, cred := range map[string]rpc.Credentials{
+		"no token":     {TLS: opCert},
+		"reader token": {TLS: opCert, Token: tok.Secret},
+		"agent":        {TLS: p.store(pki.RoleAgent, "w1")},
+	} {
+		var buf bytes.Buffer
+		if _, err := rpc.SnapshotSave(ctxT(t, 10*time.Second), cred, c.addrs(), true, &buf); !isCode(err, rpc.CodePermissionDenied) || buf.Len() != 0 {
+			t.Errorf("snapshot save with %s: %v (%d bytes), want permission_denied", name, err, buf.Len())
+		}
+		before := c.lastIndexes()
+		_, err := rpc.SnapshotRestore(ctxT(t, 10*time.Second), cred, c.addrs(), 8, func() (io.Reader, error) { return strings.NewReader("RCTLSNAP"), nil })
+		if !isCode(err, rpc.CodePermissionDenied) {
+			t.Errorf("snapshot restore with %s: %v, want permission_denied", name, err)
+		}
+		if after := c.lastIndexes(); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("refused restore moved the log: %v -> %v", before, after)
+		}
+	}
+	var saved bytes.Buffer
+	if _, err := rpc.SnapshotSave(ctxT(t, 10*time.Second), rpc.Credentials{TLS: opCert, Token: root}, c.addrs(), false, &saved); err != nil || saved.Len() == 0 {
+		t.Fatalf("snapshot save with the management token: %v", err)
+	}
 	c.assertHealthy(rpc.Credentials{TLS: p.store(pki.RoleOperator, "root"), Token: root})
 }
 
