@@ -50,8 +50,10 @@ anyone who reaches the port do anything: for development only.
 docs/security.md walks through a secure setup.
 
 Every flag can also be set as RCTL_<FLAG>, e.g. RCTL_NODE_ID, RCTL_DATA_DIR.
-SIGINT or SIGTERM stops the server cleanly; SIGHUP reloads the TLS files
-(the new certificate must name the same server).`,
+SIGINT or SIGTERM stops the server cleanly: a leader first hands leadership
+to a live, caught-up voter (up to 5 s), then the server closes its port and
+its raft streams and exits 0. SIGHUP reloads the TLS files (the new
+certificate must name the same server).`,
 		Example: `  rctl serve --node-id aws-1 --data-dir /var/lib/rctl --bind 0.0.0.0:50051 \
     --advertise 10.0.1.5:50051 --cloud aws --region us-east-1 --timing wan \
     --peers aws-1=10.0.1.5:50051,aws-2=10.0.1.6:50051,gcp-1=10.1.0.5:50051`,
@@ -92,6 +94,7 @@ func runServe(g *globals, f *serveFlags) error {
 	cfg.Liveness.MinInterval, cfg.Liveness.MaxRate = f.heartbeatInterval, f.maxHeartbeatRate
 	cfg.Placement.PreferCloud = f.preferCloud
 	cfg.TLS, cfg.Insecure = g.tls, f.insecure
+	cfg.TransferOnShutdown = true
 	if f.maxConnsPerIP <= 0 || f.maxConns <= 0 {
 		return usagef("--max-conns-per-ip and --max-conns must be positive")
 	}

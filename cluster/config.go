@@ -79,6 +79,9 @@ type Config struct {
 	Insecure bool
 	// ConnLimits cap open connections (zero: DefaultConnLimits).
 	ConnLimits ConnLimits
+	// TransferOnShutdown makes a leader hand leadership to a live,
+	// caught-up voter before Shutdown stops it (rctl serve sets it).
+	TransferOnShutdown bool
 
 	faults *netFaults // test-only network fault switch
 }

@@ -52,6 +52,8 @@ type Server struct {
 	succMu           sync.Mutex   // succession.go: one attempt to stand at a time
 	lastSuccessor    atomic.Value // succession.go: id of the last server this one asked to stand
 	lastLeaderChange atomic.Int64 // unix nanos
+	leaderChMu       sync.Mutex
+	leaderCh         chan struct{} // closed at the next leader change (transfer.go)
 	notifyCh         chan bool
 	observerCh       chan raft.Observation
 	observer         *raft.Observer
@@ -77,7 +79,7 @@ func New(cfg Config) (_ *Server, err error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger.With("node_id", cfg.NodeID), timing: timing,
 		fsm: fsm.New(), notifyCh: make(chan bool, 16), observerCh: make(chan raft.Observation, 256),
-		shutdownCh: make(chan struct{}), clock: cfg.Clock,
+		shutdownCh: make(chan struct{}), clock: cfg.Clock, leaderCh: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -261,6 +263,9 @@ func (s *Server) ListenAddr() string { return s.mux.ln.Addr().String() }
 func (s *Server) Shutdown() error {
 	var err error
 	s.shutdownOnce.Do(func() {
+		if s.cfg.TransferOnShutdown && s.raft.State() == raft.Leader {
+			s.handOver()
+		}
 		close(s.shutdownCh)
 		s.cancel()
 		s.rpc.Shutdown()
@@ -289,6 +294,26 @@ func (s *Server) Shutdown() error {
 	return err
 }
 
+// shutdownTransferTimeout bounds the leadership hand-over of a stopping
+// leader (Config.TransferOnShutdown); systemd allows 90 s to stop.
+const shutdownTransferTimeout = 5 * time.Second
+
+// handOver transfers leadership before a leader stops, so the next write
+// pays no election: the leader picks a live, caught-up voter itself. If
+// that fails, stopping still hands over through succession (a closed port
+// is evidence the leader is gone).
+func (s *Server) handOver() {
+	ctx, cancel := context.WithTimeout(s.ctx, shutdownTransferTimeout)
+	defer cancel()
+	t0 := time.Now()
+	id, _, err := s.TransferLeadership(ctx, "")
+	if err != nil {
+		s.log.Warn("stopping leader could not hand over leadership; followers will elect a successor", "event", "leader_transfer", "err", err)
+		return
+	}
+	s.log.Info("stopping leader handed over leadership", "event", "leader_transfer", "to", id, "took", time.Since(t0))
+}
+
 // Done is closed when Shutdown starts.
 func (s *Server) Done() <-chan struct{} { return s.shutdownCh }
 
@@ -302,6 +327,7 @@ func (s *Server) observe() {
 			switch d := o.Data.(type) {
 			case raft.LeaderObservation:
 				s.lastLeaderChange.Store(time.Now().UnixNano())
+				s.leaderChanged()
 				if d.LeaderID == "" {
 					s.log.Warn("raft: leader lost", "event", "leader_change", "term", s.raft.CurrentTerm())
 				} else {

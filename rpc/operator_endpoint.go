@@ -164,10 +164,7 @@ func (s *Server) transferLeader(ctx context.Context, req *Request) (any, error) 
 		return &reply, err
 	}
 	self := s.b.Self().ID
-	var fut raft.Future
-	if a.ID == "" {
-		fut = s.raft.LeadershipTransfer()
-	} else {
+	if a.ID != "" {
 		if a.ID == self {
 			return &TransferReply{LeaderID: self, LeaderAddr: s.b.Self().Address}, nil
 		}
@@ -187,16 +184,15 @@ func (s *Server) transferLeader(ctx context.Context, req *Request) (any, error) 
 		if target.Suffrage != raft.Voter {
 			return nil, Errorf(CodeInvalidArgument, "server %q is a non-voter and cannot lead", a.ID)
 		}
-		fut = s.raft.LeadershipTransferToServer(target.ID, target.Address)
 	}
-	if err := fut.Error(); err != nil {
-		return nil, Errorf(CodeUnavailable, "leadership transfer failed: %v", err)
+	id, addr, err := s.b.TransferLeadership(ctx, a.ID)
+	switch {
+	case err == nil:
+		return &TransferReply{LeaderID: id, LeaderAddr: addr}, nil
+	case CodeOf(err) == CodeConflict:
+		return nil, err
+	case ctx.Err() != nil:
+		return nil, Errorf(CodeDeadlineExceeded, "leadership left %s but no new leader was seen before the deadline", self)
 	}
-	for ctx.Err() == nil {
-		if addr, id := s.leader(); id != "" && id != self {
-			return &TransferReply{LeaderID: id, LeaderAddr: addr}, nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return nil, Errorf(CodeDeadlineExceeded, "leadership left %s but no new leader was seen before the deadline", self)
+	return nil, Errorf(CodeUnavailable, "leadership transfer failed: %v", err)
 }

@@ -65,6 +65,10 @@ type Backend interface {
 	HeartbeatParams() (interval, ttl time.Duration)
 	// ForgetNode drops a deregistered node from liveness tracking.
 	ForgetNode(nodeID string)
+	// TransferLeadership hands leadership (this server leads) to target,
+	// or to the best live, caught-up voter when target is "", and returns
+	// the new leader once seen. No suitable voter: conflict.
+	TransferLeadership(ctx context.Context, target string) (id, addr string, err error)
 }
 
 // Config configures a Server.

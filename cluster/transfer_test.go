@@ -1,0 +1,123 @@
+package cluster
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/rctl-dev/rctl/rpc"
+)
+
+func transfer(t *testing.T, c *testCluster, target string) (*rpc.TransferReply, error) {
+	t.Helper()
+	var reply rpc.TransferReply
+	err := c.clientWith(rpc.Credentials{}).Call(ctxT(t, 15*time.Second), rpc.MethodRaftTransfer, &rpc.TransferArgs{ID: target}, &reply)
+	return &reply, err
+}
+
+// stableFor fails if the leader or term of server i changes during d: a
+// transfer must not bounce back.
+func stableFor(t *testing.T, s *Server, d time.Duration) {
+	t.Helper()
+	_, id := s.raft.LeaderWithID()
+	term := s.raft.CurrentTerm()
+	deadline := time.After(d)
+	for {
+		watch := s.leaderWatch()
+		select {
+		case <-watch:
+			_, now := s.raft.LeaderWithID()
+			t.Fatalf("leadership moved again after the transfer: %s (term %d) -> %q (term %d)", id, term, now, s.raft.CurrentTerm())
+		case <-deadline:
+			if got := s.raft.CurrentTerm(); got != term {
+				t.Fatalf("term moved from %d to %d after the transfer", term, got)
+			}
+			return
+		}
+	}
+}
+
+func TestTransferLeaderMovesOnceAndStays(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for round := range 4 {
+		l := c.waitLeader(10 * time.Second)
+		term := c.servers[l].raft.CurrentTerm()
+		reply, err := transfer(t, c, "")
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if reply.LeaderID == c.cfgs[l].NodeID {
+			t.Fatalf("round %d: leadership stayed with %s", round, reply.LeaderID)
+		}
+		nl := c.waitLeader(10 * time.Second)
+		if got := c.servers[nl].raft.CurrentTerm(); got != term+1 {
+			t.Fatalf("round %d: term %d -> %d, want one election", round, term, got)
+		}
+		stableFor(t, c.servers[nl], time.Second)
+	}
+}
+
+func TestTransferLeaderSkipsDeadVoters(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for round := range 3 {
+		l := c.waitLeader(10 * time.Second)
+		dead := (l + 1) % 3
+		c.stop(dead)
+		reply, err := transfer(t, c, "")
+		if err != nil {
+			t.Fatalf("round %d, %s down: %v", round, c.cfgs[dead].NodeID, err)
+		}
+		if want := c.cfgs[(l+2)%3].NodeID; reply.LeaderID != want {
+			t.Fatalf("round %d: leadership went to %s, want the live voter %s", round, reply.LeaderID, want)
+		}
+		c.start(dead)
+	}
+}
+
+func TestTransferLeaderWithNoLiveVoterSaysWhy(t *testing.T) {
+	c := newTestCluster(t, 3)
+	l := c.waitLeader(10 * time.Second)
+	for i := range c.servers {
+		if i != l {
+			c.stop(i)
+		}
+	}
+	_, err := transfer(t, c, "")
+	if !isCode(err, rpc.CodeConflict) || !strings.Contains(err.Error(), "does not answer") {
+		t.Fatalf("transfer with every other voter down: %v, want conflict naming why", err)
+	}
+	if c.servers[l].raft.State() != raft.Leader {
+		t.Fatal("the refused transfer moved leadership")
+	}
+	// A named target that is down: the same.
+	_, err = transfer(t, c, c.cfgs[(l+1)%3].NodeID)
+	if !isCode(err, rpc.CodeConflict) {
+		t.Fatalf("transfer to a dead voter: %v, want conflict", err)
+	}
+}
+
+func TestStoppingLeaderHandsOverBeforeItExits(t *testing.T) {
+	c := newTestClusterWith(t, 3, func(_ int, cfg *Config) { cfg.TransferOnShutdown = true })
+	for round := range 2 {
+		l := c.waitLeader(10 * time.Second)
+		term := c.servers[l].raft.CurrentTerm()
+		c.stop(l)
+		// Shutdown returned: a successor already leads, in the next term,
+		// with no election timeout paid.
+		leaders := 0
+		for i, s := range c.servers {
+			if s != nil && s.raft.State() == raft.Leader {
+				leaders++
+				if got := s.raft.CurrentTerm(); got != term+1 {
+					t.Fatalf("round %d: new leader %s in term %d, want %d", round, c.cfgs[i].NodeID, got, term+1)
+				}
+			}
+		}
+		if leaders != 1 {
+			t.Fatalf("round %d: %d leaders when the stopped leader's Shutdown returned, want 1 (a hand-over)", round, leaders)
+		}
+		c.start(l)
+	}
+}
