@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rctl-dev/rctl/internal/termsafe"
 	"github.com/rctl-dev/rctl/rpc"
 )
 
@@ -95,7 +96,7 @@ func newACLTokenCommand(g *globals) *cobra.Command {
 			}
 			t := newTable(g.stdout, "ACCESSOR", "ROLE", "AGE", "DESCRIPTION")
 			for _, k := range reply.Tokens {
-				t.row(safe(k.AccessorID), safe(k.Role), ago(k.CreateTime), safe(dash(k.Description)))
+				t.row(termsafe.Field(k.AccessorID), termsafe.Field(k.Role), ago(k.CreateTime), termsafe.Field(dash(k.Description)))
 			}
 			return t.flush()
 		},
@@ -108,7 +109,7 @@ func newACLTokenCommand(g *globals) *cobra.Command {
 			if err := g.call(rpc.MethodACLTokenRevoke, &rpc.ACLTokenRevokeArgs{AccessorID: args[0]}, nil); err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "revoked %s\n", safe(args[0]))
+			fmt.Fprintf(g.stdout, "revoked %s\n", termsafe.Field(args[0]))
 			return nil
 		},
 	}
@@ -121,6 +122,6 @@ func printToken(g *globals, r *rpc.ACLTokenReply) error {
 		return g.printJSON(r)
 	}
 	fmt.Fprintf(g.stdout, "accessor_id: %s\nrole:        %s\ncreated:     %s\nsecret:      %s\n",
-		safe(r.Token.AccessorID), safe(r.Token.Role), time.Unix(0, r.Token.CreateTime).UTC().Format(time.RFC3339), safe(r.Secret))
+		termsafe.Field(r.Token.AccessorID), termsafe.Field(r.Token.Role), time.Unix(0, r.Token.CreateTime).UTC().Format(time.RFC3339), termsafe.Field(r.Secret))
 	return nil
 }

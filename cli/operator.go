@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rctl-dev/rctl/internal/termsafe"
 	"github.com/rctl-dev/rctl/rpc"
 )
 
@@ -63,7 +64,7 @@ func newOperatorCommand(g *globals) *cobra.Command {
 			if g.json() {
 				return g.printJSON(&reply)
 			}
-			fmt.Fprintf(g.stdout, "leader is now %s (%s)\n", safe(reply.LeaderID), safe(reply.LeaderAddr))
+			fmt.Fprintf(g.stdout, "leader is now %s (%s)\n", termsafe.Field(reply.LeaderID), termsafe.Field(reply.LeaderAddr))
 			return nil
 		},
 	})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rctl-dev/rctl/internal/humanize"
+	"github.com/rctl-dev/rctl/internal/termsafe"
 )
 
 // table writes aligned columns.
@@ -18,7 +19,7 @@ func newTable(w io.Writer, headers ...string) *table {
 	return t
 }
 
-// row writes one row. Every cell goes through safe: cells hold
+// row writes one row. Every cell goes through termsafe.Field: cells hold
 // server-provided strings, and a tab or newline inside one would also break
 // the columns.
 func (t *table) row(cols ...string) {
@@ -27,7 +28,7 @@ func (t *table) row(cols ...string) {
 		if i > 0 {
 			b.WriteByte('\t')
 		}
-		b.WriteString(safe(c))
+		b.WriteString(termsafe.Field(c))
 	}
 	b.WriteByte('\n')
 	io.WriteString(t.tw, b.String())

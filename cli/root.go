@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/rctl-dev/rctl/internal/pki"
+	"github.com/rctl-dev/rctl/internal/termsafe"
 	"github.com/rctl-dev/rctl/rpc"
 )
 
@@ -196,10 +197,10 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	}
 	var re *rpc.Error
 	if errors.As(err, &re) {
-		fmt.Fprintf(stderr, "rctl: %s [%s]\n", safe(re.Message), safe(string(re.Code)))
+		fmt.Fprintf(stderr, "rctl: %s [%s]\n", termsafe.Field(re.Message), termsafe.Field(string(re.Code)))
 		return ExitError
 	}
-	fmt.Fprintf(stderr, "rctl: %s\n", safe(err.Error()))
+	fmt.Fprintf(stderr, "rctl: %s\n", termsafe.Field(err.Error()))
 	return ExitError
 }
 

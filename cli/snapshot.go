@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rctl-dev/rctl/fsm"
+	"github.com/rctl-dev/rctl/internal/termsafe"
 	"github.com/rctl-dev/rctl/rpc"
 )
 
@@ -111,14 +112,14 @@ func newSnapshotCommand(g *globals) *cobra.Command {
 			}
 			w := g.stdout
 			fmt.Fprintf(w, "format version: %d\nindex:          %d\nsize:           %d bytes\nsha256:         %s\ntasks:          %d\n",
-				info.Version, info.Index, info.Size, safe(info.SHA256), info.Tasks)
+				info.Version, info.Index, info.Size, termsafe.Field(info.SHA256), info.Tasks)
 			keys := make([]string, 0, len(info.TasksByStatus))
 			for k := range info.TasksByStatus {
 				keys = append(keys, string(k))
 			}
 			sort.Strings(keys)
 			for _, k := range keys {
-				fmt.Fprintf(w, "  %-12s  %d\n", safe(k), info.TasksByStatus[fsm.TaskStatus(k)])
+				fmt.Fprintf(w, "  %-12s  %d\n", termsafe.Field(k), info.TasksByStatus[fsm.TaskStatus(k)])
 			}
 			fmt.Fprintf(w, "nodes:          %d\nservers:        %d\n", info.Nodes, info.Servers)
 			return nil

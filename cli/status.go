@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rctl-dev/rctl/internal/termsafe"
 	"github.com/rctl-dev/rctl/rpc"
 )
 
@@ -28,14 +29,14 @@ last_leader_change_ms, num_peers, version.`,
 				return g.printJSON(&st)
 			}
 			w := g.stdout
-			fmt.Fprintf(w, "id:            %s\n", safe(st.ID))
-			fmt.Fprintf(w, "address:       %s\n", safe(st.Address))
+			fmt.Fprintf(w, "id:            %s\n", termsafe.Field(st.ID))
+			fmt.Fprintf(w, "address:       %s\n", termsafe.Field(st.Address))
 			if st.Cloud != "" || st.Region != "" {
-				fmt.Fprintf(w, "cloud/region:  %s/%s\n", safe(dash(st.Cloud)), safe(dash(st.Region)))
+				fmt.Fprintf(w, "cloud/region:  %s/%s\n", termsafe.Field(dash(st.Cloud)), termsafe.Field(dash(st.Region)))
 			}
-			fmt.Fprintf(w, "state:         %s\n", safe(st.State))
-			fmt.Fprintf(w, "leader_id:     %s\n", safe(dash(st.LeaderID)))
-			fmt.Fprintf(w, "leader_addr:   %s\n", safe(dash(st.LeaderAddr)))
+			fmt.Fprintf(w, "state:         %s\n", termsafe.Field(st.State))
+			fmt.Fprintf(w, "leader_id:     %s\n", termsafe.Field(dash(st.LeaderID)))
+			fmt.Fprintf(w, "leader_addr:   %s\n", termsafe.Field(dash(st.LeaderAddr)))
 			fmt.Fprintf(w, "term:          %d\n", st.Term)
 			fmt.Fprintf(w, "commit_index:  %d\n", st.CommitIndex)
 			fmt.Fprintf(w, "applied_index: %d\n", st.AppliedIndex)
@@ -86,7 +87,7 @@ With --stale the contacted server answers alone, without probes.`,
 				return err
 			}
 			for _, w := range reply.Warnings {
-				fmt.Fprintf(g.stdout, "WARNING: %s\n", safe(w))
+				fmt.Fprintf(g.stdout, "WARNING: %s\n", termsafe.Field(w))
 			}
 			return nil
 		},

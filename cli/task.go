@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rctl-dev/rctl/fsm"
+	"github.com/rctl-dev/rctl/internal/termsafe"
 	"github.com/rctl-dev/rctl/rpc"
 )
 
@@ -83,7 +84,7 @@ with conflict. Scripts that may rerun should pass --id.`,
 			if g.json() {
 				return g.printJSON(reply.Task)
 			}
-			fmt.Fprintln(g.stdout, safe(reply.Task.ID))
+			fmt.Fprintln(g.stdout, termsafe.Field(reply.Task.ID))
 			return nil
 		},
 	}
@@ -163,7 +164,7 @@ func addFromFile(g *globals, path string) error {
 		return g.printJSON(added)
 	}
 	for _, t := range added {
-		fmt.Fprintln(g.stdout, safe(t.ID))
+		fmt.Fprintln(g.stdout, termsafe.Field(t.ID))
 	}
 	return nil
 }
@@ -193,32 +194,32 @@ func newTaskGet(g *globals) *cobra.Command {
 
 func printTask(g *globals, t *fsm.Task) {
 	w := g.stdout
-	fmt.Fprintf(w, "id:           %s\n", safe(t.ID))
-	fmt.Fprintf(w, "type:         %s\n", safe(t.Type))
-	fmt.Fprintf(w, "status:       %s\n", safe(string(t.Status)))
-	fmt.Fprintf(w, "node:         %s\n", safe(dash(t.NodeID)))
+	fmt.Fprintf(w, "id:           %s\n", termsafe.Field(t.ID))
+	fmt.Fprintf(w, "type:         %s\n", termsafe.Field(t.Type))
+	fmt.Fprintf(w, "status:       %s\n", termsafe.Field(string(t.Status)))
+	fmt.Fprintf(w, "node:         %s\n", termsafe.Field(dash(t.NodeID)))
 	fmt.Fprintf(w, "attempts:     %d of %d\n", t.Attempts, t.MaxAttempts)
 	if t.Cloud != "" {
-		fmt.Fprintf(w, "cloud:        %s\n", safe(t.Cloud))
+		fmt.Fprintf(w, "cloud:        %s\n", termsafe.Field(t.Cloud))
 	}
 	fmt.Fprintf(w, "created:      %s (%s ago)\n", time.Unix(0, t.CreatedAt).UTC().Format(time.RFC3339), ago(t.CreatedAt))
 	fmt.Fprintf(w, "updated:      %s (%s ago)\n", time.Unix(0, t.UpdatedAt).UTC().Format(time.RFC3339), ago(t.UpdatedAt))
 	for _, k := range t.Payload.Keys() {
 		v, _ := t.Payload.Get(k)
-		fmt.Fprintf(w, "payload:      %s=%s\n", safe(k), safe(v))
+		fmt.Fprintf(w, "payload:      %s=%s\n", termsafe.Field(k), termsafe.Field(v))
 	}
 	if t.Result != nil {
 		fmt.Fprintf(w, "exit code:    %d\n", t.Result.ExitCode)
 		if t.Result.Error != "" {
-			fmt.Fprintf(w, "error:        %s\n", safe(t.Result.Error))
+			fmt.Fprintf(w, "error:        %s\n", termsafe.Field(t.Result.Error))
 		}
 		if t.Result.Output != "" {
-			fmt.Fprintf(w, "output:\n%s\n", indent(safeBlock(t.Result.Output)))
+			fmt.Fprintf(w, "output:\n%s\n", indent(termsafe.Block(t.Result.Output)))
 		}
 	}
 	fmt.Fprintln(w, "history:")
 	for _, e := range t.History {
-		fmt.Fprintf(w, "  %s  %-9s %s %s\n", time.Unix(0, e.Time).UTC().Format("15:04:05.000"), safe(string(e.Status)), safe(dash(e.NodeID)), safe(e.Message))
+		fmt.Fprintf(w, "  %s  %-9s %s %s\n", time.Unix(0, e.Time).UTC().Format("15:04:05.000"), termsafe.Field(string(e.Status)), termsafe.Field(dash(e.NodeID)), termsafe.Field(e.Message))
 	}
 }
 
@@ -273,7 +274,7 @@ func newTaskCancel(g *globals) *cobra.Command {
 			if g.json() {
 				return g.printJSON(reply.Task)
 			}
-			fmt.Fprintf(g.stdout, "%s %s\n", safe(reply.Task.ID), safe(string(reply.Task.Status)))
+			fmt.Fprintf(g.stdout, "%s %s\n", termsafe.Field(reply.Task.ID), termsafe.Field(string(reply.Task.Status)))
 			return nil
 		},
 	}
@@ -326,7 +327,7 @@ func watchTasks(ctx context.Context, g *globals, status string, stale bool) erro
 			if !rpc.IsRetryable(err) && rpc.CodeOf(err) != rpc.CodeDeadlineExceeded {
 				return err
 			}
-			fmt.Fprintf(g.stderr, "rctl: watch: %s; retrying\n", safe(err.Error()))
+			fmt.Fprintf(g.stderr, "rctl: watch: %s; retrying\n", termsafe.Field(err.Error()))
 			time.Sleep(backoff)
 			backoff = min(backoff*2, 5*time.Second)
 			continue
@@ -349,7 +350,7 @@ func watchTasks(ctx context.Context, g *globals, status string, stale bool) erro
 				continue
 			}
 			fmt.Fprintf(g.stdout, "%s  %-20s %-9s %-10s node=%s attempts=%d\n",
-				time.Unix(0, t.UpdatedAt).UTC().Format("15:04:05.000"), safe(t.ID), safe(string(t.Status)), safe(t.Type), safe(dash(t.NodeID)), t.Attempts)
+				time.Unix(0, t.UpdatedAt).UTC().Format("15:04:05.000"), termsafe.Field(t.ID), termsafe.Field(string(t.Status)), termsafe.Field(t.Type), termsafe.Field(dash(t.NodeID)), t.Attempts)
 		}
 	}
 	return nil

@@ -24,4 +24,26 @@
 //
 // FetchOnce gathers one snapshot synchronously for `rctl top --once`, and
 // Model.Plain renders it without colour.
+//
+// # Untrusted text
+//
+// Ids, types, payloads, labels, addresses, event messages, errors and task
+// output are written by whoever can submit a task or register a node; a
+// control sequence in one of them must not reach the operator's terminal.
+// The model keeps the servers' answers raw (matching, sorting, selection and
+// the filter work on the real values) and escapes each string with
+// internal/termsafe where it becomes display text, before it is styled or
+// measured, at one choke point per kind of text:
+//
+//   - table cells: txt and styled (table.go), for the servers, nodes and
+//     tasks panels and a task's history;
+//   - the events log: addEvent escapes each event's text once;
+//   - banners: banners escapes every banner's text;
+//   - the header (headerLines), the panels' data notes (dataNote), the task
+//     detail (detailLines: kv, kvStyled, payload and output lines) and the
+//     filter shown in the footer, explicitly;
+//   - Plain: tabRow for its tables, plus its header and notes.
+//
+// Escaping is idempotent and free for clean text, so a value that passes
+// two of these points is not harmed.
 package tui

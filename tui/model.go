@@ -11,6 +11,7 @@ import (
 
 	"github.com/rctl-dev/rctl/fsm"
 	"github.com/rctl-dev/rctl/internal/humanize"
+	"github.com/rctl-dev/rctl/internal/termsafe"
 	"github.com/rctl-dev/rctl/rpc"
 )
 
@@ -84,7 +85,7 @@ const (
 type Event struct {
 	At    time.Time
 	Level level
-	Text  string
+	Text  string // escaped (termsafe.Field) by addEvent
 }
 
 // nodeSort is the order of the nodes panel; `s` cycles through them.
@@ -245,8 +246,13 @@ func (m *Model) advance(t time.Time) {
 	}
 }
 
+// addEvent appends to the events log. The arguments hold server-provided
+// ids, states and error strings, so the formatted text is escaped here,
+// once, for both the live view and Plain (the formats themselves hold no
+// control characters).
 func (m *Model) addEvent(l level, format string, args ...any) {
-	m.events = append(m.events, Event{At: m.now, Level: l, Text: fmt.Sprintf(format, args...)})
+	text := termsafe.Field(fmt.Sprintf(format, args...))
+	m.events = append(m.events, Event{At: m.now, Level: l, Text: text})
 	if len(m.events) > maxEvents {
 		m.events = append([]Event(nil), m.events[len(m.events)-maxEvents:]...)
 	}
@@ -673,10 +679,13 @@ func clamp(v, lo, hi int) int {
 
 type banner struct {
 	level level
-	text  string
+	text  string // escaped: see banners
 }
 
 // banners lists the conditions an operator must see first, worst first.
+// Their texts quote server ids, states, warnings and error strings, so
+// every text is escaped (termsafe.Field) before it is returned, for both
+// the live view and Plain.
 func (m *Model) banners() []banner {
 	var out []banner
 	switch {
@@ -708,6 +717,9 @@ func (m *Model) banners() []banner {
 		for _, w := range m.members.Warnings {
 			out = append(out, banner{levelWarn, "WARNING: " + w})
 		}
+	}
+	for i := range out {
+		out[i].text = termsafe.Field(out[i].text)
 	}
 	return out
 }

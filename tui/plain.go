@@ -2,10 +2,12 @@ package tui
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/rctl-dev/rctl/internal/termsafe"
 	"github.com/rctl-dev/rctl/rpc"
 )
 
@@ -13,12 +15,17 @@ import (
 // size limits: the output of `rctl top --once`, for scripts and bug
 // reports. Servers and nodes are listed in full, tasks newest first up to
 // 50.
+//
+// Server-provided strings are escaped (termsafe.Field) as they are
+// written: table rows through tabRow, which also keeps a tab or newline in
+// a value from breaking the columns; banners and events arrive escaped (see
+// banners and addEvent); the header and the panels' notes explicitly.
 func (m *Model) Plain() string {
 	var b strings.Builder
 	now := m.now.In(m.loc)
-	fmt.Fprintf(&b, "rctl top at %s, connected to %s", now.Format(time.DateTime+" MST"), serverName(m.connID, m.connAddr))
+	fmt.Fprintf(&b, "rctl top at %s, connected to %s", now.Format(time.DateTime+" MST"), termsafe.Field(serverName(m.connID, m.connAddr)))
 	if m.status != nil {
-		fmt.Fprintf(&b, " (%s)", m.status.State)
+		fmt.Fprintf(&b, " (%s)", termsafe.Field(m.status.State))
 	}
 	b.WriteString("\n")
 	if st := m.status; st != nil {
@@ -31,9 +38,9 @@ func (m *Model) Plain() string {
 			leader += " (lost " + changed + " ago)"
 		}
 		if st.LeaderID != "" {
-			leader = st.LeaderID
+			leader = termsafe.Field(st.LeaderID)
 			if lm := m.leaderMember(); lm != nil && cloudRegion(lm.Cloud, lm.Region) != "-" {
-				leader += " " + cloudRegion(lm.Cloud, lm.Region)
+				leader += " " + termsafe.Field(cloudRegion(lm.Cloud, lm.Region))
 			}
 			if changed != "" {
 				leader += " for " + changed
@@ -53,11 +60,11 @@ func (m *Model) Plain() string {
 	note := func(err string, stale bool) string {
 		switch {
 		case err != "" && stale:
-			return fmt.Sprintf(" [stale: %s's local copy; leader unreachable: %s]", orDash(m.connID), firstLine(err))
+			return termsafe.Field(fmt.Sprintf(" [stale: %s's local copy; leader unreachable: %s]", orDash(m.connID), firstLine(err)))
 		case err != "":
-			return " [unavailable: " + firstLine(err) + "]"
+			return termsafe.Field(" [unavailable: " + firstLine(err) + "]")
 		case stale:
-			return fmt.Sprintf(" [stale: %s's local copy]", orDash(m.connID))
+			return termsafe.Field(fmt.Sprintf(" [stale: %s's local copy]", orDash(m.connID)))
 		}
 		return ""
 	}
@@ -70,7 +77,7 @@ func (m *Model) Plain() string {
 		}
 		fmt.Fprintf(&b, "SERVERS %d, %d ok%s\n", len(m.members.Members), ok, note(m.membersErr, m.membersStale))
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tADDRESS\tCLOUD/REGION\tSUFFRAGE\tSTATE\tLAST_CONTACT\tLAG\tTERM\tHEALTH")
+		tabRow(tw, "ID", "ADDRESS", "CLOUD/REGION", "SUFFRAGE", "STATE", "LAST_CONTACT", "LAG", "TERM", "HEALTH")
 		for _, s := range m.members.Members {
 			id := s.ID
 			if s.Address == m.connAddr || s.ID == m.connID {
@@ -86,7 +93,7 @@ func (m *Model) Plain() string {
 			if s.State == "leader" {
 				contact = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, s.Address, cloudRegion(s.Cloud, s.Region),
+			tabRow(tw, id, s.Address, cloudRegion(s.Cloud, s.Region),
 				s.Suffrage, orDefault(s.State, "unknown"), contact, lag, term, healthName(m.serverHealth(s)))
 		}
 		tw.Flush()
@@ -104,10 +111,10 @@ func (m *Model) Plain() string {
 		counts["healthy"], counts["degraded"], counts["unreachable"], note(m.nodesErr, m.nodesStale))
 	if len(m.nodes) > 0 {
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSTATUS\tHEARTBEAT\tACTIVE/CAPACITY\tCLOUD/REGION\tADDRESS")
+		tabRow(tw, "ID", "STATUS", "HEARTBEAT", "ACTIVE/CAPACITY", "CLOUD/REGION", "ADDRESS")
 		for _, n := range m.sortedNodes() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", n.ID, n.Status, msAge(n.HeartbeatAgeMS),
-				n.ActiveTasks, n.Capacity, cloudRegion(n.Cloud, n.Region), orDash(n.Address))
+			tabRow(tw, n.ID, string(n.Status), msAge(n.HeartbeatAgeMS),
+				fmt.Sprintf("%d/%d", n.ActiveTasks, n.Capacity), cloudRegion(n.Cloud, n.Region), orDash(n.Address))
 		}
 		tw.Flush()
 	}
@@ -123,10 +130,10 @@ func (m *Model) Plain() string {
 	vis := m.visibleTasks()
 	if len(vis) > 0 {
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tTYPE\tSTATUS\tNODE\tATTEMPTS\tUPDATED\tINFO")
+		tabRow(tw, "ID", "TYPE", "STATUS", "NODE", "ATTEMPTS", "UPDATED", "INFO")
 		for _, t := range vis[:min(len(vis), onceTasks)] {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", t.ID, t.Type, t.Status, orDash(t.NodeID),
-				t.Attempts, maxAttempts(t), nsAge(m.now, t.UpdatedAt)+" ago", taskInfo(t))
+			tabRow(tw, t.ID, t.Type, string(t.Status), orDash(t.NodeID),
+				fmt.Sprintf("%d/%d", t.Attempts, maxAttempts(t)), nsAge(m.now, t.UpdatedAt)+" ago", taskInfo(t))
 		}
 		tw.Flush()
 		if len(vis) > onceTasks {
@@ -145,6 +152,20 @@ func (m *Model) Plain() string {
 		lines[i] = strings.TrimRight(l, " ")
 	}
 	return strings.Join(lines, "\n")
+}
+
+// tabRow writes one row of a tabwriter table, every cell escaped with
+// termsafe.Field: the choke point for Plain's tables.
+func tabRow(w io.Writer, cells ...string) {
+	var b strings.Builder
+	for i, c := range cells {
+		if i > 0 {
+			b.WriteByte('\t')
+		}
+		b.WriteString(termsafe.Field(c))
+	}
+	b.WriteByte('\n')
+	io.WriteString(w, b.String())
 }
 
 func healthName(h health) string {

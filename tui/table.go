@@ -5,6 +5,8 @@ import (
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
+
+	"github.com/rctl-dev/rctl/internal/termsafe"
 )
 
 // column describes one column of a panel's table.
@@ -24,12 +26,20 @@ type column struct {
 
 // cell is one table cell: text plus the style it is painted with.
 type cell struct {
-	text  string
+	text  string // escaped: see txt
 	style *lipgloss.Style
 }
 
-func txt(s string) cell                       { return cell{text: s} }
-func styled(s string, st lipgloss.Style) cell { return cell{text: s, style: &st} }
+// txt and styled are the only ways to make a cell, and the choke point for
+// every table (servers, nodes, tasks, a task's history): the text is
+// escaped with termsafe.Field here, before fitColumns measures it and
+// renderTable truncates and styles it, so a control character sent by a
+// server can neither reach the terminal nor shift a column.
+func txt(s string) cell { return cell{text: termsafe.Field(s)} }
+
+func styled(s string, st lipgloss.Style) cell {
+	return cell{text: termsafe.Field(s), style: &st}
+}
 
 const colGap = 2
 

@@ -9,6 +9,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/rctl-dev/rctl/fsm"
+	"github.com/rctl-dev/rctl/internal/termsafe"
 	"github.com/rctl-dev/rctl/rpc"
 )
 
@@ -134,18 +135,21 @@ func scrollLines(all []string, off, h int) []string {
 // Header
 
 func (m *Model) headerLines(w int) []string {
+	// The connected server's id and address, its state, the leader's id
+	// and cloud come from servers: escaped before they are styled.
+	connID, connAddr := termsafe.Field(m.connID), termsafe.Field(m.connAddr)
 	left := m.st.title.Render("rctl top")
 	switch {
 	case m.lost:
-		left += "  " + m.st.bad.Render("NOT CONNECTED") + m.st.dim.Render(" (last: "+serverName(m.connID, m.connAddr)+")")
+		left += "  " + m.st.bad.Render("NOT CONNECTED") + m.st.dim.Render(" (last: "+serverName(connID, connAddr)+")")
 	case m.connAddr == "":
-		left += m.st.dim.Render("  connecting to " + strings.Join(m.seeds, ", ") + "…")
+		left += m.st.dim.Render("  connecting to " + termsafe.Field(strings.Join(m.seeds, ", ")) + "…")
 	default:
 		state := ""
 		if m.status != nil && m.statusAddr == m.connAddr {
-			state = ", " + m.status.State
+			state = ", " + termsafe.Field(m.status.State)
 		}
-		left += "  connected to " + m.st.bold.Render(orDash(m.connID)) + m.st.dim.Render(" "+m.connAddr+state)
+		left += "  connected to " + m.st.bold.Render(orDash(connID)) + m.st.dim.Render(" "+connAddr+state)
 	}
 	clock := ""
 	if !m.now.IsZero() {
@@ -173,7 +177,7 @@ func (m *Model) headerLines(w int) []string {
 			b.WriteString(" (lost " + changed + " ago)")
 		}
 	} else {
-		b.WriteString(m.st.leader.Render(st.LeaderID))
+		b.WriteString(m.st.leader.Render(termsafe.Field(st.LeaderID)))
 		cloud, region := "", ""
 		if lm := m.leaderMember(); lm != nil {
 			cloud, region = lm.Cloud, lm.Region
@@ -181,7 +185,7 @@ func (m *Model) headerLines(w int) []string {
 			cloud, region = st.Cloud, st.Region
 		}
 		if cr := cloudRegion(cloud, region); cr != "-" {
-			b.WriteString(" " + cr)
+			b.WriteString(" " + termsafe.Field(cr))
 		}
 		if changed != "" {
 			b.WriteString(" for " + changed)
@@ -259,21 +263,26 @@ func padRows(lines []string, h int) []string {
 }
 
 // dataNote describes how fresh a panel's data is when the last read failed,
-// was served stale, or is older than oldAfter (0: never old).
+// was served stale, or is older than oldAfter (0: never old). The note
+// quotes an error string and the server's id: it is escaped, then styled.
 func (m *Model) dataNote(err string, stale bool, at time.Time, oldAfter time.Duration) string {
+	var text string
+	style := m.st.warn
 	switch {
 	case err != "" && at.IsZero():
-		return m.st.bad.Render("unavailable: " + firstLine(err))
+		text, style = "unavailable: "+firstLine(err), m.st.bad
 	case err != "" && stale:
-		return m.st.warn.Render("stale copy of " + orDash(m.connID) + " (leader unreachable: " + firstLine(err) + ")")
+		text = "stale copy of " + orDash(m.connID) + " (leader unreachable: " + firstLine(err) + ")"
 	case err != "":
-		return m.st.bad.Render("data from " + age(m.now.Sub(at)) + " ago: " + firstLine(err))
+		text, style = "data from "+age(m.now.Sub(at))+" ago: "+firstLine(err), m.st.bad
 	case stale:
-		return m.st.warn.Render("stale copy of " + orDash(m.connID))
+		text = "stale copy of " + orDash(m.connID)
 	case oldAfter > 0 && !at.IsZero() && m.now.Sub(at) > oldAfter:
-		return m.st.warn.Render("as of " + age(m.now.Sub(at)) + " ago")
+		text = "as of " + age(m.now.Sub(at)) + " ago"
+	default:
+		return ""
 	}
-	return ""
+	return style.Render(termsafe.Field(text))
 }
 
 // nodesOld: node data older than this is marked in the panel's title
@@ -512,7 +521,7 @@ func (m *Model) tasksPanel(w, h int) []string {
 		case m.tasksAt.IsZero():
 			msg = "  waiting for Task.List…"
 		case m.filter != "":
-			msg = "  no task matches the filter " + m.filter
+			msg = "  no task matches the filter " + termsafe.Field(m.filter)
 		}
 		out = append(out, m.st.dim.Render(msg))
 		return padRows(out, h)
@@ -547,17 +556,25 @@ func (m *Model) eventsPanel(w, h int) []string {
 
 // Detail view
 
+// detailLines renders the task detail view. Nearly every value in it comes
+// from the task's submitter or its node: kv and kvStyled escape the value
+// (termsafe.Field) before styling it, payload values and the task's output
+// are escaped line by line (termsafe.Block), and the history goes through
+// the table's cells.
 func (m *Model) detailLines(w int) []string {
 	t := m.findTask(m.detailID)
-	title := m.st.panelFocus.Render("[Task " + m.detailID + "]")
+	id := termsafe.Field(m.detailID)
+	title := m.st.panelFocus.Render("[Task " + id + "]")
 	if t == nil {
-		return []string{title, "", m.st.warn.Render("  task " + m.detailID + " is no longer listed (removed, or the list has not loaded)")}
+		return []string{title, "", m.st.warn.Render("  task " + id + " is no longer listed (removed, or the list has not loaded)")}
 	}
-	kv := func(k, v string) string { return "  " + m.st.dim.Render(fmt.Sprintf("%-10s", k)) + " " + v }
+	label := func(k string) string { return "  " + m.st.dim.Render(fmt.Sprintf("%-10s", k)) + " " }
+	kv := func(k, v string) string { return label(k) + termsafe.Field(v) }
+	kvStyled := func(k, v string, st lipgloss.Style) string { return label(k) + st.Render(termsafe.Field(v)) }
 	out := []string{title + " " + m.st.dim.Render(strings.Repeat("─", max(w-ansi.StringWidth(title)-1, 0))),
 		kv("id", t.ID),
 		kv("type", t.Type),
-		kv("status", m.taskStyle(t.Status).Render(string(t.Status))),
+		kvStyled("status", string(t.Status), m.taskStyle(t.Status)),
 		kv("node", orDash(t.NodeID)),
 		kv("attempts", fmt.Sprintf("%d of %d", t.Attempts, maxAttempts(t))),
 		kv("cloud", orDefault(t.Cloud, "any")),
@@ -572,7 +589,8 @@ func (m *Model) detailLines(w int) []string {
 	}
 	for _, k := range keys {
 		v, _ := t.Payload.Get(k)
-		vl := strings.Split(v, "\n")
+		k = termsafe.Field(k)
+		vl := strings.Split(termsafe.Block(v), "\n")
 		out = append(out, "  "+k+" = "+vl[0])
 		for _, l := range vl[1:] {
 			out = append(out, "  "+strings.Repeat(" ", ansi.StringWidth(k)+3)+l)
@@ -584,11 +602,11 @@ func (m *Model) detailLines(w int) []string {
 	} else {
 		out = append(out, kv("exit code", fmt.Sprint(t.Result.ExitCode)))
 		if t.Result.Error != "" {
-			out = append(out, kv("error", m.st.bad.Render(firstLine(t.Result.Error))))
+			out = append(out, kvStyled("error", firstLine(t.Result.Error), m.st.bad))
 		}
 		if t.Result.Output != "" {
 			out = append(out, kv("output", ""))
-			for _, l := range strings.Split(strings.TrimRight(t.Result.Output, "\n"), "\n") {
+			for _, l := range strings.Split(termsafe.Block(strings.TrimRight(t.Result.Output, "\n")), "\n") {
 				out = append(out, "    "+l)
 			}
 		}
@@ -650,15 +668,17 @@ func (m *Model) helpLines() []string {
 func (m *Model) footer(w int) string {
 	k := m.st.key.Render
 	d := m.st.dim.Render
+	// The filter may hold a node's id (enter on the nodes panel) or
+	// pasted text: escaped like server data.
 	switch {
 	case m.editing:
-		return "/" + m.filter + "█" + d("  words, status:a,b node:ID type:T · enter keep · esc cancel")
+		return "/" + termsafe.Field(m.filter) + "█" + d("  words, status:a,b node:ID type:T · enter keep · esc cancel")
 	case m.mode == modeHelp:
 		return k("esc") + d(" back  ") + k("j/k") + d(" scroll  ") + k("q") + d(" quit")
 	case m.mode == modeDetail:
 		return k("esc") + d(" back  ") + k("j/k") + d(" scroll  ") + k("q") + d(" quit")
 	case m.filter != "":
-		return m.st.warn.Render("filter: "+m.filter) + d(fmt.Sprintf(" (%d of %d tasks)  ", len(m.visibleTasks()), len(m.tasks))) +
+		return m.st.warn.Render("filter: "+termsafe.Field(m.filter)) + d(fmt.Sprintf(" (%d of %d tasks)  ", len(m.visibleTasks()), len(m.tasks))) +
 			k("/") + d(" edit  ") + k("esc") + d(" clear  ") + k("?") + d(" help  ") + k("q") + d(" quit")
 	}
 	return k("tab") + d(" panel  ") + k("j/k") + d(" move  ") + k("enter") + d(" detail  ") + k("/") + d(" filter  ") +

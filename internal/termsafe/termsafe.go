@@ -1,26 +1,21 @@
-package cli
+package termsafe
 
 import (
 	"strings"
 	"unicode/utf8"
 )
 
-// Server-provided strings (ids, payloads, messages, task output...) are
-// written by whoever could submit a task or register a node. Printed raw,
-// a control sequence in one of them (ESC ] 0 ; title BEL, CSI, C1 CSI
-// U+009B, ...) would be interpreted by the operator's terminal. Every such
-// string printed in table or plain-text mode goes through safe (one field)
-// or safeBlock (text printed as lines on purpose). JSON output needs
-// neither: encoding/json escapes control characters itself.
-
-// safe returns s with every C0 control character (tab and newline
+// Field returns s with every C0 control character (tab and newline
 // included, so a field stays on its line and in its column), DEL, C1
 // control (U+0080–U+009F) and byte of invalid UTF-8 replaced by a visible
 // Go-style escape: \n, \t, \x1b, \x7f, \u009b, and \xff for a bad byte.
 // Other text, any script included, is returned unchanged; a string with
 // nothing to escape is returned without allocating. Backslashes are left
 // as they are, so the escapes are for reading, not for parsing back.
-func safe(s string) string {
+//
+// Field's output has nothing left to escape, so Field(Field(s)) == Field(s)
+// and escaping twice is harmless (and, on the fast path, free).
+func Field(s string) string {
 	i := 0
 	for i < len(s) {
 		c := s[i]
@@ -69,15 +64,15 @@ func safe(s string) string {
 	return b.String()
 }
 
-// safeBlock is safe for text printed as a block of lines (a task's
-// output): the newlines stay, everything else on each line is escaped.
-func safeBlock(s string) string {
+// Block is Field for text printed as a block of lines (a task's output):
+// the newlines stay, everything else on each line is escaped.
+func Block(s string) string {
 	if !strings.Contains(s, "\n") {
-		return safe(s)
+		return Field(s)
 	}
 	lines := strings.Split(s, "\n")
 	for i, l := range lines {
-		lines[i] = safe(l)
+		lines[i] = Field(l)
 	}
 	return strings.Join(lines, "\n")
 }
