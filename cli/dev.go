@@ -37,6 +37,12 @@ func newDevCommand(g *globals) *cobra.Command {
 --base-port+1, ..., wait for a leader and print how to reach the cluster.
 Each server logs to DIR/<id>.log. Ctrl-C stops every server cleanly.
 
+Stopping rctl dev in any way stops the whole cluster. Ctrl-C, SIGTERM and
+SIGHUP drain the agents, then stop the servers, also when stdout is a pipe
+whose reader is gone (rctl dev | tee dev.log, then Ctrl-C). If rctl dev is
+killed (kill -9) or crashes, the kernel sends every server and agent SIGTERM
+and they stop cleanly; only a temporary data directory stays behind.
+
 Without --data-dir the cluster lives in a temporary directory that is removed
 on exit; with --data-dir its state is kept and reused by the next run.
 Servers killed by hand (kill -9 PID, to watch a failover) stay down; restart
@@ -91,21 +97,60 @@ func runDev(g *globals, f *devFlags) error {
 		}
 		ln.Close()
 	}
-	dir := f.dataDir
-	if dir == "" {
-		tmp, err := os.MkdirTemp("", "rctl-dev-")
-		if err != nil {
-			return err
-		}
-		dir = tmp
-		defer os.RemoveAll(tmp)
-	} else if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("dev: --data-dir: %w", err)
-	}
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
+
+	// Signals are caught before any child exists, so none of them can end
+	// rctl dev while it has children. Ctrl-C reaches rctl dev alone (each
+	// child has its own process group), which stops the agents before the
+	// servers.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sig)
+	// A write to a stdout or stderr whose reader is gone (`rctl dev | tee
+	// log` after Ctrl-C, `| head -1`) raises SIGPIPE, and the Go runtime
+	// kills the process for it unless SIGPIPE is handled: with Notify such
+	// a write fails with EPIPE instead (see "SIGPIPE" in the os/signal
+	// docs). Notify rather than signal.Ignore because an ignored signal
+	// stays ignored in the children across exec, a handled one does not.
+	// Never stopped: rctl dev exits soon after runDev returns, and may
+	// still print its error on a broken stderr.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+
+	// Printing goes through queues (devOutput): a stdout that blocks or
+	// fails never holds up starting or stopping the cluster.
+	out, errOut := newDevOutput(g.stdout), newDevOutput(g.stderr)
+	defer func() {
+		out.close(2 * time.Second)
+		errOut.close(2 * time.Second)
+	}()
+
+	dir := f.dataDir
+	tmp := ""
+	if dir == "" {
+		if tmp, err = os.MkdirTemp("", "rctl-dev-"); err != nil {
+			return err
+		}
+		dir = tmp
+	} else if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("dev: --data-dir: %w", err)
+	}
+
+	spawn := newSpawner()
+	var servers, agents []*child
+	// The stop path. It runs however runDev ends (a signal, an error, a
+	// panic) and does not print: agents drain first, then the servers
+	// stop, then the temporary directory goes.
+	defer func() {
+		stopChildren(agents, 15*time.Second)
+		stopChildren(servers, 10*time.Second)
+		spawn.close()
+		if tmp != "" {
+			os.RemoveAll(tmp)
+		}
+	}()
 
 	ids := make([]string, f.servers)
 	addrs := make([]string, f.servers)
@@ -115,23 +160,15 @@ func runDev(g *globals, f *devFlags) error {
 		addrs[i] = net.JoinHostPort(f.host, fmt.Sprint(f.basePort+i))
 		peers[i] = ids[i] + "=" + addrs[i]
 	}
-	var children []*child
-	stopAll := func() { stopChildren(children, 10*time.Second) }
 	for i, id := range ids {
-		c, err := startChild(dir, id, exe, "serve", "--node-id", id, "--data-dir", filepath.Join(dir, id),
+		c, err := spawn.startChild("server", dir, id, exe, "serve", "--node-id", id, "--data-dir", filepath.Join(dir, id),
 			"--bind", addrs[i], "--peers", strings.Join(peers, ","), "--timing", f.timing,
 			"--cloud", "local", "--region", "dev", "--insecure")
 		if err != nil {
-			stopAll()
 			return err
 		}
-		children = append(children, c)
+		servers = append(servers, c)
 	}
-	defer stopAll()
-
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
 
 	// Wait for a leader.
 	start := time.Now()
@@ -149,7 +186,7 @@ func runDev(g *globals, f *devFlags) error {
 		}
 		select {
 		case s := <-sig:
-			fmt.Fprintf(g.stderr, "rctl dev: %s before a leader was elected; stopping\n", s)
+			fmt.Fprintf(errOut, "rctl dev: %s before a leader was elected; stopping\n", s)
 			return nil
 		case <-time.After(100 * time.Millisecond):
 		}
@@ -159,97 +196,48 @@ func runDev(g *globals, f *devFlags) error {
 	}
 	// Agents: started once the cluster has a leader, stopped (drained)
 	// before the servers.
-	var agents []*child
-	stopAgents := func() { stopChildren(agents, 15*time.Second) }
-	defer stopAgents()
 	for i := 0; i < f.agents; i++ {
 		id := fmt.Sprintf("agent-%d", i+1)
-		a, err := startChild(dir, id, agentCmd, "--servers", strings.Join(addrs, ","), "--node-id", id,
+		a, err := spawn.startChild("agent", dir, id, agentCmd, "--servers", strings.Join(addrs, ","), "--node-id", id,
 			"--cloud", "local", "--region", "dev", "--capacity", "2", "--state-dir", filepath.Join(dir, id),
-			"--insecure", "--executors", "sleep,shell", "--run-as", currentUser())
+			"--insecure", "--executors", "sleep,shell", "--run-as", currentUser(),
+			"--drain-timeout", "10") // inside the 15 s dev gives agents to stop
 		if err != nil {
 			return err
 		}
 		agents = append(agents, a)
 	}
 
-	w := g.stdout
-	fmt.Fprintf(w, "rctl dev: %d servers up, leader %s elected in %s\n", f.servers, leader, time.Since(start).Round(time.Millisecond))
-	t := newTable(w, "ID", "ADDRESS", "PID", "LOG")
-	for i, c := range children {
+	fmt.Fprintf(out, "rctl dev: %d servers up, leader %s elected in %s\n", f.servers, leader, time.Since(start).Round(time.Millisecond))
+	t := newTable(out, "ID", "ADDRESS", "PID", "LOG")
+	for i, c := range servers {
 		t.row(c.id, addrs[i], fmt.Sprint(c.cmd.Process.Pid), filepath.Join(dir, ids[i]+".log"))
 	}
 	for _, a := range agents {
 		t.row(a.id, "(agent)", fmt.Sprint(a.cmd.Process.Pid), filepath.Join(dir, a.id+".log"))
 	}
 	_ = t.flush()
-	fmt.Fprintf(w, "\nTry:\n  export RCTL_ADDR=%s\n  rctl members\n  rctl task add --type sleep --payload seconds=1\n  rctl task list\n\nPress Ctrl-C to stop the cluster.\n", strings.Join(addrs, ","))
+	fmt.Fprintf(out, "\nTry:\n  export RCTL_ADDR=%s\n  rctl members\n  rctl task add --type sleep --payload seconds=1\n  rctl task list\n\nPress Ctrl-C to stop the cluster.\n", strings.Join(addrs, ","))
 
 	// Report children that exit on their own until we are told to stop.
-	exited := make(chan string, len(children))
-	for _, c := range children {
-		go func() {
-			err := <-c.done
-			c.done <- err // keep it readable for stopAll
-			exited <- fmt.Sprintf("%s (pid %d) exited: %v", c.id, c.cmd.Process.Pid, err)
-		}()
+	exited := make(chan *child, len(servers)+len(agents)) // never blocks a watcher
+	for _, c := range append(append([]*child(nil), servers...), agents...) {
+		go func() { <-c.exited; exited <- c }()
 	}
-	alive := len(children)
+	alive := len(servers)
 	for {
 		select {
 		case s := <-sig:
-			fmt.Fprintf(w, "rctl dev: %s received, stopping %d agents and %d servers\n", s, len(agents), len(children))
-			stopAgents()
+			fmt.Fprintf(out, "rctl dev: %s received, stopping %d agents and %d servers\n", s, len(agents), len(servers))
 			return nil
-		case msg := <-exited:
-			alive--
-			fmt.Fprintf(w, "rctl dev: server %s\n", msg)
+		case c := <-exited:
+			if c.kind == "server" {
+				alive--
+			}
+			fmt.Fprintf(out, "rctl dev: %s %s (pid %d) exited: %v\n", c.kind, c.id, c.cmd.Process.Pid, c.err)
 			if alive == 0 {
 				return fmt.Errorf("dev: every server has exited; see the logs in %s", dir)
 			}
-		}
-	}
-}
-
-// child is a process rctl dev started.
-type child struct {
-	id   string
-	cmd  *exec.Cmd
-	done chan error
-}
-
-// startChild starts exe with args in its own process group, logging to
-// dir/<id>.log.
-func startChild(dir, id, exe string, args ...string) (*child, error) {
-	logf, err := os.OpenFile(filepath.Join(dir, id+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("dev: %w", err)
-	}
-	cmd := exec.Command(exe, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = devEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("dev: start %s (%s): %w", id, exe, err)
-	}
-	c := &child{id: id, cmd: cmd, done: make(chan error, 1)}
-	go func() { c.done <- cmd.Wait(); logf.Close() }()
-	return c, nil
-}
-
-// stopChildren sends SIGTERM to every child still running and waits up to
-// grace for each before killing it.
-func stopChildren(cs []*child, grace time.Duration) {
-	for _, c := range cs {
-		_ = c.cmd.Process.Signal(syscall.SIGTERM) // fails harmlessly if it has exited
-	}
-	for _, c := range cs {
-		select {
-		case err := <-c.done:
-			c.done <- err // keep it readable
-		case <-time.After(grace):
-			_ = c.cmd.Process.Kill()
 		}
 	}
 }
