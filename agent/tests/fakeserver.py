@@ -17,21 +17,66 @@ back out of order, matched by ``seq``).  All servers of a
 
 Reports are counted only when they change state (``applied``), so a
 duplicate report is visible as received twice but applied once.
+
+TLS mode (``FakeCluster(tls=server_context(...))``): every accepted
+connection starts with a real TLS handshake that requires a client
+certificate from the CA; the 0x02 byte and frames follow inside TLS.  As the
+real server does, a client holding an agent certificate
+(``spiffe://rctl/agent/<id>``) may act only for that node id
+(``permission_denied`` otherwise).  Each call records the identity it came
+with, and failed handshakes are kept in ``FakeServer.tls_errors``.  In TLS
+mode requests are answered one at a time, in order, on the connection's own
+thread (an ``ssl.SSLSocket`` must not be written by one thread while another
+reads it), so ``delay`` and ``blackhole`` hold up the whole connection.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgpack
 
 HEADER = struct.Struct(">I")
+AGENT_URI = "spiffe://rctl/agent/"
+AGENT_METHODS = {
+    "Node.Register",
+    "Node.Heartbeat",
+    "Node.Deregister",
+    "Task.Start",
+    "Task.Complete",
+    "Task.Fail",
+}
+
+
+def server_context(
+    ca: Path, cert: Path, key: Path, *, max_version: ssl.TLSVersion | None = None
+) -> ssl.SSLContext:
+    """A server-side context that requires and verifies client certificates."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cafile=str(ca))
+    ctx.load_cert_chain(str(cert), str(key))
+    if max_version is not None:
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.maximum_version = max_version
+    return ctx
+
+
+def client_identity(peercert: Any) -> str:
+    """ "agent:<id>" for an agent certificate, else the first URI SAN (or "")."""
+    uris = [v for k, v in (peercert or {}).get("subjectAltName", ()) if k == "URI"]
+    for uri in uris:
+        if uri.startswith(AGENT_URI):
+            return "agent:" + uri[len(AGENT_URI) :]
+    return uris[0] if uris else ""
 
 
 class FakeError(Exception):
@@ -52,6 +97,7 @@ class Call:
     method: str
     args: dict[str, Any]
     at: float = field(default_factory=time.monotonic)
+    identity: str | None = None  # the client certificate's, in TLS mode
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -73,6 +119,8 @@ class FakeServer:
         self.die_after: set[str] = set()
         self.believes: FakeServer | None = None  # overrides who it names as leader
         self.port = 0
+        self.accepts = 0  # TCP connections accepted
+        self.tls_errors: list[str] = []  # failed TLS handshakes
         self._listener: socket.socket | None = None
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -127,6 +175,8 @@ class FakeServer:
                 conn, _ = ls.accept()
             except OSError:
                 return
+            with self.cluster.cond:
+                self.accepts += 1
             with self._lock:
                 if not self.alive:
                     conn.close()
@@ -134,9 +184,32 @@ class FakeServer:
                 self._conns.add(conn)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
+    def _handshake(self, conn: socket.socket) -> tuple[socket.socket, str] | None:
+        ctx = self.cluster.tls
+        assert ctx is not None
+        conn.settimeout(5)
+        try:
+            tconn = ctx.wrap_socket(conn, server_side=True)
+        except (OSError, ValueError) as e:
+            with self.cluster.cond:
+                self.tls_errors.append(str(e))
+                self.cluster.cond.notify_all()
+            return None
+        tconn.settimeout(None)
+        with self._lock:
+            self._conns.discard(conn)
+            self._conns.add(tconn)
+        return tconn, client_identity(tconn.getpeercert())
+
     def _serve(self, conn: socket.socket) -> None:
         wlock = threading.Lock()
+        identity: str | None = None
         try:
+            if self.cluster.tls is not None:
+                done = self._handshake(conn)
+                if done is None:
+                    return
+                conn, identity = done
             if _recv_exact(conn, 1) != b"\x02":
                 return
             while True:
@@ -146,7 +219,12 @@ class FakeServer:
                 req = msgpack.unpackb(_recv_exact(conn, n), raw=False)
                 if self.mode == "drop":
                     return
-                threading.Thread(target=self._handle, args=(conn, wlock, req), daemon=True).start()
+                if identity is not None:  # TLS: one thread per connection
+                    self._handle(conn, wlock, req, identity)
+                    continue
+                threading.Thread(
+                    target=self._handle, args=(conn, wlock, req, None), daemon=True
+                ).start()
         except (OSError, EOFError, ValueError):
             pass
         finally:
@@ -154,7 +232,13 @@ class FakeServer:
                 self._conns.discard(conn)
             conn.close()
 
-    def _handle(self, conn: socket.socket, wlock: threading.Lock, req: dict[str, Any]) -> None:
+    def _handle(
+        self,
+        conn: socket.socket,
+        wlock: threading.Lock,
+        req: dict[str, Any],
+        identity: str | None,
+    ) -> None:
         if self.delay:
             time.sleep(self.delay)
         if self.mode == "blackhole" or not self.alive:
@@ -163,9 +247,9 @@ class FakeServer:
         resp: dict[str, Any] = {"seq": req.get("seq"), "error": None, "result": None}
         try:
             if self.mode == "unavailable":
-                self.cluster._record(self, self, method, req.get("args") or {})
+                self.cluster._record(self, self, method, req.get("args") or {}, identity)
                 raise FakeError("unavailable", "no quorum")
-            resp["result"] = self.cluster._dispatch(self, method, req.get("args") or {})
+            resp["result"] = self.cluster._dispatch(self, method, req.get("args") or {}, identity)
         except FakeError as e:
             resp["error"] = e.wire
         if method in self.die_after:
@@ -182,7 +266,15 @@ class FakeServer:
 class FakeCluster:
     """Shared manifest + N fake servers; servers[0] leads at first."""
 
-    def __init__(self, n: int = 3, *, interval_ms: int = 50, ttl_ms: int = 2000) -> None:
+    def __init__(
+        self,
+        n: int = 3,
+        *,
+        interval_ms: int = 50,
+        ttl_ms: int = 2000,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.tls = tls
         self.lock = threading.RLock()
         self.cond = threading.Condition(self.lock)
         self.servers = [FakeServer(self, f"s{i}") for i in range(n)]
@@ -266,10 +358,15 @@ class FakeCluster:
 
     # ---- protocol ----------------------------------------------------
     def _record(
-        self, server: FakeServer, by: FakeServer, method: str, args: dict[str, Any]
+        self,
+        server: FakeServer,
+        by: FakeServer,
+        method: str,
+        args: dict[str, Any],
+        identity: str | None = None,
     ) -> None:
         with self.cond:
-            self.calls.append(Call(server.id, by.id, method, args))
+            self.calls.append(Call(server.id, by.id, method, args, identity=identity))
             self.cond.notify_all()
 
     def _servers_list(self) -> list[dict[str, str]]:
@@ -283,11 +380,25 @@ class FakeCluster:
             "servers": self._servers_list(),
         }
 
-    def _dispatch(self, server: FakeServer, method: str, args: dict[str, Any]) -> Any:
+    def _authorize(self, identity: str | None, method: str, args: dict[str, Any]) -> None:
+        """TLS mode: an agent certificate acts only for its own node id."""
+        if identity is None or not identity.startswith("agent:"):
+            return
+        node = identity[len("agent:") :]
+        claimed = args.get("id") if method == "Node.Register" else args.get("node_id")
+        if method not in AGENT_METHODS or claimed != node:
+            raise FakeError(
+                "permission_denied", f"agent certificate for {node} may not call {method}"
+            )
+
+    def _dispatch(
+        self, server: FakeServer, method: str, args: dict[str, Any], identity: str | None = None
+    ) -> Any:
         with self.cond:
             leader = self.leader
+            self._authorize(identity, method, args)
             if method == "Node.Heartbeat":
-                self._record(server, server, method, args)
+                self._record(server, server, method, args, identity)
                 named = server.believes or leader
                 if named is not server:
                     raise FakeError(
@@ -298,9 +409,9 @@ class FakeCluster:
                     )
                 return self._heartbeat(args)
             if leader is None or not leader.alive:
-                self._record(server, server, method, args)
+                self._record(server, server, method, args, identity)
                 raise FakeError("unavailable", "no leader known")
-            self._record(server, leader, method, args)
+            self._record(server, leader, method, args, identity)
             if method in self.overrides:
                 return self.overrides[method](args)
             handler = {

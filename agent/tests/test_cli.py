@@ -5,26 +5,14 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import agent_cmd, clean_env
 from fakeserver import FakeCluster
 
 from rctl_agent.cli import UsageError, main, parse_settings
 from rctl_agent.state import load_or_create_node_id
-
-
-def agent_cmd() -> list[str]:
-    """The installed console script (falls back to ``python -m rctl_agent``)."""
-    script = Path(sys.executable).parent / "rctl-agent"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "rctl_agent"]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RCTL_AGENT_")}
-    env.update(extra)
-    return env
 
 
 def dead_addr() -> str:
@@ -73,6 +61,7 @@ def test_bad_flags_exit_2_with_one_line(
 def test_flags_from_environment_and_flags_win() -> None:
     env = {
         "RCTL_AGENT_SERVERS": "a:1, b:2",
+        "RCTL_AGENT_INSECURE": "1",
         "RCTL_AGENT_CAPACITY": "8",
         "RCTL_AGENT_CLOUD": "aws",
         "RCTL_AGENT_DRAIN_TIMEOUT": "2.5",
@@ -89,7 +78,7 @@ def test_flags_from_environment_and_flags_win() -> None:
 
 def test_bad_environment_value_names_the_variable() -> None:
     with pytest.raises(UsageError, match="RCTL_AGENT_CAPACITY must be an integer"):
-        parse_settings([], {"RCTL_AGENT_SERVERS": "a:1", "RCTL_AGENT_CAPACITY": "0"})
+        parse_settings(["--insecure"], {"RCTL_AGENT_SERVERS": "a:1", "RCTL_AGENT_CAPACITY": "0"})
 
 
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,6 +105,9 @@ def test_unreachable_servers_exit_1_with_one_line(tmp_path: Path) -> None:
     p = subprocess.run(
         [
             *agent_cmd(),
+            "--insecure",
+            "--log-level",
+            "error",  # the failure is the only line; --insecure's warning is hidden
             "--servers",
             addrs,
             "--state-dir",
@@ -177,7 +169,7 @@ def run_until_registered(cluster: FakeCluster, argv: list[str], registers: int) 
 
 
 def test_node_id_persists_across_restarts(cluster: FakeCluster, tmp_path: Path) -> None:
-    argv = ["--servers", servers(cluster), "--state-dir", str(tmp_path / "st")]
+    argv = ["--insecure", "--servers", servers(cluster), "--state-dir", str(tmp_path / "st")]
     first = run_until_registered(cluster, argv, 1)
     second = run_until_registered(cluster, argv, 2)
     assert first == second
@@ -192,6 +184,9 @@ def test_sigterm_drains_finishes_task_and_deregisters(cluster: FakeCluster, tmp_
     node = "n-sigterm"
     cluster.add_task("t1", "shell", {"cmd": "sleep 0.5; echo done"}, node=node)
     argv = [
+        "--insecure",
+        "--executors",
+        "sleep,shell",
         "--servers",
         servers(cluster),
         "--node-id",

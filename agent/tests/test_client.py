@@ -125,7 +125,7 @@ def test_backoff_resets_after_success(cluster: FakeCluster) -> None:
 
 def test_not_leader_redirects_to_leader_addr(cluster: FakeCluster) -> None:
     leader, follower = cluster.servers[0], cluster.servers[2]
-    client = make_client([follower.addr])
+    client = make_client([follower.addr], trust_learned=True)  # as with TLS
     register(client)
     heartbeat(client)
     assert client.leader == leader.addr
@@ -139,7 +139,7 @@ def test_leader_change_followed_and_logged_once(
     cluster: FakeCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="rctl_agent.client")
-    client = make_client([cluster.servers[0].addr])
+    client = make_client([cluster.servers[0].addr], trust_learned=True)  # as with TLS
     register(client)
     for _ in range(3):
         heartbeat(client)
@@ -240,7 +240,7 @@ def test_learns_servers_beyond_its_seeds(cluster: FakeCluster) -> None:
     """Seeds: a dead server and s0. s0's replies list s1 and s2; when s0 dies,
     the client finds the new leader among servers it only learned about."""
     s0, s1, s2 = cluster.servers
-    client = make_client([dead_addr(), s0.addr])
+    client = make_client([dead_addr(), s0.addr], trust_learned=True)  # as with TLS
     register(client)
     assert client.servers[2:] == [s1.addr, s2.addr]
     heartbeat(client)

@@ -169,7 +169,7 @@ def plugins(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("plugins")
 def test_plugin_executor_from_entry_point() -> None:
-    reg = ExecutorRegistry()
+    reg = ExecutorRegistry(enabled=["sleep", "echo"])
     executor = reg.get("echo")
     assert isinstance(executor, EchoExecutor)
     assert reg.get("echo") is executor  # instantiated once
@@ -184,11 +184,11 @@ def test_plugin_executor_from_entry_point() -> None:
 )
 def test_plugin_errors(ttype: str, match: str) -> None:
     with pytest.raises(ExecutorError, match=match):
-        ExecutorRegistry().get(ttype)
+        ExecutorRegistry(enabled=[ttype]).get(ttype)
 
 
 def test_builtins_win_and_plugins_can_be_disabled() -> None:
-    reg = ExecutorRegistry(load_plugins=False)
+    reg = ExecutorRegistry(load_plugins=False, enabled=["shell", "sleep", "echo"])
     assert isinstance(reg.get("shell"), ShellExecutor)
     assert isinstance(reg.get("sleep"), SleepExecutor)
     with pytest.raises(ExecutorError):

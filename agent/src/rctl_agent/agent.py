@@ -28,7 +28,7 @@ from typing import Any
 from . import __version__
 from .client import ClusterClient, ClusterUnavailable, ConnState
 from .config import AgentConfig, AgentError
-from .executors import ExecutorError, ExecutorRegistry, TaskResult, TaskSpec
+from .executors import Executor, ExecutorError, ExecutorRegistry, TaskResult, TaskSpec
 from .reports import Report, Reporter
 from .waker import Waker
 from .wire import RpcError
@@ -54,7 +54,7 @@ class Agent:
 
     :param config: settings.
     :param client: cluster client (owned: closed when :meth:`run` returns).
-    :param executors: executor registry (default: built-ins and plugins).
+    :param executors: executor registry (default: ``sleep`` only).
     :param clock: monotonic seconds; drives heartbeat and drain timing.
     """
 
@@ -183,7 +183,11 @@ class Agent:
             "cloud": cfg.cloud,
             "region": cfg.region,
             "capacity": cfg.capacity,
-            "meta": {"agent_version": __version__, **cfg.meta},
+            "meta": {
+                "agent_version": __version__,
+                "executors": ",".join(self.executors.enabled),
+                **cfg.meta,
+            },
         }
         deadline = self._clock() + cfg.register_timeout
         while not self._stop_requests:
@@ -378,6 +382,14 @@ class Agent:
     def _work(self, lt: _Local) -> None:
         report: Report | None = None
         try:
+            try:
+                executor: Executor = self.executors.get(lt.spec.type)  # plugins may err
+            except ExecutorError as e:
+                # Refused before Task.Start: nothing ran (Task.Fail accepts an
+                # assigned task).
+                log.warning("task %s (type %s) not run: %s", lt.spec.id, lt.spec.type, e)
+                report = Report.for_result(lt.spec.id, TaskResult(-1, error=str(e)))
+                return
             if not self._start_remote(lt):
                 return
             with self._lock:
@@ -385,7 +397,7 @@ class Agent:
                     return
                 lt.executing = True
             log.info("running task %s (type %s)", lt.spec.id, lt.spec.type)
-            result = self._execute(lt)
+            result = self._execute(lt, executor)
             if lt.removed_at is not None:
                 log.info("task %s stopped", lt.spec.id)
                 return
@@ -444,10 +456,10 @@ class Agent:
                 log.debug("Task.Start for %s not acknowledged yet: %s", lt.spec.id, e)
         return False
 
-    def _execute(self, lt: _Local) -> TaskResult:
+    def _execute(self, lt: _Local, executor: Executor) -> TaskResult:
         spec = lt.spec
         try:
-            result: object = self.executors.get(spec.type).run(spec, lt.cancel)  # plugins may err
+            result: object = executor.run(spec, lt.cancel)  # plugins may err
         except ExecutorError as e:
             return TaskResult(-1, error=str(e))
         except Exception as e:

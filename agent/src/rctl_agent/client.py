@@ -14,6 +14,13 @@ known (else to the next server in turn) and retries:
 * every other code is a definitive answer and is raised as
   :class:`~rctl_agent.wire.RpcError`.
 
+Which servers are trusted: with mutual TLS, any address (a seed or one
+learned from a reply) is fine, since whoever answers there must present a
+server certificate from the cluster CA.  Without TLS nothing proves who
+answers, so addresses learned from replies (``servers`` lists,
+``leader_addr``) are used only if they are among the configured seeds; the
+others are ignored (logged at debug once each).
+
 Backoff is shared by all calls and threads (connection retry is kept apart
 from what each call does): it grows with consecutive failures and resets on
 the first success, which also wakes threads still waiting it out.  Callers
@@ -48,6 +55,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .retry import RetryPolicy
+from .tls import ClientTLS
 from .wire import (
     DEFAULT_GRACE,
     CallTimeout,
@@ -106,6 +114,9 @@ class ClusterClient:
     :param lost_after: seconds without leader contact before ``LOST``; the
         agent updates it from each heartbeat's ``ttl_ms``.
     :param max_redirects: ``not_leader`` redirects followed per call without backoff.
+    :param tls: mutual TLS settings; None speaks plaintext.
+    :param trust_learned: use addresses learned from replies even when they are
+        not seeds; default: only with ``tls`` (see module doc).
     """
 
     def __init__(
@@ -117,12 +128,18 @@ class ClusterClient:
         grace: float = DEFAULT_GRACE,
         lost_after: float = 30.0,
         max_redirects: int = 3,
+        tls: ClientTLS | None = None,
+        trust_learned: bool | None = None,
     ) -> None:
         if not seeds:
             raise ValueError("at least one server address is required")
         for addr in seeds:
             parse_address(addr)
         self.policy = policy or RetryPolicy()
+        self._tls = tls
+        self._trust_learned = tls is not None if trust_learned is None else trust_learned
+        self._seeds = frozenset(a.strip() for a in seeds)
+        self._ignored: set[str] = set()  # untrusted learned addresses, logged once
         self._connect_timeout = connect_timeout
         self._grace = grace
         self._max_redirects = max_redirects
@@ -171,11 +188,12 @@ class ClusterClient:
             self._lost_after = max(seconds, 0.0)
 
     def add_servers(self, addrs: Iterable[str]) -> None:
-        """Add addresses to the known list (invalid ones are ignored)."""
+        """Add learned addresses to the known list (invalid and, without
+        ``trust_learned``, non-seed ones are ignored)."""
         with self._lock:
             for addr in addrs:
                 addr = addr.strip()
-                if addr in self._servers:
+                if addr in self._servers or not self._trusted(addr):
                     continue
                 try:
                     parse_address(addr)
@@ -184,6 +202,20 @@ class ClusterClient:
                     continue
                 log.debug("learned server %s", addr)
                 self._servers.append(addr)
+
+    def _trusted(self, addr: str) -> bool:
+        """Whether a learned address may be dialled (see module doc)."""
+        if self._trust_learned or addr in self._seeds:
+            return True
+        with self._lock:
+            if addr not in self._ignored:
+                self._ignored.add(addr)
+                log.debug(
+                    "ignoring server address %s from a reply: without TLS only the "
+                    "configured servers are used",
+                    addr,
+                )
+        return False
 
     # ---- calls -------------------------------------------------------
     def call(
@@ -229,7 +261,7 @@ class ClusterClient:
                 result = self._attempt(addr, method, args, timeout, idempotent)
             except RpcError as e:
                 if e.code == "not_leader" and e.leader_addr and e.leader_addr != addr:
-                    if redirects < self._max_redirects:
+                    if redirects < self._max_redirects and self._trusted(e.leader_addr.strip()):
                         redirects += 1
                         self._redirect(addr, e.leader_addr)
                         continue
@@ -289,7 +321,7 @@ class ClusterClient:
             conn = self._conns.get(addr)
             if conn is not None and not conn.closed:
                 return conn, False
-        conn = Connection(addr, connect_timeout=self._connect_timeout)  # outside the lock
+        conn = Connection(addr, connect_timeout=self._connect_timeout, tls=self._tls)  # unlocked
         with self._lock:
             other = self._conns.get(addr)
             if other is not None and not other.closed:
@@ -324,6 +356,7 @@ class ClusterClient:
             return addr
 
     def _redirect(self, addr: str, leader_addr: str) -> None:
+        leader_addr = leader_addr.strip()
         log.debug("%s is not the leader; redirected to %s", addr, leader_addr)
         self.add_servers([leader_addr])
         with self._lock:
@@ -386,9 +419,9 @@ class ClusterClient:
                 elif self._state is not ConnState.FOLLOWING:
                     log.info("reconnected to leader %s at %s", leader_id or "(unnamed)", shown)
                 self._set_state(ConnState.FOLLOWING, force_notify=changed)
-            elif leader_addr and self._leader is None:
+            elif leader_addr and self._leader is None and self._trusted(leader_addr.strip()):
                 self.add_servers([leader_addr])
-                self._leader = leader_addr
+                self._leader = leader_addr.strip()
 
     def _check_lost(self) -> None:
         if self._state is ConnState.LOST:

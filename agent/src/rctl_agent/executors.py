@@ -9,15 +9,20 @@ Built-in types:
 
 ``shell``
     payload ``cmd`` (required): run with ``/bin/sh -c`` in its own process
-    group; ``timeout`` (seconds, default 3600).  The result's ``exit_code`` is
-    the shell's exit status (negative: killed by that signal) and ``output``
-    the last 64 KiB of stdout and stderr combined.
+    group, as the run-as user with an allow-listed environment
+    (:mod:`rctl_agent.process`); ``timeout`` (seconds, default 3600).  The
+    result's ``exit_code`` is the shell's exit status (negative: killed by
+    that signal) and ``output`` the last 64 KiB of stdout and stderr combined.
 ``sleep``
     payload ``seconds``: wait that long (tests and smoke checks).
 
 Other types come from plugins: entry points in the group
 ``rctl_agent.executors`` whose name is the task type and whose object is a
 zero-argument callable (usually a class) returning an executor.
+
+Executors are opt-in: a registry runs only the types it is told to enable
+(the agent's ``--executors``, default ``sleep``); a task of another type is
+refused with :class:`ExecutorDisabled` before anything runs.
 """
 
 from __future__ import annotations
@@ -29,14 +34,19 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import IO, Any, Protocol, runtime_checkable
 
+from .process import ProcessPolicy
+
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "rctl_agent.executors"
+BUILTIN_TYPES = ("shell", "sleep")
+DEFAULT_ENABLED = ("sleep",)
+"""Executors an agent runs unless told otherwise: never ``shell``."""
 OUTPUT_LIMIT = 64 * 1024
 """Bytes of output kept (the server keeps the last 64 KiB too)."""
 
@@ -109,6 +119,10 @@ class ExecutorError(Exception):
     """A task cannot run as given (bad payload, unknown type, broken plugin)."""
 
 
+class ExecutorDisabled(ExecutorError):
+    """The task's type is not among the executors this agent runs."""
+
+
 def _payload_seconds(task: TaskSpec, key: str, default: float | None) -> float:
     text = task.payload.get(key)
     if text is None or text == "":
@@ -171,6 +185,8 @@ class ShellExecutor:
     in its group are killed too, so no task outlives its report.
 
     :param shell: the shell binary.
+    :param process: user and environment of the shell (default: the agent's
+        user, the allow-listed environment).
     :param default_timeout: seconds when the payload has no ``timeout``.
     :param kill_grace: seconds between SIGTERM and SIGKILL.
     :param poll_interval: seconds between checks for cancel and timeout.
@@ -180,11 +196,13 @@ class ShellExecutor:
         self,
         shell: str = "/bin/sh",
         *,
+        process: ProcessPolicy | None = None,
         default_timeout: float = 3600.0,
         kill_grace: float = 2.0,
         poll_interval: float = 0.05,
     ) -> None:
         self.shell = shell
+        self.process = process or ProcessPolicy()
         self.default_timeout = default_timeout
         self.kill_grace = kill_grace
         self.poll_interval = poll_interval
@@ -194,7 +212,9 @@ class ShellExecutor:
         if not cmd.strip():
             raise ExecutorError("shell task needs a non-empty payload key 'cmd'")
         timeout = _payload_seconds(task, "timeout", self.default_timeout)
-        env = dict(os.environ, RCTL_TASK_ID=task.id, RCTL_TASK_ATTEMPT=str(task.attempts))
+        env = self.process.environment(
+            {"RCTL_TASK_ID": task.id, "RCTL_TASK_ATTEMPT": str(task.attempts)}
+        )
         proc = subprocess.Popen(
             [self.shell, "-c", cmd],
             stdin=subprocess.DEVNULL,
@@ -202,6 +222,7 @@ class ShellExecutor:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
+            **self.process.popen_kwargs(),
         )
         assert proc.stdout is not None
         tail = _Tail(proc.stdout)
@@ -253,42 +274,73 @@ def _signame(num: int) -> str:
 Factory = Callable[[], Executor]
 
 
+def plugin_types() -> list[str]:
+    """Task types offered by installed plugins (entry point names)."""
+    return sorted({ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)})
+
+
 class ExecutorRegistry:
-    """Maps task types to executors: built-ins, explicit ones, then plugins.
+    """Maps the enabled task types to executors: built-ins, explicit ones,
+    then plugins.
 
-    Plugins are looked up once, lazily, on the first unknown type, and are
-    instantiated on first use.
+    Plugins are looked up once, lazily, on the first type not found
+    otherwise, and are instantiated on first use.
 
-    :param executors: executors by type; default the built-ins.
+    :param executors: executors by type; default the built-ins (``shell``
+        with ``process``).
     :param load_plugins: whether to consult the ``rctl_agent.executors``
         entry points.
+    :param enabled: the task types this registry runs, in the order the
+        operator named them.  Default: every type in ``executors`` when it is
+        given, else :data:`DEFAULT_ENABLED` (``sleep`` only).
+    :param process: user and environment of the built-in ``shell`` executor.
     """
 
     def __init__(
-        self, executors: Mapping[str, Executor] | None = None, *, load_plugins: bool = True
+        self,
+        executors: Mapping[str, Executor] | None = None,
+        *,
+        load_plugins: bool = True,
+        enabled: Sequence[str] | None = None,
+        process: ProcessPolicy | None = None,
     ) -> None:
+        if enabled is None:
+            enabled = DEFAULT_ENABLED if executors is None else tuple(executors)
         if executors is None:
-            executors = {"shell": ShellExecutor(), "sleep": SleepExecutor()}
+            executors = {"shell": ShellExecutor(process=process), "sleep": SleepExecutor()}
         self._executors: dict[str, Executor] = dict(executors)
         self._plugins: dict[str, metadata.EntryPoint] | None = None if load_plugins else {}
         self._lock = threading.Lock()
+        self.enabled: tuple[str, ...] = tuple(dict.fromkeys(enabled))
 
     def register(self, task_type: str, executor: Executor) -> None:
-        """Add or replace the executor for ``task_type``."""
+        """Add or replace the executor for ``task_type`` and enable it."""
         with self._lock:
             self._executors[task_type] = executor
+            if task_type not in self.enabled:
+                self.enabled += (task_type,)
+
+    def _entry_points(self) -> dict[str, metadata.EntryPoint]:
+        if self._plugins is None:
+            self._plugins = {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+        return self._plugins
 
     def get(self, task_type: str) -> Executor:
-        """Return the executor for ``task_type``; raise ExecutorError if none."""
+        """Return the executor for ``task_type``; raise ExecutorError if there
+        is none, ExecutorDisabled if it is not enabled."""
         with self._lock:
+            if task_type not in self.enabled:
+                if task_type in self._executors or task_type in self._entry_points():
+                    wanted = ",".join((*self.enabled, task_type))
+                    raise ExecutorDisabled(
+                        f"executor {task_type} is disabled on this agent; "
+                        f"start it with --executors {wanted}"
+                    )
+                raise ExecutorError(f"no executor for task type {task_type!r}")
             found = self._executors.get(task_type)
             if found is not None:
                 return found
-            if self._plugins is None:
-                self._plugins = {
-                    ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)
-                }
-            ep = self._plugins.get(task_type)
+            ep = self._entry_points().get(task_type)
             if ep is None:
                 raise ExecutorError(f"no executor for task type {task_type!r}")
             try:

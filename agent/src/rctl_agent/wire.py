@@ -1,10 +1,11 @@
 """The rctl RPC wire protocol (docs/rpc.md, "Transport" to "Errors").
 
-A client opens a TCP connection, writes the connection byte ``0x02`` and then
-exchanges frames: a 4-byte big-endian body length followed by one msgpack
-value.  Requests are ``{seq, method, args, timeout_ms}`` maps; responses are
-``{seq, error, result}`` maps that may come back in any order and are matched
-by ``seq``.
+A client opens a TCP connection, with mutual TLS starts a TLS handshake at
+once (see :mod:`rctl_agent.tls`), writes the connection byte ``0x02`` (inside
+TLS when there is TLS) and then exchanges frames: a 4-byte big-endian body
+length followed by one msgpack value.  Requests are ``{seq, method, args,
+timeout_ms}`` maps; responses are ``{seq, error, result}`` maps that may come
+back in any order and are matched by ``seq``.
 
 :class:`Connection` is one such pipelined connection, safe to share between
 threads.  It never retries: every failure surfaces as :class:`RpcError` (the
@@ -16,12 +17,16 @@ from __future__ import annotations
 import itertools
 import logging
 import socket
+import ssl
 import struct
 import threading
+import time
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack  # type: ignore[import-untyped]  # ships no type information
+
+from .tls import SERVER_NAME, ClientTLS
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +121,15 @@ def decode_body(body: bytes) -> Any:
     return msgpack.unpackb(body, raw=False, strict_map_key=False)
 
 
-def read_exact(sock: socket.socket, n: int, stop: threading.Event | None = None) -> bytes:
+class Readable(Protocol):
+    """What frames are read from: a socket or a :class:`TLSStream`."""
+
+    def recv(self, bufsize: int, /) -> bytes:
+        """Up to ``bufsize`` bytes; b"" at end of stream; TimeoutError when idle."""
+        ...
+
+
+def read_exact(sock: Readable, n: int, stop: threading.Event | None = None) -> bytes:
     """Read exactly ``n`` bytes; raise EOFError at end of stream.
 
     Socket timeouts are tolerated (the read goes on) unless ``stop`` is set.
@@ -135,7 +148,7 @@ def read_exact(sock: socket.socket, n: int, stop: threading.Event | None = None)
     return bytes(buf)
 
 
-def read_frame(sock: socket.socket, stop: threading.Event | None = None) -> Any:
+def read_frame(sock: Readable, stop: threading.Event | None = None) -> Any:
     """Read and decode one frame; raise EOFError or ValueError (oversized frame)."""
     (length,) = _HEADER.unpack(read_exact(sock, _HEADER.size, stop))
     if length > MAX_FRAME:
@@ -143,10 +156,118 @@ def read_frame(sock: socket.socket, stop: threading.Event | None = None) -> Any:
     return decode_body(read_exact(sock, length, stop))
 
 
+class TLSStream:
+    """A TLS client session over a connected socket, safe for one reader
+    thread and one writer thread at a time.
+
+    ``ssl.SSLSocket`` must not be read in one thread while written in another
+    (OpenSSL's SSL objects are not thread-safe, and CPython 3.11 adds no lock),
+    so the session is an ``ssl.SSLObject`` over memory buffers: every call into
+    it holds ``_lock``, and the socket I/O happens outside that lock.
+    Encrypted bytes are sent under ``_send_lock``, taken before ``_lock``, so
+    records reach the socket in the order the session produced them.
+
+    The handshake runs in the constructor (within ``timeout`` seconds); errors
+    are ``OSError`` (``ssl.SSLError`` included) or ``TimeoutError``.
+    """
+
+    def __init__(self, sock: socket.socket, tls: ClientTLS, timeout: float) -> None:
+        self._sock = sock
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self._obj = tls.context.wrap_bio(self._in, self._out, server_hostname=SERVER_NAME)
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self._lock:
+                    self._obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._send_pending()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("TLS handshake timed out") from None
+                sock.settimeout(left)
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionError(
+                        "the server closed the connection during the TLS handshake"
+                    ) from None
+                with self._lock:
+                    self._in.write(data)
+        self._send_pending()
+
+    def peercert(self) -> dict[str, Any] | None:
+        """The server's verified certificate, as ``ssl`` decodes it."""
+        with self._lock:
+            return self._obj.getpeercert()
+
+    def alert(self) -> ssl.SSLError | None:
+        """After the connection broke: the TLS alert the server sent, if any."""
+        try:
+            self._sock.settimeout(0.2)
+            self.recv(1)
+        except ssl.SSLError as e:
+            return e
+        except OSError:
+            pass
+        return None
+
+    def _send_pending(self) -> None:
+        with self._send_lock:
+            with self._lock:
+                data = self._out.read()
+            if data:
+                self._sock.sendall(data)
+
+    def sendall(self, data: bytes) -> None:
+        """Encrypt and send all of ``data``."""
+        with self._send_lock:
+            with self._lock:
+                view = memoryview(data)
+                while view:
+                    view = view[self._obj.write(view) :]
+                out = self._out.read()
+            self._sock.sendall(out)
+
+    def recv(self, bufsize: int, /) -> bytes:
+        """Up to ``bufsize`` decrypted bytes; b"" at the end of the stream."""
+        while True:
+            with self._lock:
+                try:
+                    return self._obj.read(bufsize)
+                except ssl.SSLWantReadError:
+                    pass
+                except ssl.SSLZeroReturnError:  # close_notify
+                    return b""
+                reply = self._out.pending > 0  # e.g. a KeyUpdate answer
+            if reply:
+                self._send_pending()
+            data = self._sock.recv(65536)  # TimeoutError when idle
+            if not data:
+                return b""
+            with self._lock:
+                self._in.write(data)
+
+
+class _PlainStream:
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def sendall(self, data: bytes) -> None:
+        self._sock.sendall(data)
+
+    def recv(self, bufsize: int, /) -> bytes:
+        return self._sock.recv(bufsize)
+
+
 class Connection:
     """One pipelined RPC connection to one server.
 
-    Opening it connects, writes ``0x02`` and starts a reader thread that hands
+    Opening it connects (with ``tls``: completes the TLS handshake and checks
+    that the peer holds a server certificate), writes ``0x02`` and starts a reader thread that hands
     each response to the call waiting for its ``seq``.  Any number of threads
     may :meth:`call` at once.  The connection closes itself on any transport
     problem (and on a call timeout, since a server that does not answer past
@@ -157,20 +278,58 @@ class Connection:
     :param connect_timeout: seconds allowed for the TCP connect.
     :param io_timeout: seconds a blocked send may take before the connection
         is declared broken.
+    :param tls: mutual TLS settings; None speaks plaintext.
     """
 
-    def __init__(self, addr: str, *, connect_timeout: float = 3.0, io_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        addr: str,
+        *,
+        connect_timeout: float = 3.0,
+        io_timeout: float = 5.0,
+        tls: ClientTLS | None = None,
+    ) -> None:
         self.addr = addr
+        self.server_id = ""  # from the server's certificate, with TLS
         host, port = parse_address(addr)
         try:
             sock = socket.create_connection((host, port), timeout=connect_timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(io_timeout)
-            sock.sendall(bytes([CONN_RPC]))
         except OSError as e:
             raise TransportError(f"cannot connect to {addr}: {e}", maybe_sent=False) from e
+        stream: TLSStream | _PlainStream | None = None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is None:
+                stream = _PlainStream(sock)
+            else:
+                stream = TLSStream(sock, tls, connect_timeout)
+                try:
+                    self.server_id = tls.check_server(stream.peercert())
+                except ValueError as e:
+                    raise TransportError(
+                        f"refusing {addr}: {e}; only rctl servers may answer agents",
+                        maybe_sent=False,
+                    ) from None
+            sock.settimeout(io_timeout)
+            stream.sendall(bytes([CONN_RPC]))
+        except OSError as e:
+            err: OSError = e
+            if isinstance(stream, TLSStream) and not isinstance(e, ssl.SSLError):
+                # In TLS 1.3 the server judges our certificate after our side of
+                # the handshake is done: its refusal is an alert, then a reset.
+                err = stream.alert() or e
+            sock.close()
+            why = f"TLS handshake with {addr} failed" if isinstance(err, ssl.SSLError) else ""
+            raise TransportError(
+                f"{why or f'cannot connect to {addr}'}: {err}", maybe_sent=False
+            ) from e
+        except TransportError:
+            sock.close()
+            raise
         self._sock = sock
+        self._stream = stream
         self._closed = threading.Event()
+        self._why = ""  # why it closed (a TLS alert from the server, say)
         self._lock = threading.RLock()  # guards _pending and writes
         self._pending: dict[int, Future[dict[str, Any]]] = {}
         self._seq = itertools.count(1)
@@ -204,7 +363,9 @@ class Connection:
         fut: Future[dict[str, Any]] = Future()
         with self._lock:
             if self.closed:
-                raise TransportError(f"connection to {self.addr} is closed", maybe_sent=False)
+                raise TransportError(
+                    f"connection to {self.addr} is closed ({self._why})", maybe_sent=False
+                )
             seq = next(self._seq)
             self._pending[seq] = fut
             request = {
@@ -213,14 +374,22 @@ class Connection:
                 "args": args,
                 "timeout_ms": max(1, int(timeout * 1000)),
             }
+            send_error: OSError | None = None
             try:
-                self._sock.sendall(encode_frame(request))
+                self._stream.sendall(encode_frame(request))
             except OSError as e:
                 self._pending.pop(seq, None)
-                self._shutdown(f"send failed: {e}")
-                raise TransportError(
-                    f"{method} to {self.addr}: send failed: {e}", maybe_sent=True
-                ) from e
+                send_error = e
+        if send_error is not None:
+            if isinstance(self._stream, TLSStream):
+                # A server that refused our certificate sent an alert before
+                # closing: give the reader a moment to read it, it says why.
+                self._closed.wait(0.5)
+            earlier = self._why
+            self._shutdown(f"send failed: {send_error}")
+            raise TransportError(
+                f"{method} to {self.addr}: send failed: {earlier or send_error}", maybe_sent=True
+            ) from send_error
         try:
             response = fut.result(timeout + grace)
         except TimeoutError:
@@ -246,6 +415,7 @@ class Connection:
             if self._closed.is_set():
                 return
             self._closed.set()
+            self._why = why
             pending, self._pending = self._pending, {}
         log.debug("connection to %s closed: %s", self.addr, why)
         try:
@@ -260,7 +430,7 @@ class Connection:
         why = "reader stopped"
         try:
             while not self._closed.is_set():
-                frame = read_frame(self._sock, self._closed)
+                frame = read_frame(self._stream, self._closed)
                 seq = frame.get("seq") if isinstance(frame, dict) else None
                 if not isinstance(seq, int):
                     why = f"malformed response {frame!r:.80}"
