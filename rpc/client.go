@@ -278,6 +278,82 @@ func (c *Client) Current() string {
 	return c.addrs[c.cur]
 }
 
+// dialStagger is how long the client waits for a connection to one server
+// before it also dials the next ("happy eyeballs", RFC 8305): a little
+// more than the cross-cloud RTT (≈243 ms, one round trip for TCP), so a
+// live server in the other cloud is not abandoned, while a server that
+// silently drops packets costs this much instead of a whole DialTimeout.
+const dialStagger = 300 * time.Millisecond
+
+type dialResult struct {
+	conn *Conn
+	addr string
+	err  error
+}
+
+// connect returns a live connection to one of the addresses: the
+// preferred one if it has one pooled or connects within dialStagger;
+// otherwise whichever connects first while the next addresses are dialled
+// one every dialStagger. The winner becomes the preferred address. On
+// failure it returns the preferred address and its error.
+func (c *Client) connect(ctx context.Context) (*Conn, string, error) {
+	c.mu.Lock()
+	start := c.cur
+	c.mu.Unlock()
+	n := len(c.addrs)
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan dialResult, n)
+	launch := func(i int) {
+		addr := c.addrs[(start+i)%n]
+		go func() {
+			conn, err := c.pool.Get(dctx, addr)
+			results <- dialResult{conn, addr, err}
+		}()
+	}
+	launch(0)
+	launched, pending := 1, 1
+	var first *dialResult
+	timer := time.NewTimer(dialStagger)
+	defer timer.Stop()
+	for pending > 0 {
+		select {
+		case r := <-results:
+			pending--
+			if r.err == nil {
+				c.mu.Lock()
+				if c.addrs[c.cur] != r.addr {
+					for i, a := range c.addrs {
+						if a == r.addr {
+							c.cur = i
+						}
+					}
+				}
+				c.mu.Unlock()
+				return r.conn, r.addr, nil
+			}
+			if first == nil || r.addr == c.addrs[start] {
+				first = &r
+			}
+			if launched < n { // a refusal: try the next at once
+				launch(launched)
+				launched++
+				pending++
+			}
+		case <-timer.C:
+			if launched < n {
+				launch(launched)
+				launched++
+				pending++
+				timer.Reset(dialStagger)
+			}
+		case <-ctx.Done():
+			return nil, c.addrs[start], Errorf(CodeDeadlineExceeded, "no server at %s answered before the deadline", strings.Join(c.addrs, ", "))
+		}
+	}
+	return nil, first.addr, first.err
+}
+
 // Call calls method with failover across servers.
 func (c *Client) Call(ctx context.Context, method string, args, reply any) error {
 	_, err := c.CallAddr(ctx, method, args, reply)
@@ -293,11 +369,16 @@ func (c *Client) CallAddr(ctx context.Context, method string, args, reply any) (
 	var lastErr error
 	tried := map[string]bool{}
 	for attempt := 0; ; attempt++ {
-		c.mu.Lock()
-		addr := c.addrs[c.cur]
-		c.mu.Unlock()
+		conn, addr, err := c.connect(ctx)
 		tried[addr] = true
-		err := c.pool.Call(ctx, addr, method, args, reply)
+		unreachable := err != nil // connect tried every address
+		if unreachable {
+			for _, a := range c.addrs {
+				tried[a] = true
+			}
+		} else {
+			err = conn.call(ctx, method, c.pool.token, args, reply)
+		}
 		if err == nil {
 			return addr, nil
 		}
@@ -319,7 +400,7 @@ func (c *Client) CallAddr(ctx context.Context, method string, args, reply any) (
 			c.cur = (c.cur + 1) % len(c.addrs)
 		}
 		c.mu.Unlock()
-		if (attempt+1)%len(c.addrs) == 0 { // a full round failed: back off
+		if unreachable || (attempt+1)%len(c.addrs) == 0 { // a full round failed: back off
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():
