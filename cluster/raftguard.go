@@ -329,7 +329,6 @@ func (g *raftGuard) checkTerm(term uint64) *refusal {
 // refuse answers rpc with r's error and logs it. name overrides the RPC
 // type in the log (the heartbeat fast path).
 func (g *raftGuard) refuse(rpc raft.RPC, name string, r *refusal, term uint64) {
-	rpc.Respond(nil, r.err)
 	if name == "" {
 		name = rpcName(rpc.Command)
 	}
@@ -337,7 +336,9 @@ func (g *raftGuard) refuse(rpc raft.RPC, name string, r *refusal, term uint64) {
 	if h, ok := rpc.Command.(raft.WithRPCHeader); ok {
 		from = string(h.GetRPCHeader().ID)
 	}
+	// Log first: whoever sees the refusal can then find its line.
 	g.logRefusal("raft_rpc_refused", name, from, term, r)
+	rpc.Respond(nil, r.err)
 }
 
 func (g *raftGuard) logRefusal(event, name, from string, term uint64, r *refusal) {

@@ -284,6 +284,12 @@ func (s *Server) handle(parent context.Context, id pki.Identity, req *Request) (
 		resp.Error = toError(err)
 		return resp
 	}
+	if len(req.Args) > fsm.MaxEntrySize {
+		// No entry can be this large (fsm.Check would refuse it): refuse
+		// here, before it is forwarded to the leader.
+		resp.Error = Errorf(CodeInvalidArgument, "%s: arguments of %d bytes exceed the %d-byte entry limit", req.Method, len(req.Args), fsm.MaxEntrySize)
+		return resp
+	}
 	timeout := DefaultTimeout
 	if req.TimeoutMS > 0 {
 		timeout = time.Duration(req.TimeoutMS) * time.Millisecond
