@@ -1,7 +1,8 @@
 // Command etcd is a minimal etcd server for the side-by-side benchmark: it
 // runs go.etcd.io/etcd/server/v3/embed with the few settings the benchmark
 // varies (name, data dir, URLs, initial cluster, heartbeat and election
-// timeouts) and etcd's defaults for everything else.
+// timeouts, TLS files) and etcd's defaults for everything else. The TLS
+// flags are etcd's own: with them the URLs are https://.
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
@@ -21,13 +23,22 @@ func main() {
 	name := flag.String("name", "default", "member name")
 	dir := flag.String("data-dir", "", "data directory (required)")
 	peer := flag.String("listen-peer-urls", "http://127.0.0.1:2380", "URL to listen on for peers (also advertised)")
-	client := flag.String("listen-client-urls", "http://127.0.0.1:2379", "URL to listen on for clients (also advertised)")
+	clientURL := flag.String("listen-client-urls", "http://127.0.0.1:2379", "URL to listen on for clients (also advertised)")
 	initial := flag.String("initial-cluster", "", "name=peerURL,… of every member")
 	state := flag.String("initial-cluster-state", "new", "new or existing")
 	token := flag.String("initial-cluster-token", "peerbench", "cluster token")
 	heartbeat := flag.Uint("heartbeat-interval", cfg.TickMs, "heartbeat interval in ms")
 	election := flag.Uint("election-timeout", cfg.ElectionMs, "election timeout in ms")
 	logLevel := flag.String("log-level", "warn", "debug, info, warn, error")
+	var client, peerTLS transport.TLSInfo
+	flag.StringVar(&client.CertFile, "cert-file", "", "client-facing TLS certificate (the client URL must be https://)")
+	flag.StringVar(&client.KeyFile, "key-file", "", "its key")
+	flag.StringVar(&client.TrustedCAFile, "trusted-ca-file", "", "CA that signs client certificates")
+	flag.BoolVar(&client.ClientCertAuth, "client-cert-auth", false, "require a client certificate signed by --trusted-ca-file")
+	flag.StringVar(&peerTLS.CertFile, "peer-cert-file", "", "peer TLS certificate (server and client auth; the peer URLs must be https://)")
+	flag.StringVar(&peerTLS.KeyFile, "peer-key-file", "", "its key")
+	flag.StringVar(&peerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "CA that signs peer certificates")
+	flag.BoolVar(&peerTLS.ClientCertAuth, "peer-client-cert-auth", false, "require a peer certificate signed by --peer-trusted-ca-file")
 	flag.Parse()
 	if *dir == "" || *initial == "" {
 		log.Fatal("etcd: --data-dir and --initial-cluster are required")
@@ -36,7 +47,7 @@ func main() {
 	if err != nil {
 		log.Fatalf("etcd: --listen-peer-urls: %v", err)
 	}
-	cu, err := url.Parse(*client)
+	cu, err := url.Parse(*clientURL)
 	if err != nil {
 		log.Fatalf("etcd: --listen-client-urls: %v", err)
 	}
@@ -47,6 +58,7 @@ func main() {
 	cfg.ClusterState = *state
 	cfg.InitialClusterToken = *token
 	cfg.TickMs, cfg.ElectionMs = *heartbeat, *election
+	cfg.ClientTLSInfo, cfg.PeerTLSInfo = client, peerTLS
 	// embed leaves this at 0, which logs every request as "expensive";
 	// etcd's own command line defaults it to 300 ms.
 	cfg.WarningUnaryRequestDuration = embed.DefaultWarningUnaryRequestDuration

@@ -50,10 +50,12 @@ func planFor(mode string, wan bool) Plan {
 type Bench struct {
 	Net     Network
 	Systems []System // rctl first, then etcd
-	Plan    Plan
-	Work    string        // data dirs go under it
-	Fsync   time.Duration // median fdatasync of the data disk
-	Keep    string        // where server logs of failed scenarios are kept
+	// Security is "plain" or "tls" (both systems with mutual TLS).
+	Security string
+	Plan     Plan
+	Work     string        // data dirs go under it
+	Fsync    time.Duration // median fdatasync of the data disk
+	Keep     string        // where server logs of failed scenarios are kept
 	// KeepSlow: failover rounds slower than this keep their servers' logs
 	// too (0: only failed rounds do).
 	KeepSlow time.Duration
@@ -62,6 +64,22 @@ type Bench struct {
 	// For the charts: failover times and throughput per clients, by system.
 	Failover   map[string][]time.Duration
 	Throughput map[string][]float64
+}
+
+// label names the network in titles and logs: "wan", or "wan, TLS".
+func (b *Bench) label() string {
+	if b.Security == secTLS {
+		return b.Net.Name() + ", TLS"
+	}
+	return b.Net.Name()
+}
+
+// suffix tells the files of a TLS run from those of a plaintext one.
+func (b *Bench) suffix() string {
+	if b.Security == secTLS {
+		return "-tls"
+	}
+	return ""
 }
 
 // probeEvery is how often cold start and failover start a new write
@@ -96,7 +114,7 @@ func (b *Bench) keepLogs(c Cluster, label string) {
 	if b.Keep == "" {
 		return
 	}
-	dir := filepath.Join(b.Keep, fmt.Sprintf("peer-logs-%s-%s-%s", b.Net.Name(), label, time.Now().Format("150405")))
+	dir := filepath.Join(b.Keep, fmt.Sprintf("peer-logs-%s%s-%s-%s", b.Net.Name(), b.suffix(), label, time.Now().Format("150405")))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		log.Printf("keeping logs: %v", err)
 		return
@@ -211,12 +229,13 @@ func loadNote() string {
 // run runs one scenario function, noting the load before and after.
 func (b *Bench) run(name string, fn func() (*Table, error)) error {
 	before := loadNote()
-	log.Printf("%s: %s …", b.Net.Name(), name)
+	log.Printf("%s: %s …", b.label(), name)
 	t0 := time.Now()
 	t, err := fn()
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	t.Key = name
 	t.Notes = append(t.Notes, fmt.Sprintf("Load average (1/5/15 min) before: %s, after: %s; took %s.",
 		before, loadNote(), time.Since(t0).Round(time.Second)))
 	b.Tables = append(b.Tables, t)
@@ -228,25 +247,32 @@ func (b *Bench) run(name string, fn func() (*Table, error)) error {
 func (b *Bench) RunAll(scenarios []string) error {
 	var errs []error
 	for _, s := range scenarios {
-		var err error
-		switch s {
-		case "cold":
-			err = b.run("cold start", b.ColdStart)
-		case "failover":
-			err = b.run("failover", b.FailoverScenario)
-		case "freeze":
-			err = b.run("failover, leader frozen", b.FreezeScenario)
-		case "latency":
-			err = b.run("commit latency", b.Latency)
-		case "throughput":
-			err = b.run("throughput", b.ThroughputScenario)
-		default:
-			err = fmt.Errorf("unknown scenario %q", s)
-		}
-		if err != nil {
-			log.Printf("%s: %v", b.Net.Name(), err)
+		if err := b.RunOne(s); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// RunOne runs one scenario (by its --scenarios name).
+func (b *Bench) RunOne(s string) error {
+	var err error
+	switch s {
+	case "cold":
+		err = b.run("cold start", b.ColdStart)
+	case "failover":
+		err = b.run("failover", b.FailoverScenario)
+	case "freeze":
+		err = b.run("failover, leader frozen", b.FreezeScenario)
+	case "latency":
+		err = b.run("commit latency", b.Latency)
+	case "throughput":
+		err = b.run("throughput", b.ThroughputScenario)
+	default:
+		err = fmt.Errorf("unknown scenario %q", s)
+	}
+	if err != nil {
+		log.Printf("%s: %v", b.label(), err)
+	}
+	return err
 }

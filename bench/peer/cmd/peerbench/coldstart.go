@@ -11,8 +11,11 @@ import (
 // ColdStart: processes started → first committed write, for fresh
 // clusters of 3 and 5 servers.
 func (b *Bench) ColdStart() (*Table, error) {
-	t := &Table{Title: fmt.Sprintf("Cold start → first committed write (%s, %d rounds)", b.Net.Name(), b.Plan.ColdRounds),
+	t := &Table{Title: fmt.Sprintf("Cold start → first committed write (%s, %d rounds)", b.label(), b.Plan.ColdRounds),
 		Notes: []string{"From starting the server processes to the first acknowledged write (a write is tried through every server every 50 ms). Lower is better."}}
+	if b.Security == secTLS {
+		t.Notes = append(t.Notes, "TLS: rctl's first write is ACL.Bootstrap (a Raft write) then Task.Add with the new token, as an operator's first use of a fresh secure cluster; etcd's is a Put.")
+	}
 	for _, n := range []int{3, 5} {
 		res := map[string][]time.Duration{}
 		for _, sys := range b.Systems {

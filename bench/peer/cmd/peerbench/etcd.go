@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -33,15 +34,28 @@ var etcdValue = strings.Repeat("v", 128)
 type etcdSystem struct {
 	bin                  string
 	heartbeatMs, electMs int
+	pki                  *pkiSet // nil: plaintext; else client and peer TLS with client certificate auth
 }
 
 func (*etcdSystem) Name() string { return "etcd" }
 func (s *etcdSystem) Timing() string {
-	return fmt.Sprintf("--heartbeat-interval %d --election-timeout %d", s.heartbeatMs, s.electMs)
+	t := fmt.Sprintf("--heartbeat-interval %d --election-timeout %d", s.heartbeatMs, s.electMs)
+	if s.pki != nil {
+		t += " --cert-file --key-file --trusted-ca-file --client-cert-auth --peer-cert-file --peer-key-file --peer-trusted-ca-file --peer-client-cert-auth"
+	}
+	return t
 }
 
 func (s *etcdSystem) Start(nw Network, hosts []Host, dir string, _ StartOptions) (Cluster, error) {
 	c := &etcdCluster{nw: nw, dir: dir}
+	scheme := "http://"
+	if s.pki != nil {
+		scheme = "https://"
+		var err error
+		if c.tls, err = s.pki.etcdClientTLS(); err != nil {
+			return nil, err
+		}
+	}
 	var initial []string
 	for _, h := range hosts {
 		ca, err := nw.Addr(h, etcdClientPort)
@@ -53,15 +67,23 @@ func (s *etcdSystem) Start(nw Network, hosts []Host, dir string, _ StartOptions)
 			return nil, err
 		}
 		c.addrs = append(c.addrs, ca)
-		initial = append(initial, h.Name+"=http://"+pa)
+		initial = append(initial, h.Name+"="+scheme+pa)
 	}
 	for i, h := range hosts {
 		peerURL := initial[i][len(h.Name)+1:]
 		args := []string{"--name", h.Name, "--data-dir", filepath.Join(dir, h.Name),
-			"--listen-peer-urls", peerURL, "--listen-client-urls", "http://" + c.addrs[i],
+			"--listen-peer-urls", peerURL, "--listen-client-urls", scheme + c.addrs[i],
 			"--initial-cluster", strings.Join(initial, ","),
 			"--heartbeat-interval", strconv.Itoa(s.heartbeatMs), "--election-timeout", strconv.Itoa(s.electMs),
 			"--log-level", "warn"}
+		if s.pki != nil {
+			f, err := s.pki.server(h)
+			if err != nil {
+				return nil, err
+			}
+			args = append(args, "--cert-file", f.Cert, "--key-file", f.Key, "--trusted-ca-file", f.CA, "--client-cert-auth",
+				"--peer-cert-file", f.Cert, "--peer-key-file", f.Key, "--peer-trusted-ca-file", f.CA, "--peer-client-cert-auth")
+		}
 		c.procs = append(c.procs, &Proc{Name: "etcd-" + h.Name, Host: h, Bin: s.bin, Args: args,
 			LogPath: filepath.Join(dir, h.Name+".log"), Net: nw})
 	}
@@ -71,7 +93,7 @@ func (s *etcdSystem) Start(nw Network, hosts []Host, dir string, _ StartOptions)
 	// Control clients first: they connect in the background and retry
 	// quickly, so they are ready as soon as the servers listen.
 	for _, a := range c.addrs {
-		cl, err := newEtcdClient(a, nw.ControlDial)
+		cl, err := newEtcdClient(a, nw.ControlDial, c.tls)
 		if err != nil {
 			c.Stop()
 			return nil, err
@@ -88,12 +110,18 @@ func (s *etcdSystem) Start(nw Network, hosts []Host, dir string, _ StartOptions)
 // newEtcdClient returns a client for one endpoint, dialling with dial.
 // gRPC's reconnect backoff is cut from its 1 s base to 20 ms so that a
 // client does not sit out a second after a server comes up (cold start)
-// or back (restarts): rctl's client redials on every call.
-func newEtcdClient(addr string, dial func(context.Context, string) (net.Conn, error)) (*clientv3.Client, error) {
+// or back (restarts): rctl's client redials on every call. With tc the
+// client speaks TLS (https://), presenting tc's certificate.
+func newEtcdClient(addr string, dial func(context.Context, string) (net.Conn, error), tc *tls.Config) (*clientv3.Client, error) {
 	bo := backoff.DefaultConfig
 	bo.BaseDelay, bo.MaxDelay = 20*time.Millisecond, 200*time.Millisecond
+	ep := addr
+	if tc != nil {
+		ep = "https://" + addr
+	}
 	return clientv3.New(clientv3.Config{
-		Endpoints:   []string{addr},
+		Endpoints:   []string{ep},
+		TLS:         tc,
 		DialTimeout: 2 * time.Second,
 		Logger:      zap.NewNop(),
 		DialOptions: []grpc.DialOption{
@@ -106,6 +134,7 @@ func newEtcdClient(addr string, dial func(context.Context, string) (net.Conn, er
 // etcdCluster talks to its servers over etcd's gRPC API.
 type etcdCluster struct {
 	nw    Network
+	tls   *tls.Config // nil: plaintext
 	dir   string
 	addrs []string // client URLs' host:port
 	procs []*Proc
@@ -159,7 +188,7 @@ func (c *etcdCluster) TransferLeader(ctx context.Context, i int) error {
 func (c *etcdCluster) CaughtUp(ctx context.Context) (bool, error) { return c.view().caughtUp(ctx) }
 
 func (c *etcdCluster) Writer(i int) (Writer, error) {
-	cl, err := newEtcdClient(c.addrs[i], c.nw.ClientDial)
+	cl, err := newEtcdClient(c.addrs[i], c.nw.ClientDial, c.tls)
 	if err != nil {
 		return nil, err
 	}

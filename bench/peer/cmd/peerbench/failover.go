@@ -39,10 +39,10 @@ func (b *Bench) FreezeScenario() (*Table, error) {
 func (b *Bench) failoverScenario(freeze bool) (*Table, error) {
 	var t *Table
 	if freeze {
-		t = &Table{Title: fmt.Sprintf("Failover, leader frozen: SIGSTOP the leader → first committed write (%s, 5 servers, %d rounds)", b.Net.Name(), b.Plan.FailoverRounds),
+		t = &Table{Title: fmt.Sprintf("Failover, leader frozen: SIGSTOP the leader → first committed write (%s, 5 servers, %d rounds)", b.label(), b.Plan.FailoverRounds),
 			Notes: []string{"As above, but the leader is frozen, not killed: its connections stay open and its port accepts, as with a hung host or a partition, so no server learns of the failure before its timeouts. The frozen leader is killed and restarted after each round. Lower is better."}}
 	} else {
-		t = &Table{Title: fmt.Sprintf("Failover: kill -9 the leader → first committed write (%s, 5 servers, %d rounds)", b.Net.Name(), b.Plan.FailoverRounds),
+		t = &Table{Title: fmt.Sprintf("Failover: kill -9 the leader → first committed write (%s, 5 servers, %d rounds)", b.label(), b.Plan.FailoverRounds),
 			Notes: []string{"A write is tried through every survivor every 50 ms from the kill on; the victim restarts between rounds. Lower is better."}}
 	}
 	res := map[string]*failoverRun{}

@@ -67,7 +67,7 @@ func transferWithRetry(c Cluster, i int) error {
 
 // Latency: sequential writes from one client straight to the leader.
 func (b *Bench) Latency() (*Table, error) {
-	t := &Table{Title: fmt.Sprintf("Commit latency: sequential writes, one client → leader (%s, 5 servers, %d writes)", b.Net.Name(), b.Plan.LatencyWrites),
+	t := &Table{Title: fmt.Sprintf("Commit latency: sequential writes, one client → leader (%s, 5 servers, %d writes)", b.label(), b.Plan.LatencyWrites),
 		Notes: []string{"Floor: client↔leader RTT + leader↔quorum RTT + one fdatasync (all measured). Lower is better."}}
 	places := b.placements()
 	res := map[string][][]time.Duration{} // by system, then placement

@@ -15,16 +15,19 @@
 // Usage, from bench/peer:
 //
 //	go run ./cmd/peerbench [--mode quick|full] [--net all|loopback|wan]
-//	    [--scenarios cold,failover,latency,throughput] [--out ../RESULTS.md] [--charts DIR]
+//	    [--scenarios cold,failover,latency,throughput] [--security plain|tls|plain,tls]
+//	    [--out ../RESULTS.md] [--charts DIR]
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,6 +47,7 @@ func main() {
 	work := flag.String("work", "", "parent directory of the servers' data dirs (default: the system temp dir)")
 	systems := flag.String("systems", "rctl,etcd", "systems to run, comma-separated (rctl, etcd); a table's column for a system not run shows —")
 	rctlLog := flag.String("rctl-log-level", "warn", "--log-level of the rctl servers (their logs are kept with --keep-slow and on failures)")
+	security := flag.String("security", secPlain, "plain, tls, or plain,tls: run every scenario with plaintext and/or with mutual TLS for both systems (rctl: TLS + ACL token; etcd: client and peer TLS with client cert auth); with both, a TLS-cost table compares them")
 	keepSlow := flag.Duration("keep-slow", 0, "keep the server logs of every failover round slower than this (0: only of failed rounds)")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
@@ -87,7 +91,11 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	code := run(runConfig{mode: *mode, nets: netList, systems: sysList, keepSlow: *keepSlow, rctlLog: *rctlLog, scenarios: strings.Split(*scen, ","), out: *out,
+	secList, err := chooseSecurity(*security)
+	if err != nil {
+		log.Fatal(err)
+	}
+	code := run(runConfig{mode: *mode, nets: netList, systems: sysList, security: secList, keepSlow: *keepSlow, rctlLog: *rctlLog, scenarios: strings.Split(*scen, ","), out: *out,
 		charts: *charts, rctlBin: *rctlBin, etcdBin: *etcdBin, work: workDir, command: strings.Join(os.Args, " ")},
 		setNet)
 	cleanup()
@@ -124,6 +132,7 @@ func chooseSystems(s string) (map[string]bool, error) {
 type runConfig struct {
 	mode             string
 	systems          map[string]bool
+	security         []string // plain and/or tls, in the order run
 	keepSlow         time.Duration
 	rctlLog          string
 	nets, scenarios  []string
@@ -157,6 +166,13 @@ func run(cfg runConfig, setNet func(Network)) int {
 		return 1
 	}
 	log.Printf("fdatasync on %s: p50 %s, p99 %s", dataDisk(cfg.work), fmtDur(p50), fmtDur(p99))
+	var pk *pkiSet
+	if slices.Contains(cfg.security, secTLS) {
+		if pk, err = newPKI(filepath.Join(cfg.work, "pki")); err != nil {
+			log.Printf("certificates: %v", err)
+			return 1
+		}
+	}
 	code := 0
 	for _, name := range cfg.nets {
 		nw, err := openNet(name)
@@ -166,18 +182,45 @@ func run(cfg runConfig, setNet func(Network)) int {
 			continue
 		}
 		setNet(nw)
-		b := newBench(nw, bins, cfg, p50)
-		runErr := b.RunAll(cfg.scenarios)
-		if runErr != nil {
-			code = 1
+		// One bench per security mode; each scenario runs in every mode
+		// before the next scenario, so the modes see the same machine.
+		var benches []*Bench
+		for _, sec := range cfg.security {
+			b := newBench(nw, bins, cfg, p50)
+			b.Security = sec
+			if sec == secTLS {
+				b.useTLS(pk)
+			}
+			benches = append(benches, b)
 		}
-		rep := report(b, bins, cfg, p50, p99, runErr)
-		if err := writeCharts(b, cfg.charts); err != nil {
-			log.Printf("charts: %v", err)
-			code = 1
+		runErrs := make([]error, len(benches))
+		for _, s := range cfg.scenarios {
+			for i, b := range benches {
+				runErrs[i] = errors.Join(runErrs[i], b.RunOne(s))
+			}
+		}
+		var rep strings.Builder
+		for i, b := range benches {
+			if runErrs[i] != nil {
+				code = 1
+			}
+			rep.WriteString(report(b, bins, cfg, p50, p99, runErrs[i]))
+			if err := writeCharts(b, cfg.charts); err != nil {
+				log.Printf("charts: %v", err)
+				code = 1
+			}
+		}
+		if len(benches) == 2 {
+			plain, tls := benches[0], benches[1]
+			if plain.Security == secTLS {
+				plain, tls = tls, plain
+			}
+			cost := tlsCost(plain, tls)
+			fmt.Println(cost)
+			rep.WriteString("\n" + cost)
 		}
 		if cfg.out != "" {
-			if err := appendFile(cfg.out, rep); err != nil {
+			if err := appendFile(cfg.out, rep.String()); err != nil {
 				log.Printf("--out: %v", err)
 				code = 1
 			}
@@ -228,4 +271,25 @@ func appendFile(path, s string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// useTLS switches both systems of b to mutual TLS with the certificates
+// of pk.
+func (b *Bench) useTLS(pk *pkiSet) {
+	for _, sys := range b.Systems {
+		switch s := sys.(type) {
+		case *rctlSystem:
+			s.pki = pk
+		case *etcdSystem:
+			s.pki = pk
+		}
+	}
+}
+
+// tlsCost is the table comparing a plaintext run (plain) with a TLS run
+// (tls) of the same scenarios on one network.
+func tlsCost(plain, tls *Bench) string {
+	return costTable(fmt.Sprintf("TLS cost: mutual TLS ÷ plaintext (%s, same run)", plain.Net.Name()),
+		[]string{"Each system against itself: its figure with TLS ÷ without. Durations: above 1.00× is what TLS costs; writes/s: below 1.00× is. The plaintext and TLS runs of a scenario ran back to back, in the order of --security (see each table's load averages)."},
+		plain.Tables, tls.Tables)
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rctl-dev/rctl/internal/pki"
 )
 
 func TestPct(t *testing.T) {
@@ -105,5 +107,73 @@ func TestPlansFitTheirBudgets(t *testing.T) {
 		if p := planFor("quick", wan); p.FailoverRounds > 5 || p.ThroughputDur > 2*time.Second {
 			t.Errorf("quick plan (wan %v) too long: %+v", wan, p)
 		}
+	}
+}
+
+func TestChooseSecurity(t *testing.T) {
+	got, err := chooseSecurity("plain,tls,plain")
+	if err != nil || len(got) != 2 || got[0] != secPlain || got[1] != secTLS {
+		t.Errorf("chooseSecurity(plain,tls,plain) = %v, %v", got, err)
+	}
+	if _, err := chooseSecurity("mtls"); err == nil {
+		t.Error("chooseSecurity(mtls) accepted")
+	}
+}
+
+// TestCostTable matches rows of two runs by scenario and measure.
+func TestCostTable(t *testing.T) {
+	plain := &Table{Key: "commit latency"}
+	plain.DurRow("p50", 2*time.Millisecond, 4*time.Millisecond, 0)
+	plain.RateRow("16 clients, writes/s", 1000, 800)
+	tls := &Table{Key: "commit latency"}
+	tls.DurRow("p50", 3*time.Millisecond, 4*time.Millisecond, 0)
+	tls.RateRow("16 clients, writes/s", 900, 0)
+	other := &Table{Key: "throughput"}
+	other.DurRow("p50", time.Second, time.Second, 0)
+	md := costTable("T", nil, []*Table{plain}, []*Table{other, tls})
+	for _, want := range []string{
+		"| commit latency | p50 | 2.00 ms | 3.00 ms | 1.50× | 4.00 ms | 4.00 ms | 1.00× |",
+		"| commit latency | 16 clients, writes/s | 1000 /s | 900 /s | 0.90× | 800 /s | — | — |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("cost table lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "1.00 s") {
+		t.Errorf("cost table matched another scenario's row:\n%s", md)
+	}
+}
+
+// TestPKI makes the run's certificates as rctl and etcd get them: a
+// server certificate per host (made once), loadable by rctl's own pki,
+// and the etcd client's TLS config.
+func TestPKI(t *testing.T) {
+	p, err := newPKI(filepath.Join(t.TempDir(), "pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := p.opTLS.Identity(); id.Role != "operator" {
+		t.Errorf("operator certificate names %v", id)
+	}
+	if len(p.secret) < 16 {
+		t.Errorf("secret %q too short for ACL.Bootstrap", p.secret)
+	}
+	h := Host{Name: "aws1", IP: "10.0.0.1"}
+	f, err := p.server(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := p.server(h); err != nil || again != f {
+		t.Errorf("second server(%v) = %v, %v; want the same files", h, again, err)
+	}
+	st, err := pki.Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := st.Identity(); id.Role != pki.RoleServer || id.Name != "aws1" {
+		t.Errorf("server certificate names %v", id)
+	}
+	if _, err := p.etcdClientTLS(); err != nil {
+		t.Fatal(err)
 	}
 }

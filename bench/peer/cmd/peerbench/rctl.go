@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rctl-dev/rctl/rpc"
 )
@@ -18,15 +20,38 @@ const rctlPort = 50051
 // rctlSystem runs `rctl serve` processes with one timing profile.
 type rctlSystem struct {
 	bin      string
-	timing   string // lan or wan
-	logLevel string // --log-level of the servers
+	timing   string  // lan or wan
+	logLevel string  // --log-level of the servers
+	pki      *pkiSet // nil: plaintext (--insecure); else mutual TLS and an ACL token
 }
 
-func (*rctlSystem) Name() string     { return "rctl" }
-func (s *rctlSystem) Timing() string { return "--timing " + s.timing }
+func (*rctlSystem) Name() string { return "rctl" }
+func (s *rctlSystem) Timing() string {
+	if s.pki != nil {
+		return "--timing " + s.timing + " --tls-ca CA --tls-cert CRT --tls-key KEY"
+	}
+	return "--timing " + s.timing
+}
+
+// cred is what the benchmark's clients present, dialling with dial: the
+// operator certificate and the management token with TLS, nothing
+// without.
+func (s *rctlSystem) cred(dial rpc.DialFunc, token bool) rpc.Credentials {
+	c := rpc.Credentials{Dial: dial}
+	if s.pki != nil {
+		c.TLS = s.pki.opTLS
+		if token {
+			c.Token = s.pki.secret
+		}
+	}
+	return c
+}
 
 func (s *rctlSystem) Start(nw Network, hosts []Host, dir string, opt StartOptions) (Cluster, error) {
-	c := &rctlCluster{nw: nw, dir: dir, ctl: rpc.NewPoolWithDialer(nw.ControlDial)}
+	c := &rctlCluster{sys: s, nw: nw, dir: dir, ctl: rpc.NewPoolWith(s.cred(nw.ControlDial, true))}
+	if s.pki != nil {
+		c.boot = rpc.NewPoolWith(s.cred(nw.ControlDial, false))
+	}
 	var peers []string
 	for _, h := range hosts {
 		addr, err := nw.Addr(h, rctlPort)
@@ -42,7 +67,16 @@ func (s *rctlSystem) Start(nw Network, hosts []Host, dir string, opt StartOption
 			return nil, err
 		}
 		args := []string{"serve", "--node-id", h.Name, "--data-dir", data, "--bind", c.addrs[i],
-			"--peers", strings.Join(peers, ","), "--timing", s.timing, "--log-level", s.logLevel, "--insecure"}
+			"--peers", strings.Join(peers, ","), "--timing", s.timing, "--log-level", s.logLevel}
+		if s.pki != nil {
+			f, err := s.pki.server(h)
+			if err != nil {
+				return nil, err
+			}
+			args = append(args, "--tls-ca", f.CA, "--tls-cert", f.Cert, "--tls-key", f.Key)
+		} else {
+			args = append(args, "--insecure")
+		}
 		if h.Cloud != "" {
 			args = append(args, "--cloud", h.Cloud, "--region", h.Cloud+"-1")
 		}
@@ -61,11 +95,48 @@ func (s *rctlSystem) Start(nw Network, hosts []Host, dir string, opt StartOption
 
 // rctlCluster talks to its servers over the msgpack RPC (docs/rpc.md).
 type rctlCluster struct {
+	sys   *rctlSystem
 	nw    Network
 	dir   string
 	addrs []string
 	procs []*Proc
-	ctl   *rpc.Pool // over the control network
+	ctl   *rpc.Pool // over the control network; with TLS it sends the token
+	// With TLS: boot calls ACL.Bootstrap (the operator certificate, no
+	// token yet); bootstrapped is set once one call succeeded.
+	boot         *rpc.Pool
+	bootstrapped atomic.Bool
+}
+
+// bootstrap creates the management token (with the fixed secret, so a
+// second call is harmless) through the first running server that manages
+// it: the call is forwarded to the leader, so it succeeds once there is
+// one. Without TLS it does nothing.
+func (c *rctlCluster) bootstrap(ctx context.Context) error {
+	if c.boot == nil || c.bootstrapped.Load() {
+		return nil
+	}
+	err := errNoLeader
+	for i, p := range c.procs {
+		if !p.Running() {
+			continue
+		}
+		if err = c.bootCall(ctx, c.boot, c.addrs[i]); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("ACL bootstrap: %w", err)
+}
+
+// bootCall calls ACL.Bootstrap at addr through pool.
+func (c *rctlCluster) bootCall(ctx context.Context, pool *rpc.Pool, addr string) error {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var reply rpc.ACLTokenReply
+	if err := pool.Call(cctx, addr, rpc.MethodACLBootstrap, &rpc.ACLBootstrapArgs{Secret: c.sys.pki.secret}, &reply); err != nil {
+		return err
+	}
+	c.bootstrapped.Store(true)
+	return nil
 }
 
 func (c *rctlCluster) Procs() []*Proc { return c.procs }
@@ -89,8 +160,15 @@ func (c *rctlCluster) view() statusView[*rpc.StatusReply] {
 		}}
 }
 
-// Leader returns the running server that says it leads.
-func (c *rctlCluster) Leader(ctx context.Context) (int, error) { return c.view().leader(ctx) }
+// Leader returns the running server that says it leads. With TLS the
+// first call that finds a leader bootstraps ACLs (as does CaughtUp):
+// Status.Get needs a token.
+func (c *rctlCluster) Leader(ctx context.Context) (int, error) {
+	if err := c.bootstrap(ctx); err != nil {
+		return -1, err
+	}
+	return c.view().leader(ctx)
+}
 
 func (c *rctlCluster) TransferLeader(ctx context.Context, i int) error {
 	l, err := c.Leader(ctx)
@@ -109,30 +187,62 @@ func (c *rctlCluster) TransferLeader(ctx context.Context, i int) error {
 
 // CaughtUp: every server knows the same leader and has applied the
 // leader's commit index.
-func (c *rctlCluster) CaughtUp(ctx context.Context) (bool, error) { return c.view().caughtUp(ctx) }
+func (c *rctlCluster) CaughtUp(ctx context.Context) (bool, error) {
+	if err := c.bootstrap(ctx); err != nil {
+		return false, err
+	}
+	return c.view().caughtUp(ctx)
+}
 
 func (c *rctlCluster) Writer(i int) (Writer, error) {
-	return &rctlWriter{addr: c.addrs[i], pool: rpc.NewPoolWithDialer(c.nw.ClientDial)}, nil
+	return &rctlWriter{c: c, addr: c.addrs[i], pool: rpc.NewPoolWith(c.sys.cred(c.nw.ClientDial, true))}, nil
 }
 
 func (c *rctlCluster) Stop() {
 	killAll(c.procs)
 	c.ctl.Close()
+	if c.boot != nil {
+		c.boot.Close()
+	}
 	_ = os.RemoveAll(c.dir)
 }
 
 // rctlWriter adds tasks through one server over one connection.
 type rctlWriter struct {
+	c    *rctlCluster
 	addr string
 	pool *rpc.Pool
+	// boot: with TLS, before the cluster's ACLs are bootstrapped (only in
+	// cold start), the writer bootstraps them itself over a connection of
+	// its own, as an operator's first `rctl acl bootstrap` would.
+	bootMu sync.Mutex
+	boot   *rpc.Pool
 }
 
 // taskSeq makes task ids unique within the benchmark process.
 var taskSeq atomic.Int64
 
 func (w *rctlWriter) Write(ctx context.Context) error {
+	if w.c.boot != nil && !w.c.bootstrapped.Load() {
+		w.bootMu.Lock()
+		if w.boot == nil {
+			w.boot = rpc.NewPoolWith(w.c.sys.cred(w.c.nw.ClientDial, false))
+		}
+		boot := w.boot
+		w.bootMu.Unlock()
+		if err := w.c.bootCall(ctx, boot, w.addr); err != nil {
+			return fmt.Errorf("ACL bootstrap: %w", err)
+		}
+	}
 	args := rpc.TaskAddArgs{ID: fmt.Sprintf("pb-%d", taskSeq.Add(1)), Type: "sleep"}
 	return w.pool.Call(ctx, w.addr, rpc.MethodTaskAdd, &args, nil)
 }
 
-func (w *rctlWriter) Close() { w.pool.Close() }
+func (w *rctlWriter) Close() {
+	w.pool.Close()
+	w.bootMu.Lock()
+	defer w.bootMu.Unlock()
+	if w.boot != nil {
+		w.boot.Close()
+	}
+}

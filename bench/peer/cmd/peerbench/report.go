@@ -14,7 +14,7 @@ import (
 // compared with which settings, the tables and the charts.
 func report(b *Bench, bins binaries, cfg runConfig, fsync50, fsync99 time.Duration, runErr error) string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "\n## %s — rctl vs etcd, %s, %s run\n\n", time.Now().Format("2006-01-02 15:04"), b.Net.Name(), cfg.mode)
+	fmt.Fprintf(&s, "\n## %s — rctl vs etcd, %s, %s run\n\n", time.Now().Format("2006-01-02 15:04"), b.label(), cfg.mode)
 	fmt.Fprintf(&s, "Machine: %s. Go %s.  \n", machine(), runtime.Version())
 	var run []string
 	for _, sys := range b.Systems {
@@ -28,6 +28,9 @@ func report(b *Bench, bins binaries, cfg runConfig, fsync50, fsync99 time.Durati
 	fmt.Fprintf(&s, "%s.  \n", strings.Join(run, "; "))
 	fmt.Fprintf(&s, "Network: %s.  \n", netNote(b.Net))
 	fmt.Fprintf(&s, "fdatasync of the data disk (4 KiB appends): p50 %s, p99 %s.  \n", fmtDur(fsync50), fmtDur(fsync99))
+	if b.Security == secTLS {
+		s.WriteString("Security: mutual TLS on both (one CA; server certificates with IP SANs; clients present an operator certificate). rctl: TLS 1.3 on its one port, clients also send the management token from ACL.Bootstrap (done once the cluster has a leader; in cold start the first write includes it). etcd: client and peer TLS with client certificate auth, its own auth off.  \n")
+	}
 	fmt.Fprintf(&s, "Writes: rctl Task.Add (msgpack RPC, one connection per client); etcd Put of a %d-byte value (clientv3, one gRPC connection per client).  \n", len(etcdValue))
 	fmt.Fprintf(&s, "Command: `%s` (from bench/peer).\n\n", cfg.command)
 	for _, t := range b.Tables {
@@ -35,10 +38,10 @@ func report(b *Bench, bins binaries, cfg runConfig, fsync50, fsync99 time.Durati
 		s.WriteString("\n")
 	}
 	if len(b.Failover) > 0 {
-		fmt.Fprintf(&s, "![failover, %[1]s](%[2]s)\n", b.Net.Name(), chartName("failover", b.Net))
+		fmt.Fprintf(&s, "![failover, %[1]s](%[2]s)\n", b.label(), chartName("failover", b))
 	}
 	if len(b.Throughput) > 0 {
-		fmt.Fprintf(&s, "![throughput, %[1]s](%[2]s)\n", b.Net.Name(), chartName("throughput", b.Net))
+		fmt.Fprintf(&s, "![throughput, %[1]s](%[2]s)\n", b.label(), chartName("throughput", b))
 	}
 	if runErr != nil {
 		fmt.Fprintf(&s, "\nErrors: %s\n", strings.ReplaceAll(runErr.Error(), "\n", "; "))
@@ -46,8 +49,8 @@ func report(b *Bench, bins binaries, cfg runConfig, fsync50, fsync99 time.Durati
 	return s.String()
 }
 
-func chartName(kind string, nw Network) string {
-	return fmt.Sprintf("peer-%s-%s.png", kind, nw.Name())
+func chartName(kind string, b *Bench) string {
+	return fmt.Sprintf("peer-%s-%s%s.png", kind, b.Net.Name(), b.suffix())
 }
 
 // writeCharts draws the failover and throughput charts of a run, where
@@ -55,16 +58,16 @@ func chartName(kind string, nw Network) string {
 func writeCharts(b *Bench, dir string) error {
 	order := []string{"rctl", "etcd"}
 	if len(b.Failover) > 0 {
-		p := filepath.Join(dir, chartName("failover", b.Net))
-		title := fmt.Sprintf("Failover, %s: kill -9 leader -> first committed write (%d rounds each)", b.Net.Name(), b.Plan.FailoverRounds)
+		p := filepath.Join(dir, chartName("failover", b))
+		title := fmt.Sprintf("Failover, %s: kill -9 leader -> first committed write (%d rounds each)", b.label(), b.Plan.FailoverRounds)
 		if err := failoverChart(p, title, order, b.Failover, failoverWithin); err != nil {
 			return err
 		}
 		log.Printf("wrote %s", p)
 	}
 	if len(b.Throughput) > 0 {
-		p := filepath.Join(dir, chartName("throughput", b.Net))
-		title := fmt.Sprintf("Throughput vs concurrent clients, %s (committed writes/s)", b.Net.Name())
+		p := filepath.Join(dir, chartName("throughput", b))
+		title := fmt.Sprintf("Throughput vs concurrent clients, %s (committed writes/s)", b.label())
 		if err := throughputChart(p, title, order, b.Plan.Clients, b.Throughput); err != nil {
 			return err
 		}

@@ -51,6 +51,19 @@ type Table struct {
 	Title string
 	Notes []string // printed under the title: what better means, load
 	Rows  [][5]string
+	// Key names the scenario (set by Bench.run); Raw keeps the figures
+	// of DurRow and RateRow, so that two runs of a scenario (plaintext and
+	// TLS) can be compared row by row (costTable).
+	Key string
+	Raw []RawRow
+}
+
+// RawRow is one row's figures before formatting: durations in
+// nanoseconds or rates per second; 0 where a system did not run.
+type RawRow struct {
+	Measure    string
+	Rate       bool // writes/s (higher is better), else a duration
+	RCTL, ETCD float64
 }
 
 // DurRow adds a row of durations.
@@ -60,17 +73,20 @@ func (t *Table) DurRow(measure string, rctl, etcd, floor time.Duration) {
 		f = fmtDur(floor)
 	}
 	t.Rows = append(t.Rows, [5]string{measure, fmtDur(rctl), fmtDur(etcd), ratio(float64(rctl), float64(etcd)), f})
+	t.Raw = append(t.Raw, RawRow{Measure: measure, RCTL: float64(rctl), ETCD: float64(etcd)})
 }
 
 // RateRow adds a row of rates (per second).
 func (t *Table) RateRow(measure string, rctl, etcd float64) {
-	rate := func(r float64) string {
-		if r == 0 {
-			return "—"
-		}
-		return fmt.Sprintf("%.0f /s", r)
+	t.Rows = append(t.Rows, [5]string{measure, fmtPerSec(rctl), fmtPerSec(etcd), ratio(rctl, etcd), "—"})
+	t.Raw = append(t.Raw, RawRow{Measure: measure, Rate: true, RCTL: rctl, ETCD: etcd})
+}
+
+func fmtPerSec(r float64) string {
+	if r == 0 {
+		return "—"
 	}
-	t.Rows = append(t.Rows, [5]string{measure, rate(rctl), rate(etcd), ratio(rctl, etcd), "—"})
+	return fmt.Sprintf("%.0f /s", r)
 }
 
 // Markdown renders the table as GitHub markdown.
@@ -86,6 +102,49 @@ func (t *Table) Markdown() string {
 	b.WriteString("| measure | rctl | etcd | rctl ÷ etcd | floor |\n|---|---:|---:|---:|---:|\n")
 	for _, r := range t.Rows {
 		fmt.Fprintf(&b, "| %s |\n", strings.Join(r[:], " | "))
+	}
+	return b.String()
+}
+
+// costTable compares two runs of the same scenarios on one network, base
+// (plaintext) and other (TLS): for every row both runs measured, each
+// system's figure in both and other ÷ base. Durations: above 1× is the
+// cost; rates: below 1× is.
+func costTable(title string, notes []string, base, other []*Table) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "### %s\n\n", title)
+	for _, n := range notes {
+		fmt.Fprintf(&b, "%s  \n", n)
+	}
+	if len(notes) > 0 {
+		b.WriteString("\n")
+	}
+	b.WriteString("| scenario | measure | rctl plain | rctl TLS | rctl TLS ÷ plain | etcd plain | etcd TLS | etcd TLS ÷ plain |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, bt := range base {
+		var ot *Table
+		for _, t := range other {
+			if t.Key == bt.Key {
+				ot = t
+			}
+		}
+		if ot == nil {
+			continue
+		}
+		for _, br := range bt.Raw {
+			for _, or := range ot.Raw {
+				if or.Measure != br.Measure || or.Rate != br.Rate {
+					continue
+				}
+				f := func(v float64) string {
+					if br.Rate {
+						return fmtPerSec(v)
+					}
+					return fmtDur(time.Duration(v))
+				}
+				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", bt.Key, br.Measure,
+					f(br.RCTL), f(or.RCTL), ratio(or.RCTL, br.RCTL), f(br.ETCD), f(or.ETCD), ratio(or.ETCD, br.ETCD))
+			}
+		}
 	}
 	return b.String()
 }

@@ -16,7 +16,7 @@ func (b *Bench) ThroughputScenario() (*Table, error) {
 	if place != "" {
 		where = ", leader in " + b.cloudOf(place)
 	}
-	t := &Table{Title: fmt.Sprintf("Throughput: concurrent clients → leader (%s, 5 servers%s, %s per step)", b.Net.Name(), where, b.Plan.ThroughputDur),
+	t := &Table{Title: fmt.Sprintf("Throughput: concurrent clients → leader (%s, 5 servers%s, %s per step)", b.label(), where, b.Plan.ThroughputDur),
 		Notes: []string{"Committed writes per second (higher is better) and each step's p99 latency (lower is better). One connection per client."}}
 	type step struct {
 		rate float64
