@@ -16,7 +16,7 @@ BIN     := bin/rctl
 # running as root (as CI does); without them those tests skip.
 DEB_PKGS := tmux iproute2
 
-.PHONY: deps all build test test-go lint lint-go agent-venv test-agent lint-agent dev bench bench-quick chaos fuzz clean
+.PHONY: deps all build test test-go lint lint-go agent-venv test-agent lint-agent dev bench bench-quick bench-tls chaos fuzz clean
 
 all: build
 
@@ -83,6 +83,12 @@ PEERBENCH = cd bench/peer && $(GO) run ./cmd/peerbench --rctl-bin $(abspath $(BI
 bench: build
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./bench/
 	$(PEERBENCH) --mode full --out ../RESULTS-peer.md
+	$(PEERBENCH) --mode full --scenarios latency,throughput --security plain,tls --out ../RESULTS-peer.md
+
+# TLS's cost alone: commit latency and throughput, plaintext and mutual TLS,
+# rctl and etcd side by side (part of make bench).
+bench-tls: build
+	$(PEERBENCH) --mode full --scenarios latency,throughput --security plain,tls
 
 bench-quick: build
 	$(PEERBENCH) --mode quick
