@@ -70,7 +70,7 @@ func (s *state) applyAddTask(e *AddTaskEntry, ix uint64, res *ApplyResult) bool 
 		return false
 	}
 	t := newTask(e, ix)
-	s.tasks.insert(t)
+	s.insertTask(t)
 	bump(&s.idx.Tasks, ix)
 	res.Task = t
 	return true
@@ -154,7 +154,7 @@ func (s *state) applyAddTasks(e *AddTasksEntry, ix uint64, res *ApplyResult) boo
 			continue
 		}
 		el := batchElement(e, i)
-		s.tasks.insert(newTask(&el, ix))
+		s.insertTask(newTask(&el, ix))
 		changed = true
 	}
 	if changed {

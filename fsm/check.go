@@ -157,6 +157,10 @@ func (s *state) check(t EntryType, body any) *Error {
 			_, err := s.checkACLTokenRevoke(e)
 			return err
 		}
+	case RetireTasks:
+		if e, ok := body.(*RetireTasksEntry); ok {
+			return s.checkRetireTasks(e)
+		}
 	}
 	return invalidf("%s entry with body %T has no apply function", t, body)
 }

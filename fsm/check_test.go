@@ -172,6 +172,29 @@ func TestCheckMatchesApply(t *testing.T) {
 		{name: "acl_token_revoke missing", entry: func(h *harness) any { return h.revokeE("nope") }, want: ErrNotFound},
 		{name: "acl_token_revoke no time", entry: body(&ACLTokenRevokeEntry{AccessorID: "ro"}), want: ErrInvalid},
 
+		{name: "retire_tasks finished", entry: func(h *harness) any { return h.retireE("complete", "failed", "cancelled") }},
+		{name: "retire_tasks skips unfinished and missing", entry: func(h *harness) any { return h.retireE("pending", "nope", "complete", "running") }},
+		{name: "retire_tasks nothing finished", entry: func(h *harness) any { return h.retireE("pending", "assigned", "nope") }, noop: true},
+		{name: "retire_tasks resent", setup: func(h *harness) { h.ok(h.retireE("complete")) },
+			entry: func(h *harness) any { return h.retireE("complete") }, noop: true},
+		{name: "retire_tasks empty", entry: func(h *harness) any { return h.retireE() }, want: ErrInvalid},
+		{name: "retire_tasks twice the same id", entry: func(h *harness) any { return h.retireE("complete", "failed", "complete") }, want: ErrInvalid},
+		{name: "retire_tasks too many", entry: func(h *harness) any {
+			e := h.retireE("complete")
+			for i := range MaxRetireBatch {
+				e.TaskIDs = append(e.TaskIDs, fmt.Sprint("x", i))
+			}
+			return e
+		}, want: ErrInvalid},
+		{name: "retire_tasks bad id", entry: func(h *harness) any { return h.retireE("complete", "a/b") }, want: ErrInvalid},
+		{name: "retire_tasks no time", entry: body(&RetireTasksEntry{TaskIDs: []string{"complete"}}), want: ErrInvalid},
+		{name: "retire_tasks long reason", entry: func(h *harness) any {
+			e := h.retireE("complete")
+			e.Reason = strings.Repeat("r", MaxRetireReasonLen+1)
+			return e
+		}, want: ErrInvalid},
+		{name: "retire_tasks reason not UTF-8", entry: func(h *harness) any { e := h.retireE("complete"); e.Reason = "\xff"; return e }, want: ErrInvalid},
+
 		{name: "oversized complete_task", entry: func(h *harness) any {
 			e := h.completeE("running", "n1")
 			e.Result.Output = strings.Repeat("o", MaxEntrySize)

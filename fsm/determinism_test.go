@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -14,7 +15,9 @@ func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
 
 // genLog generates n log entries from a seeded PRNG: every entry type
 // (ACL entries included: bootstraps, most of them repeating the first,
-// creates and revokes over small pools of ids and secrets),
+// creates and revokes over small pools of ids and secrets; retire_tasks
+// of mostly finished tasks, some unfinished or missing ones, a few
+// malformed; retired ids come back through add_task from the same pool),
 // mostly plausible transitions (chosen by looking at a shadow FSM) mixed
 // with refused ones, garbage, ignorable unknown entries and non-command
 // logs. The same seed always yields the same log.
@@ -46,7 +49,25 @@ func genLog(t testing.TB, seed uint64, n int) []*raft.Log {
 		now += int64(r.IntN(5_000_000))
 		l := &raft.Log{Index: uint64(i), Term: 1, Type: raft.LogCommand}
 		var body any
-		switch k := r.IntN(106); {
+		switch k := r.IntN(110); {
+		case k >= 106:
+			e := &RetireTasksEntry{Reason: pick([]string{"age", "count", "manual"}), Time: now}
+			for j := 0; j < 1+r.IntN(5); j++ {
+				tk := some(TaskComplete, TaskFailed, TaskCancelled)
+				if r.IntN(6) == 0 {
+					tk = some(TaskPending, TaskAssigned, TaskRunning)
+				}
+				if !slices.Contains(e.TaskIDs, tk.ID) {
+					e.TaskIDs = append(e.TaskIDs, tk.ID)
+				}
+			}
+			switch r.IntN(25) {
+			case 0:
+				e.TaskIDs = append(e.TaskIDs, e.TaskIDs[0]) // refused: listed twice
+			case 1:
+				e.TaskIDs = nil // refused: empty
+			}
+			body = e
 		case k >= 105:
 			body = &ACLTokenRevokeEntry{AccessorID: pick([]string{"root", accessor(), accessor()}), Time: now}
 		case k >= 102:
@@ -138,6 +159,9 @@ func resultString(res *ApplyResult) string {
 	}
 	if res.Token != nil {
 		s += fmt.Sprintf(" token %+v", *res.Token)
+	}
+	for _, t := range res.Retired {
+		s += fmt.Sprintf(" retired %s %s %d", t.ID, t.Status, t.ModifyIndex)
 	}
 	return s
 }

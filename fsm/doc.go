@@ -1,7 +1,7 @@
 // Package fsm is the Task Manifest state machine of rctl: the tasks, the
-// worker nodes that run them, the labels of the Raft servers and the
-// operators' ACL tokens, and the rules by which replicated log entries
-// change them. Raft (hashicorp/raft)
+// worker nodes that run them, the labels of the Raft servers, the
+// operators' ACL tokens and the record of retired tasks, and the rules by
+// which replicated log entries change them. Raft (hashicorp/raft)
 // orders the entries; every server applies the same entries in the same
 // order to its own FSM and so holds the same manifest.
 //
@@ -21,7 +21,8 @@
 // Err is an *Error of kind ErrInvalid, ErrConflict or ErrNotFound.
 // Transitions a client may legitimately resend (add_task with the same
 // content, start, complete, fail and cancel from the same node) are
-// idempotent no-ops that return the stored task. A task's History records
+// idempotent no-ops that return the stored task; so is a retire_tasks
+// entry that finds nothing left to retire. A task's History records
 // its transitions (assign, start, complete, fail, cancel, requeue), oldest
 // first and at most MaxHistory of them; its creation is recorded by
 // CreatedAt and CreateIndex rather than by an event.
@@ -41,8 +42,9 @@
 // A log entry's Data is
 //
 //	byte 0   the EntryType (1 add_task … 11 server_remove, 12 add_tasks,
-//	         13 acl_bootstrap, 14 acl_token_create, 15 acl_token_revoke;
-//	         the ACL types are not flagged: every server must know them
+//	         13 acl_bootstrap, 14 acl_token_create, 15 acl_token_revoke,
+//	         16 retire_tasks; the ACL and retire types are not flagged:
+//	         they change the state, so every server must know them
 //	         before one is proposed). The high bit,
 //	         IgnoreUnknownFlag, tells a server that does not know the type
 //	         to skip the entry instead of refusing it; new entry types that
@@ -66,33 +68,41 @@
 // format, also used by `rctl snapshot save` and read by ReadSnapshotInfo:
 //
 //	"RCTLSNAP"                  8-byte magic
-//	record(header)              {version: 1 or 2, index: last applied log
-//	                             index, tasks_index, nodes_index,
+//	record(header)              {version: 1, 2 or 3, index: last applied
+//	                             log index, tasks_index, nodes_index,
 //	                             servers_index, tasks, nodes, servers:
 //	                             record counts; since version 2, and only
 //	                             when not zero: tokens (record count),
-//	                             acl_index, acl_bootstrap_index}
+//	                             acl_index, acl_bootstrap_index; since
+//	                             version 3, only when not zero: retired
+//	                             (record count)}
 //	record(task) × tasks        sorted by ID
 //	record(node) × nodes        sorted by ID
 //	record(server) × servers    sorted by ID
 //	record(token) × tokens      sorted by AccessorID (version 2)
+//	record(retired) × retired   oldest retirement first (version 3)
 //	SHA-256                     32 bytes over everything before it
 //
-// A state with ACL data (a token, or a non-zero acl_index or
-// acl_bootstrap_index) is written as version 2; one without is written as
-// version 1, byte for byte as before tokens existed, so older servers
-// still read it, and refuse a version 2 snapshot by its version rather
-// than drop its tokens. Readers take both versions; a version 1 snapshot
-// restores with no tokens, and one that announces ACL data is refused.
+// A state with retired task records is written as version 3; otherwise
+// one with ACL data (a token, or a non-zero acl_index or
+// acl_bootstrap_index) is written as version 2, and one with neither as
+// version 1, byte for byte as before tokens existed. So older servers
+// still read what they can hold, and refuse a newer snapshot by its
+// version rather than drop its tokens or its retired record. Readers
+// take all three versions; a version 1 snapshot restores with no tokens
+// and no retired record, a version 2 one with no retired record, and one
+// that announces data its version cannot hold is refused.
 //
 // A record is a 4-byte big-endian length (1 to 16 MiB) followed by that
-// many bytes of msgpack (MsgpackHandle()) of the Task, Node, Server or
-// ACLToken struct. The length prefix lets a reader take exactly one record at a
+// many bytes of msgpack (MsgpackHandle()) of the Task, Node, Server,
+// ACLToken or RetiredTask struct. The length prefix lets a reader take exactly one record at a
 // time, so no decoder read-ahead can swallow the trailer. A reader trusts
 // nothing until the checksum matches: it reads exactly the counts the
 // header announced, refuses oversized records, out-of-order or duplicate
 // ids, unknown statuses, tokens with an unknown role, a malformed or
-// repeated secret hash, a bad checksum and bytes after it. Task records
+// repeated secret hash, retired records with a bad or repeated id or a
+// status that is not finished, a bad checksum and bytes after it;
+// Restore and PrepareRestore also refuse a retired id that is a task. Task records
 // in the shape writeSnapshot gives them are decoded without reflection
 // (snapshot_decode.go); any other record goes through the codec, which
 // accepts or refuses it as before. Equal states
@@ -118,6 +128,30 @@
 // AccessorID with ErrNotFound. The FSM enforces no authorization itself:
 // which role may propose which entry is the RPC layer's rule.
 //
+// # Retiring finished tasks
+//
+// Finished tasks (complete, failed, cancelled) leave the manifest through
+// retire_tasks entries, so that a cluster running for months keeps a
+// bounded manifest and bounded snapshots. The leader chooses them with
+// RetireCandidates (a pure read: the leader passes its own clock) by age
+// (finished before now-maxAge) and by count (the oldest of a finished
+// status beyond the newest maxPerStatus), and proposes at most
+// MaxRetireBatch ids an entry. Apply removes each listed task that exists
+// and is finished, in the entry's order, and skips the others: between
+// the proposal and the commit a task may already be gone, and a task
+// that is not finished is never removed. ApplyResult.Retired holds the
+// removed tasks as they were, for the server's log. A malformed entry
+// (no ids, too many, one listed twice, a bad id, a bad Time or Reason) is
+// refused whole.
+//
+// The state remembers the last RetiredMemory retired ids, oldest
+// forgotten first, with their final status, retire time and index
+// (Retired), so a client asking for one is told it was retired rather
+// than that it never existed. A retired id may be added again: it is then
+// a new task and no longer retired. The record is part of the replicated
+// state (snapshots carry it), and RetiredMemory is a rule of the state
+// machine like the entry formats.
+//
 // # Readers and copy-on-write
 //
 // The FSM holds a sync.RWMutex; read methods may be called from any
@@ -141,10 +175,15 @@
 //
 // # Scale
 //
-// Tasks are never deleted. Beside the Task itself the FSM keeps, per task,
-// one map entry from id to ordinal, one pointer slot and one bit per
-// status. Listing the tasks in a status walks that status's bitset (with a
-// summary level that skips empty stretches of 4096 tasks) and costs
-// essentially the size of the result; listing the tasks a node holds
-// costs exactly that. Neither scans all tasks.
+// Beside the Task itself the FSM keeps, per task, one map entry from id to
+// ordinal, one pointer slot and one bit per status, and per finished task
+// a 24-byte entry in its status's finish order. Listing the tasks in a
+// status walks that status's bitset (with a summary level that skips
+// empty stretches of 4096 tasks) and costs essentially the size of the
+// result; listing the tasks a node holds costs exactly that; choosing
+// retire candidates reads the oldest entries of the finish orders.
+// None scans all tasks. Retiring a task costs O(1) amortized plus a
+// binary search: its slot becomes a tombstone, and the table is
+// compacted (ordinals renumbered, memory given back) once tombstones
+// outnumber the tasks.
 package fsm

@@ -29,6 +29,7 @@ const (
 	ACLBootstrap   EntryType = 13
 	ACLTokenCreate EntryType = 14
 	ACLTokenRevoke EntryType = 15
+	RetireTasks    EntryType = 16
 )
 
 // IgnoreUnknownFlag, set in the type byte, tells a server that does not
@@ -46,7 +47,7 @@ var entryNames = map[EntryType]string{
 	NodeRegister: "node_register", NodeUnregister: "node_unregister",
 	NodeStatusSet: "node_status", ServerUpsert: "server_upsert", ServerRemove: "server_remove",
 	AddTasks: "add_tasks", ACLBootstrap: "acl_bootstrap", ACLTokenCreate: "acl_token_create",
-	ACLTokenRevoke: "acl_token_revoke",
+	ACLTokenRevoke: "acl_token_revoke", RetireTasks: "retire_tasks",
 }
 
 // String returns the entry type's name as used in messages, e.g.
@@ -183,6 +184,21 @@ type ACLTokenRevokeEntry struct {
 	Time       int64  `codec:"time"`
 }
 
+// RetireTasksEntry removes finished tasks from the manifest. Each listed
+// task that exists and is finished (complete, failed or cancelled) is
+// removed and remembered in the retired record (see FSM.Retired); ids
+// that are missing or not finished are skipped, since the state may have
+// moved between the proposal and the commit. An entry that removes
+// nothing is an idempotent no-op. A malformed entry (no ids, more than
+// MaxRetireBatch, a repeated id, a bad id, a bad Time, a bad Reason) is
+// refused whole.
+type RetireTasksEntry struct {
+	TaskIDs []string `codec:"task_ids"`
+	Time    int64    `codec:"time"`
+	// Reason says why, for the logs: "age", "count", "manual"…
+	Reason string `codec:"reason"`
+}
+
 // entryBodies maps each type to its body struct.
 var entryBodies = map[EntryType]reflect.Type{
 	AddTask:        reflect.TypeOf(AddTaskEntry{}),
@@ -200,6 +216,7 @@ var entryBodies = map[EntryType]reflect.Type{
 	ACLBootstrap:   reflect.TypeOf(ACLBootstrapEntry{}),
 	ACLTokenCreate: reflect.TypeOf(ACLTokenCreateEntry{}),
 	ACLTokenRevoke: reflect.TypeOf(ACLTokenRevokeEntry{}),
+	RetireTasks:    reflect.TypeOf(RetireTasksEntry{}),
 }
 
 // MsgpackHandle is the msgpack configuration used for log entries and

@@ -48,6 +48,10 @@ type ApplyResult struct {
 	// after an idempotent no-op), and the removed token after
 	// acl_token_revoke. Nil when Err is set.
 	Token *ACLToken
+	// Retired are the tasks a retire_tasks entry removed, as they were
+	// when removed, in the entry's order; ids it skipped (missing or not
+	// finished) are not in it. Nil when nothing was removed.
+	Retired []*Task
 	// Err is an *Error when the entry was refused (malformed entries are
 	// refused with Kind ErrInvalid). A refused entry changed nothing.
 	Err error
@@ -155,7 +159,7 @@ func (f *FSM) Tasks(status TaskStatus) []*Task {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if status == "" {
-		return slices.Clone(f.st.tasks.list)
+		return f.st.tasks.all()
 	}
 	return f.st.tasks.withStatus(status)
 }
@@ -237,6 +241,7 @@ type state struct {
 	nodes   map[string]*Node
 	servers map[string]*Server
 	acl     aclTable
+	retired retiredTable
 	idx     Indexes
 }
 
@@ -246,6 +251,7 @@ func newState() *state {
 		nodes:   make(map[string]*Node),
 		servers: make(map[string]*Server),
 		acl:     newACLTable(),
+		retired: newRetiredTable(),
 	}
 }
 
@@ -332,6 +338,10 @@ func (s *state) apply(t EntryType, body any, index uint64, res *ApplyResult) boo
 	case ACLTokenRevoke:
 		if e, ok := body.(*ACLTokenRevokeEntry); ok {
 			return s.applyACLTokenRevoke(e, index, res)
+		}
+	case RetireTasks:
+		if e, ok := body.(*RetireTasksEntry); ok {
+			return s.applyRetireTasks(e, index, res)
 		}
 	}
 	res.Err = invalidf("%s entry with body %T has no apply function", t, body)

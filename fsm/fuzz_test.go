@@ -126,7 +126,7 @@ func FuzzApply(f *testing.F) {
 // TestWriteFuzzCorpus regenerates the committed seed corpus under
 // testdata/fuzz when RCTL_WRITE_FUZZ_CORPUS=1. The seeds are valid entries
 // of every type, aimed at newWorld's tasks and nodes and withACL's tokens,
-// plus garbage.
+// plus garbage and a few malformed retire_tasks entries.
 func TestWriteFuzzCorpus(t *testing.T) {
 	if os.Getenv("RCTL_WRITE_FUZZ_CORPUS") != "1" {
 		t.Skip("set RCTL_WRITE_FUZZ_CORPUS=1 to rewrite testdata/fuzz seeds")
@@ -157,6 +157,12 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		"acl_token_create_dup":  h.createE("ci", "ro-secret", ACLReader),
 		"acl_token_revoke":      h.revokeE("ops"),
 		"acl_token_revoke_root": h.revokeE("root"),
+		// Retirement seeds, after the others for the same reason.
+		"retire_tasks":      h.retireE("complete", "failed", "cancelled"),
+		"retire_tasks_skip": h.retireE("pending", "nope", "running", "failed"),
+		"retire_tasks_none": h.retireE("assigned", "gone"),
+		"retire_tasks_dup":  h.retireE("complete", "cancelled", "complete"),
+		"retire_tasks_bad":  &RetireTasksEntry{TaskIDs: []string{"complete", "a b"}, Reason: "count", Time: 13},
 	}
 	raw := map[string][]byte{
 		"empty":          {},

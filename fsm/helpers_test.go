@@ -154,8 +154,8 @@ func (h *harness) refuseRaw(data []byte, kind error, what string) *ApplyResult {
 	if !errors.As(res.Err, &fe) || fe.Msg == "" {
 		h.t.Fatalf("apply %s: error %#v is not an *Error with a message", what, res.Err)
 	}
-	if res.Task != nil || res.Node != nil || res.Tasks != nil || res.Token != nil {
-		h.t.Fatalf("apply %s: refusal returned task %v node %v tasks %v token %v, want nil", what, res.Task, res.Node, res.Tasks, res.Token)
+	if res.Task != nil || res.Node != nil || res.Tasks != nil || res.Token != nil || res.Retired != nil {
+		h.t.Fatalf("apply %s: refusal returned task %v node %v tasks %v token %v retired %v, want nil", what, res.Task, res.Node, res.Tasks, res.Token, res.Retired)
 	}
 	h.unchanged(before, ch, "refused "+what)
 	return res
@@ -263,6 +263,10 @@ func (h *harness) statusE(node string, st NodeStatus) *NodeStatusEntry {
 	return &NodeStatusEntry{NodeID: node, Status: st, Time: h.tick()}
 }
 
+func (h *harness) retireE(ids ...string) *RetireTasksEntry {
+	return &RetireTasksEntry{TaskIDs: ids, Reason: "manual", Time: h.tick()}
+}
+
 // task returns the stored task or fails.
 func (h *harness) task(id string) *Task {
 	h.t.Helper()
@@ -291,17 +295,47 @@ func checkInvariants(t testing.TB, f *FSM) {
 	defer f.mu.RUnlock()
 	st := f.st
 	tt := &st.tasks
-	if len(tt.ids) != len(tt.list) {
-		t.Fatalf("ids has %d entries, list %d", len(tt.ids), len(tt.list))
+	if len(tt.ids)+tt.dead != len(tt.list) {
+		t.Fatalf("ids has %d entries, list %d with %d tombstones", len(tt.ids), len(tt.list), tt.dead)
+	}
+	if n := len(tt.list); n > 0 && tt.list[n-1] == nil {
+		t.Fatal("list ends with a tombstone")
+	}
+	if len(tt.handleOf) != len(tt.list) || len(tt.ord) != len(tt.ids)+len(tt.free) {
+		t.Fatalf("%d handles for %d slots; %d ordinals for %d ids and %d free handles", len(tt.handleOf), len(tt.list), len(tt.ord), len(tt.ids), len(tt.free))
+	}
+	used := make(map[uint32]bool, len(tt.ord))
+	for _, h := range tt.ids {
+		used[h] = true
+	}
+	for _, h := range tt.free {
+		if used[h] || int(h) >= len(tt.ord) {
+			t.Fatalf("free handle %d is in use or out of range", h)
+		}
+		used[h] = true
+	}
+	if tt.dead >= compactMin && tt.dead > len(tt.ids) {
+		t.Fatalf("%d tombstones for %d tasks: not compacted", tt.dead, len(tt.ids))
 	}
 	counts := make(map[TaskStatus]int)
 	held := make(map[string][]uint32)
+	var prev *Task
 	for o, task := range tt.list {
-		if o > 0 && cmpTask(tt.list[o-1], task) >= 0 {
-			t.Fatalf("list out of (CreateIndex, ID) order at %d: %q then %q", o, tt.list[o-1].ID, task.ID)
+		if task == nil {
+			for _, s := range TaskStatuses {
+				slot, _ := statusSlot(s)
+				if tt.byStatus[slot].has(uint32(o)) {
+					t.Fatalf("tombstone %d is in the bitset of %s", o, s)
+				}
+			}
+			continue
 		}
-		if got, ok := tt.ids[task.ID]; !ok || got != uint32(o) {
-			t.Fatalf("ids[%q] = %d,%v, want %d", task.ID, got, ok, o)
+		if prev != nil && cmpTask(prev, task) >= 0 {
+			t.Fatalf("list out of (CreateIndex, ID) order at %d: %q then %q", o, prev.ID, task.ID)
+		}
+		prev = task
+		if h, ok := tt.ids[task.ID]; !ok || tt.ord[h] != uint32(o) || tt.handleOf[o] != h {
+			t.Fatalf("ids[%q] = %d,%v: ordinal %d, want %d", task.ID, h, ok, tt.ord[h], o)
 		}
 		for _, s := range TaskStatuses {
 			slot, _ := statusSlot(s)
@@ -347,6 +381,64 @@ func checkInvariants(t testing.TB, f *FSM) {
 	}
 	if !maps.EqualFunc(held, tt.held, slices.Equal) {
 		t.Fatalf("held = %v, want %v", tt.held, held)
+	}
+	// Each finishOrder holds exactly the tasks of its status, in cmpFinish
+	// order, with its keys and tombstones counted.
+	for slot, s := range finishedStatuses {
+		fo := &tt.finished[slot]
+		var want []*Task
+		for _, task := range tt.list {
+			if task != nil && task.Status == s {
+				want = append(want, task)
+			}
+		}
+		slices.SortFunc(want, cmpFinish)
+		var got []*Task
+		dead := 0
+		for i, e := range fo.q {
+			if i > 0 && cmpFinishKey(fo.q[i-1], e) > 0 {
+				t.Fatalf("finish order of %s: keys out of order at %d", s, i)
+			}
+			if e.t == nil {
+				dead++
+				continue
+			}
+			if e.at != e.t.UpdatedAt || e.ix != e.t.ModifyIndex || tt.get(e.t.ID) != e.t {
+				t.Fatalf("finish order of %s: entry %d (%q) is stale", s, i, e.t.ID)
+			}
+			got = append(got, e.t)
+		}
+		if dead != fo.dead || !slices.Equal(got, want) {
+			t.Fatalf("finish order of %s: %d tasks (%d tombstones, counted %d), want %d", s, len(got), dead, fo.dead, len(want))
+		}
+		if n := len(fo.q); n > 0 && (fo.q[0].t == nil || fo.q[n-1].t == nil) {
+			t.Fatalf("finish order of %s starts or ends with a tombstone", s)
+		}
+	}
+	// The retired record: at most its limit, FIFO positions consistent,
+	// every id retired once, none of them a task.
+	rt := &st.retired
+	if len(rt.byID) > rt.limit {
+		t.Fatalf("%d retired records, limit %d", len(rt.byID), rt.limit)
+	}
+	live := 0
+	for i, rec := range rt.fifo {
+		if rec == nil {
+			continue
+		}
+		live++
+		if rt.byID[rec.ID] != rec || rec.seq != rt.base+uint64(i) {
+			t.Fatalf("retired record %q at %d is inconsistent (seq %d, base %d)", rec.ID, i, rec.seq, rt.base)
+		}
+		if !rec.Status.Terminal() || rec.RetiredAt <= 0 || rec.RetireIndex == 0 || rec.RetireIndex > st.idx.Tasks {
+			t.Fatalf("retired record %+v is invalid (tasks index %d)", rec.RetiredTask, st.idx.Tasks)
+		}
+		if tt.get(rec.ID) != nil {
+			t.Fatalf("%q is both retired and a task", rec.ID)
+		}
+	}
+	if live != len(rt.byID) || live+rt.dead != len(rt.fifo) {
+		t.Fatalf("retired: %d in the FIFO, %d by id, %d tombstones of %d slots", live, len(rt.byID), rt.dead, len(rt.fifo))
 	}
 	for id, n := range st.nodes {
 		if n.ID != id || !n.Status.Valid() || n.ModifyIndex > st.idx.Nodes {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/raft"
 )
@@ -132,6 +133,9 @@ func (p *PreparedRestore) Tasks() int { return p.hdr.Tasks }
 // Tokens is the number of ACL tokens in the prepared state.
 func (p *PreparedRestore) Tokens() int { return p.hdr.Tokens }
 
+// Retired is the number of retired task records in the prepared state.
+func (p *PreparedRestore) Retired() int { return p.hdr.Retired }
+
 // Size is the length of the snapshot in bytes, checksum included.
 func (p *PreparedRestore) Size() int64 { return p.size }
 
@@ -204,6 +208,19 @@ func (b *stateBuilder) token(t *ACLToken) error {
 	return nil
 }
 
+// retired records a retired task. The tasks, all read by now, are still
+// in the snapshot's ID order: an id that is also a task is refused (the
+// state never holds both).
+func (b *stateBuilder) retired(r *RetiredTask) error {
+	list := b.st.tasks.list
+	if _, found := slices.BinarySearchFunc(list, r.ID, func(t *Task, id string) int { return strings.Compare(t.ID, id) }); found {
+		return fmt.Errorf("retired task %s is also a task", quote(r.ID))
+	}
+	r.Status = knownTaskStatus(r.Status)
+	b.st.retired.push(*r)
+	return nil
+}
+
 // intern returns one shared copy of a node id string.
 func (b *stateBuilder) intern(id string) string {
 	if id == "" {
@@ -221,6 +238,7 @@ func (b *stateBuilder) finish() *state {
 	st := b.st
 	sortIDOrderByCreate(st.tasks.list) // (CreateIndex, ID) order
 	st.tasks.reindex()                 // and the secondary indexes
+	st.tasks.buildFinished()
 	st.idx = Indexes{
 		Tasks:   b.hdr.TasksIndex,
 		Nodes:   b.hdr.NodesIndex,
@@ -260,6 +278,8 @@ type SnapshotInfo struct {
 	// were bootstrapped (0 and false in a snapshot without ACL data).
 	Tokens          int  `codec:"tokens" json:"tokens"`
 	ACLBootstrapped bool `codec:"acl_bootstrapped" json:"acl_bootstrapped"`
+	// Retired is the number of retired task records (0 before version 3).
+	Retired int `codec:"retired" json:"retired"`
 	// Size is the length of the snapshot in bytes, checksum included.
 	Size int64 `codec:"size" json:"size"`
 	// SHA256 is the hex checksum stored in the snapshot's trailer.
@@ -286,6 +306,7 @@ func ReadSnapshotInfo(r io.Reader) (SnapshotInfo, error) {
 		Servers:         hdr.Servers,
 		Tokens:          hdr.Tokens,
 		ACLBootstrapped: hdr.ACLBootstrapIndex != 0,
+		Retired:         hdr.Retired,
 		Size:            size,
 		SHA256:          hex.EncodeToString(sum[:]),
 	}, nil
@@ -301,6 +322,7 @@ func (c *infoCounter) task(t *Task) error           { c.byStatus[t.Status]++; re
 func (c *infoCounter) node(*Node) error             { return nil }
 func (c *infoCounter) server(*Server) error         { return nil }
 func (c *infoCounter) token(*ACLToken) error        { return nil }
+func (c *infoCounter) retired(*RetiredTask) error   { return nil }
 
 // sortIDOrderByCreate puts tasks that are in ID order (as a snapshot holds
 // them) in cmpTask order. Among equal CreateIndexes the ID order is kept,

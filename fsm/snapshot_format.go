@@ -18,7 +18,8 @@ import (
 // The snapshot file format (see doc.go for the full description):
 //
 //	"RCTLSNAP" | record(header) | record(task)… | record(node)… |
-//	record(server)… | record(token)… | sha256(everything before)
+//	record(server)… | record(token)… | record(retired)… |
+//	sha256(everything before)
 //
 // where record(v) is a 4-byte big-endian length and the msgpack of v.
 //
@@ -29,11 +30,20 @@ import (
 // with ACL data is written as version 2, which such servers refuse by its
 // version instead of misreading it. Readers take both; a version 1 header
 // has no ACL fields, which decode as zero.
+//
+// Version 3 added the record of retired tasks, the same way: the header's
+// retired count (omitted when zero) and the retired records, in
+// retirement order. A state with an empty record is written as version 1
+// or 2 as before; one with retired ids as version 3, which older servers
+// refuse by its version rather than forget the record.
 const (
 	snapshotMagic = "RCTLSNAP"
 	// snapshotVersion is the newest format version, the one written when
-	// the state holds ACL data; snapshotVersionNoACL is written otherwise.
-	snapshotVersion      = 2
+	// the state remembers retired tasks; snapshotVersionACL is written
+	// when it holds ACL data but no retired task, snapshotVersionNoACL
+	// when it holds neither.
+	snapshotVersion      = 3
+	snapshotVersionACL   = 2
 	snapshotVersionNoACL = 1
 	// maxRecordLen bounds one record. The largest task the limits allow
 	// (64 payload values of 64 KiB, plus output and error) is about 4.2 MiB.
@@ -57,6 +67,9 @@ type snapshotHeader struct {
 	Tokens            int    `codec:"tokens,omitempty"`
 	ACLIndex          uint64 `codec:"acl_index,omitempty"`
 	ACLBootstrapIndex uint64 `codec:"acl_bootstrap_index,omitempty"`
+	// Since version 3; omitted when zero, so that a state without
+	// retired tasks encodes exactly as version 1 or 2 did.
+	Retired int `codec:"retired,omitempty"`
 }
 
 // hasACL reports whether the header announces any ACL data.
@@ -72,16 +85,18 @@ type snapshotData struct {
 	tasks   []*Task // in table order; writeSnapshot sorts its own copy by ID
 	nodes   []*Node // sorted by ID
 	servers []*Server
-	tokens  []*ACLToken // sorted by AccessorID
+	tokens  []*ACLToken    // sorted by AccessorID
+	retired []*RetiredTask // oldest first
 }
 
 // capture takes a snapshotData. The caller holds the FSM lock.
 func (s *state) capture() *snapshotData {
 	d := &snapshotData{
-		tasks:   slices.Clone(s.tasks.list),
+		tasks:   s.tasks.all(),
 		nodes:   s.sortedNodes(),
 		servers: s.sortedServers(),
 		tokens:  s.acl.sorted(),
+		retired: s.retired.records(),
 	}
 	d.hdr = snapshotHeader{
 		Version:           snapshotVersion,
@@ -95,8 +110,13 @@ func (s *state) capture() *snapshotData {
 		Tokens:            len(d.tokens),
 		ACLIndex:          s.idx.ACL,
 		ACLBootstrapIndex: s.acl.bootstrapIndex,
+		Retired:           len(d.retired),
 	}
-	if !d.hdr.hasACL() {
+	switch {
+	case d.hdr.Retired > 0:
+	case d.hdr.hasACL():
+		d.hdr.Version = snapshotVersionACL
+	default:
 		d.hdr.Version = snapshotVersionNoACL
 	}
 	return d
@@ -133,6 +153,11 @@ func writeSnapshot(w io.Writer, d *snapshotData) error {
 	}
 	for _, tk := range d.tokens {
 		if err := rw.record("token", tk); err != nil {
+			return err
+		}
+	}
+	for _, r := range d.retired {
+		if err := rw.record("retired", r); err != nil {
 			return err
 		}
 	}
@@ -182,6 +207,7 @@ type snapshotVisitor interface {
 	node(n *Node) error
 	server(sv *Server) error
 	token(t *ACLToken) error
+	retired(r *RetiredTask) error
 }
 
 // readSnapshot decodes and verifies a snapshot: magic, version, record
@@ -223,12 +249,16 @@ func (sr *recordReader) readHeader() (hdr snapshotHeader, err error) {
 	if hdr.Version < snapshotVersionNoACL || hdr.Version > snapshotVersion {
 		return hdr, fmt.Errorf("snapshot format version %d is not supported (this build reads %d to %d)", hdr.Version, snapshotVersionNoACL, snapshotVersion)
 	}
-	if hdr.Tasks < 0 || hdr.Nodes < 0 || hdr.Servers < 0 || hdr.Tokens < 0 {
-		return hdr, fmt.Errorf("snapshot header announces negative counts (%d tasks, %d nodes, %d servers, %d tokens)", hdr.Tasks, hdr.Nodes, hdr.Servers, hdr.Tokens)
+	if hdr.Tasks < 0 || hdr.Nodes < 0 || hdr.Servers < 0 || hdr.Tokens < 0 || hdr.Retired < 0 {
+		return hdr, fmt.Errorf("snapshot header announces negative counts (%d tasks, %d nodes, %d servers, %d tokens, %d retired)", hdr.Tasks, hdr.Nodes, hdr.Servers, hdr.Tokens, hdr.Retired)
 	}
 	if hdr.Version == snapshotVersionNoACL && hdr.hasACL() {
 		// Servers that read only version 1 would skip the ACL data.
 		return hdr, fmt.Errorf("snapshot format version %d cannot hold ACL data, but the header announces %d tokens", hdr.Version, hdr.Tokens)
+	}
+	if hdr.Version < snapshotVersion && hdr.Retired != 0 {
+		// Servers that read only versions 1 and 2 would skip the record.
+		return hdr, fmt.Errorf("snapshot format version %d cannot hold retired tasks, but the header announces %d", hdr.Version, hdr.Retired)
 	}
 	return hdr, nil
 }
@@ -293,6 +323,19 @@ func (sr *recordReader) readBody(hdr *snapshotHeader, v snapshotVisitor) (size i
 		}
 		prev = tk.AccessorID
 		if err := v.token(tk); err != nil {
+			return 0, sum, err
+		}
+	}
+	retired := make(map[string]struct{}, min(hdr.Retired, 1024))
+	for i := range hdr.Retired {
+		r := new(RetiredTask)
+		if err := sr.record("retired", r); err != nil {
+			return 0, sum, fmt.Errorf("retired task %d of %d: %w", i+1, hdr.Retired, err)
+		}
+		if err := checkStoredRetired(r, retired); err != nil {
+			return 0, sum, err
+		}
+		if err := v.retired(r); err != nil {
 			return 0, sum, err
 		}
 	}
@@ -369,6 +412,26 @@ func checkStoredToken(t *ACLToken, prev string, hashes map[string]string) error 
 		return fmt.Errorf("tokens %s and %s have the same secret hash", quote(other), quote(t.AccessorID))
 	}
 	hashes[t.SecretHash] = t.AccessorID
+	return nil
+}
+
+// checkStoredRetired verifies a retired record: a well-formed id, seen
+// once (seen holds the ids so far), a finished status, a positive time
+// and index.
+func checkStoredRetired(r *RetiredTask, seen map[string]struct{}) error {
+	if err := checkID("retired task id", r.ID); err != nil {
+		return errors.New(err.Msg)
+	}
+	if _, dup := seen[r.ID]; dup {
+		return fmt.Errorf("retired task %s is recorded twice", quote(r.ID))
+	}
+	seen[r.ID] = struct{}{}
+	if !r.Status.Terminal() {
+		return fmt.Errorf("retired task %s has status %s; only finished tasks are retired", quote(r.ID), quote(string(r.Status)))
+	}
+	if r.RetiredAt <= 0 || r.RetireIndex == 0 {
+		return fmt.Errorf("retired task %s has time %d and index %d; both must be positive", quote(r.ID), r.RetiredAt, r.RetireIndex)
+	}
 	return nil
 }
 

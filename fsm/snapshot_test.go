@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 )
@@ -81,6 +82,15 @@ func readView(f *FSM) string {
 	for _, tk := range f.ACLTokens() {
 		fmt.Fprintf(&b, "%+v %v %v\n", *tk, f.ACLToken(tk.AccessorID) == tk, f.ACLTokenBySecretHash(tk.SecretHash) == tk)
 	}
+	f.mu.RLock()
+	retired := f.st.retired.records()
+	f.mu.RUnlock()
+	for _, r := range retired {
+		got, ok := f.Retired(r.ID)
+		fmt.Fprintf(&b, "retired %+v %v\n", got, ok && got == *r)
+	}
+	// What the leader would retire next, by age and by count.
+	fmt.Fprintf(&b, "candidates %v %v\n", f.RetireCandidates(1<<62, time.Hour, 0, 50), f.RetireCandidates(0, 0, 3, 50))
 	return b.String()
 }
 
@@ -182,6 +192,12 @@ func TestRestoreRejectsBadSnapshots(t *testing.T) {
 	token := func(id, secret string) *ACLToken {
 		return &ACLToken{AccessorID: id, SecretHash: secretHash(secret), Role: ACLOperator, CreateTime: 1, CreateIndex: 9}
 	}
+	rhdr := func(n int) *snapshotHeader {
+		return &snapshotHeader{Version: 3, Index: 9, Retired: n}
+	}
+	retired := func(id string, ix uint64) *RetiredTask {
+		return &RetiredTask{ID: id, Status: TaskComplete, RetiredAt: 5, RetireIndex: ix}
+	}
 	withLen := func(n uint32) []byte {
 		b := append([]byte(snapshotMagic), 0, 0, 0, 0)
 		binary.BigEndian.PutUint32(b[8:], n)
@@ -201,7 +217,7 @@ func TestRestoreRejectsBadSnapshots(t *testing.T) {
 		{"trailing data", append(bytes.Clone(good), 0), "after the checksum"},
 		{"zero-length record", withLen(0), "want 1 to"},
 		{"oversized record", withLen(maxRecordLen + 1), "want 1 to"},
-		{"future version", craft(t, &snapshotHeader{Version: 3}), "version 3"},
+		{"future version", craft(t, &snapshotHeader{Version: 4}), "version 4"},
 		{"version zero", craft(t, &snapshotHeader{Version: 0}), "version 0"},
 		{"negative count", craft(t, hdr(-1, 0, 0)), "negative"},
 		{"negative token count", craft(t, &snapshotHeader{Version: 2, Tokens: -1}), "negative"},
@@ -217,6 +233,19 @@ func TestRestoreRejectsBadSnapshots(t *testing.T) {
 		{"token with an uppercase hash", craft(t, thdr(1), &ACLToken{AccessorID: "a", SecretHash: strings.ToUpper(secretHash("x")), Role: ACLReader}), "secret hash"},
 		{"token with an unknown role", craft(t, thdr(1), &ACLToken{AccessorID: "a", SecretHash: secretHash("x"), Role: "root"}), "unknown role"},
 		{"token record of the wrong shape", craft(t, thdr(1), "not a token"), "decode token"},
+		{"negative retired count", craft(t, &snapshotHeader{Version: 3, Retired: -1}), "negative"},
+		{"version 2 with retired tasks", craft(t, &snapshotHeader{Version: 2, Retired: 1}, retired("a", 1)), "cannot hold retired tasks"},
+		{"version 1 with retired tasks", craft(t, &snapshotHeader{Version: 1, Retired: 1}, retired("a", 1)), "cannot hold retired tasks"},
+		{"fewer retired than announced", craft(t, rhdr(2), retired("a", 1)), ""},
+		{"more retired than announced", craft(t, rhdr(1), retired("a", 1), retired("b", 2)), "checksum"},
+		{"retired twice", craft(t, rhdr(2), retired("a", 1), retired("a", 2)), "recorded twice"},
+		{"retired with a bad id", craft(t, rhdr(1), retired("a/b", 1)), "retired task id"},
+		{"retired without an id", craft(t, rhdr(1), retired("", 1)), "retired task id"},
+		{"retired while running", craft(t, rhdr(1), &RetiredTask{ID: "a", Status: TaskRunning, RetiredAt: 1, RetireIndex: 1}), "only finished"},
+		{"retired with an unknown status", craft(t, rhdr(1), &RetiredTask{ID: "a", Status: "gone", RetiredAt: 1, RetireIndex: 1}), "only finished"},
+		{"retired without a time", craft(t, rhdr(1), &RetiredTask{ID: "a", Status: TaskFailed, RetireIndex: 1}), "must be positive"},
+		{"retired without an index", craft(t, rhdr(1), &RetiredTask{ID: "a", Status: TaskFailed, RetiredAt: 1}), "must be positive"},
+		{"retired record of the wrong shape", craft(t, rhdr(1), "not a record"), "decode retired"},
 		{"fewer tasks than announced", craft(t, hdr(2, 0, 0), task("a", TaskPending)), ""},
 		{"more tasks than announced", craft(t, hdr(1, 0, 0), task("a", TaskPending), task("b", TaskPending)), "checksum"},
 		{"duplicate task", craft(t, hdr(2, 0, 0), task("a", TaskPending), task("a", TaskPending)), "duplicated"},
@@ -281,18 +310,18 @@ func TestReadSnapshotInfo(t *testing.T) {
 	}
 	sum := sha256.Sum256(data[:len(data)-32])
 	want := SnapshotInfo{
-		Version: 2, Index: f.Indexes().Applied, Tasks: len(f.Tasks("")), TasksByStatus: f.TaskCounts(),
+		Version: 3, Index: f.Indexes().Applied, Tasks: len(f.Tasks("")), TasksByStatus: f.TaskCounts(),
 		Nodes: len(f.Nodes()), Servers: len(f.Servers()), Tokens: len(f.ACLTokens()), ACLBootstrapped: f.ACLBootstrapped(),
-		Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
+		Retired: f.st.retired.len(), Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
 	}
 	if fmt.Sprintf("%+v", info) != fmt.Sprintf("%+v", want) {
 		t.Fatalf("ReadSnapshotInfo = %+v\nwant %+v", info, want)
 	}
-	if info.Tasks == 0 || info.Nodes == 0 || info.Servers == 0 || info.Tokens == 0 || !info.ACLBootstrapped {
+	if info.Tasks == 0 || info.Nodes == 0 || info.Servers == 0 || info.Tokens == 0 || !info.ACLBootstrapped || info.Retired == 0 {
 		t.Fatalf("generated state is too thin for this test: %+v", info)
 	}
 	empty, err := ReadSnapshotInfo(bytes.NewReader(snapBytes(t, New())))
-	if err != nil || len(empty.TasksByStatus) != len(TaskStatuses) || empty.Tasks != 0 || empty.Version != 1 || empty.Tokens != 0 {
+	if err != nil || len(empty.TasksByStatus) != len(TaskStatuses) || empty.Tasks != 0 || empty.Version != 1 || empty.Tokens != 0 || empty.Retired != 0 {
 		t.Fatalf("empty snapshot info = %+v, %v", empty, err)
 	}
 }
