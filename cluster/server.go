@@ -47,6 +47,8 @@ type Server struct {
 	goneMu           sync.Mutex                // raftguard.go: the last leader succession found gone
 	goneID           raft.ServerID
 	goneAt           time.Time
+	lastLeaderAddr   raft.ServerAddress // goneMu: the last leader known (succession.go)
+	lastLeaderID     raft.ServerID
 	leaderReady      atomic.Bool
 	probing          atomic.Bool  // succession.go: a leader probe is running
 	succMu           sync.Mutex   // succession.go: one attempt to stand at a time
@@ -331,6 +333,7 @@ func (s *Server) observe() {
 				if d.LeaderID == "" {
 					s.log.Warn("raft: leader lost", "event", "leader_change", "term", s.raft.CurrentTerm())
 				} else {
+					s.rememberLeader(d.LeaderAddr, d.LeaderID)
 					s.log.Info("raft: leader elected", "event", "leader_change", "leader_id", string(d.LeaderID),
 						"leader_addr", string(d.LeaderAddr), "term", s.raft.CurrentTerm())
 				}

@@ -97,6 +97,13 @@ func (s *Server) raftConnClosed() {
 		return
 	}
 	addr, id := s.raft.LeaderWithID()
+	if addr == "" {
+		// A candidate's vote request may have cleared the leader before
+		// the leader's connection was seen to close (the first successor
+		// stood at once): probe the leader we last knew, if that was
+		// recent, so that the next successors still take their turns.
+		addr, id = s.recentLeader()
+	}
 	if addr == "" || !s.probing.CompareAndSwap(false, true) {
 		s.log.Debug("raft connection closed; no leader probe", "leader", string(addr), "probing", s.probing.Load())
 		return
@@ -139,6 +146,28 @@ func (s *Server) succeedIfLeaderGone(addr raft.ServerAddress, id raft.ServerID) 
 	}
 	s.noteLeaderGone(id)
 	s.succeed(id, false)
+}
+
+// recentLeaderWindow is how long after losing sight of a leader a closed
+// raft connection still makes this server probe it.
+func (s *Server) recentLeaderWindow() time.Duration { return 2 * s.timing.ElectionTimeout }
+
+// rememberLeader records the last leader this server knew (observe).
+func (s *Server) rememberLeader(addr raft.ServerAddress, id raft.ServerID) {
+	s.goneMu.Lock()
+	defer s.goneMu.Unlock()
+	s.lastLeaderAddr, s.lastLeaderID = addr, id
+}
+
+// recentLeader is the last leader this server knew, if it lost sight of
+// it within recentLeaderWindow; else "".
+func (s *Server) recentLeader() (raft.ServerAddress, raft.ServerID) {
+	if time.Since(s.LastLeaderChange()) > s.recentLeaderWindow() {
+		return "", ""
+	}
+	s.goneMu.Lock()
+	defer s.goneMu.Unlock()
+	return s.lastLeaderAddr, s.lastLeaderID
 }
 
 // noteLeaderGone records that this server found leader id's process gone,

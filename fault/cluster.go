@@ -186,6 +186,7 @@ func StartCluster(t testing.TB, cfg ClusterConfig) *Cluster {
 	})
 	if !cfg.NoStart {
 		c.StartAll()
+		c.WaitACL()
 	}
 	return c
 }

@@ -100,6 +100,47 @@ func (c *Cluster) bootstrapACL(done <-chan struct{}) {
 	}
 }
 
+// WaitACL waits until the harness has bootstrapped ACLs (a no-op with
+// Insecure), so that every server has applied the token before a test
+// cuts the network: a server that missed it would refuse the workload's
+// calls. StartCluster calls it; tests that start servers themselves
+// (NoStart) get the same wait on their clients' first call.
+func (c *Cluster) WaitACL() {
+	c.T.Helper()
+	if c.pki == nil {
+		return
+	}
+	select {
+	case <-c.pki.ready:
+	case <-time.After(90 * time.Second):
+		c.T.Fatal("fault: ACLs were not bootstrapped within 90 s of the start")
+	}
+	// Every running server has applied the bootstrap once it answers a
+	// call with the token itself.
+	for _, sv := range c.Servers {
+		if !sv.Running() {
+			continue
+		}
+		cred := c.clientCredentials(c.Net.Observer())
+		pool := rpc.NewPoolWith(cred)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := pool.Call(ctx, sv.Addr, rpc.MethodStatus, &rpc.StatusArgs{}, nil)
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				pool.Close()
+				c.T.Fatalf("fault: %s does not accept the bootstrapped token: %v", sv.Name, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		pool.Close()
+	}
+}
+
 // opsCredentials are the observer's: a server certificate, or plaintext.
 func (c *Cluster) opsCredentials() rpc.Credentials {
 	if c.pki == nil {
