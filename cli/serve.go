@@ -25,6 +25,8 @@ type serveFlags struct {
 	preferCloud, placement                        string
 	maxHeartbeatRate                              float64
 	insecure                                      bool
+	retainAge, retireInterval                     time.Duration
+	retainMax                                     int
 	maxConnsPerIP, maxConns                       int
 }
 
@@ -79,6 +81,9 @@ certificate must name the same server).`,
 	fl.StringVar(&f.placement, "leader-placement", "auto", "auto: the leader hands leadership to a voter in the preferred cloud once the cluster has been healthy for 15s; off: never")
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 8192, "log entries since the last snapshot that trigger a new one")
 	fl.Uint64Var(&f.trailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot so lagging followers catch up without one")
+	fl.DurationVar(&f.retainAge, "retain-finished", 24*time.Hour, "finished tasks (complete, failed, cancelled) are retired from the manifest this long after they finished; 0: no age rule. Each retired task leaves one event=task_retired line in the leader's log")
+	fl.IntVar(&f.retainMax, "retain-finished-max", 100000, "keep at most this many tasks per finished status, retiring the oldest beyond it; 0: no count rule (both 0: keep everything forever)")
+	fl.DurationVar(&f.retireInterval, "retire-interval", 30*time.Second, "how often the leader retires finished tasks by the two rules above (at most 20,000 per round)")
 	fl.BoolVar(&f.insecure, "insecure", false, "serve plaintext with no authentication or authorization: anyone who reaches the port owns the cluster (development only; exclusive with --tls-*)")
 	fl.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", cluster.DefaultConnLimits().PerIP, "connections one remote IP may hold open; more are refused at accept")
 	fl.IntVar(&f.maxConns, "max-conns", cluster.DefaultConnLimits().Total, "connections the server holds open in all; more are refused at accept")
@@ -95,6 +100,11 @@ func runServe(g *globals, f *serveFlags) error {
 	cfg.Placement.PreferCloud = f.preferCloud
 	cfg.TLS, cfg.Insecure = g.tls, f.insecure
 	cfg.TransferOnShutdown = true
+	if f.retainAge < 0 || f.retainMax < 0 || f.retireInterval < 100*time.Millisecond {
+		return usagef("--retain-finished and --retain-finished-max must not be negative, --retire-interval at least 100ms")
+	}
+	cfg.Retention = cluster.RetentionConfig{MaxAge: f.retainAge, MaxPerStatus: f.retainMax, Interval: f.retireInterval,
+		Disabled: f.retainAge == 0 && f.retainMax == 0}
 	if f.maxConnsPerIP <= 0 || f.maxConns <= 0 {
 		return usagef("--max-conns-per-ip and --max-conns must be positive")
 	}

@@ -24,7 +24,7 @@ func newTaskCommand(g *globals) *cobra.Command {
 		Use:   "task",
 		Short: "Add, inspect, list, cancel and watch tasks in the manifest",
 	}
-	cmd.AddCommand(newTaskAdd(g), newTaskGet(g), newTaskList(g), newTaskCancel(g), newTaskWatch(g))
+	cmd.AddCommand(newTaskAdd(g), newTaskGet(g), newTaskList(g), newTaskCancel(g), newTaskWatch(g), newTaskGC(g))
 	return cmd
 }
 
@@ -279,6 +279,37 @@ func newTaskCancel(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why the task is cancelled; kept in its history")
+	return cmd
+}
+
+func newTaskGC(g *globals) *cobra.Command {
+	var olderThan time.Duration
+	cmd := &cobra.Command{
+		Use:   "gc --older-than D",
+		Short: "Retire finished tasks now: those that finished more than D ago (operator role)",
+		Long: `Retire, now, every finished task (complete, failed, cancelled) that finished
+more than --older-than ago. The leader also does this on its own by the
+retention rules of rctl serve (--retain-finished, --retain-finished-max).
+Retired tasks leave the manifest and its snapshots; each leaves one line,
+event=task_retired with its final status and result, in the leader's log;
+task get on a retired id says so. A retired id may be used again.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(*cobra.Command, []string) error {
+			if olderThan <= 0 {
+				return usagef("--older-than must be positive, e.g. 1h")
+			}
+			var reply rpc.TaskGCReply
+			if err := g.call(rpc.MethodTaskGC, &rpc.TaskGCArgs{OlderThanMS: olderThan.Milliseconds()}, &reply); err != nil {
+				return err
+			}
+			if g.json() {
+				return g.printJSON(&reply)
+			}
+			fmt.Fprintf(g.stdout, "retired %d finished tasks\n", reply.Retired)
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&olderThan, "older-than", 0, "retire tasks that finished more than this long ago (required), e.g. 24h")
 	return cmd
 }
 

@@ -64,6 +64,8 @@ type Config struct {
 	Liveness LivenessConfig
 	// Placement moves leadership into the preferred cloud.
 	Placement PlacementConfig
+	// Retention retires finished tasks (retire.go).
+	Retention RetentionConfig
 	// Clock is the time source for leader duties. Default: the real clock.
 	Clock Clock
 	// LogOutput receives the raft library's log lines. Default os.Stderr.
@@ -97,6 +99,7 @@ func Default() Config {
 		Version:           "dev",
 		Liveness:          DefaultLiveness(),
 		Placement:         DefaultPlacement(),
+		Retention:         DefaultRetention(),
 	}
 }
 
@@ -216,6 +219,19 @@ func (c *Config) Validate() error {
 	}
 	if len(pl.PreferCloud) > 64 || strings.ContainsAny(pl.PreferCloud, " \t\n") {
 		return fmt.Errorf("prefer-leader-cloud %q is invalid: at most 64 characters, no spaces", pl.PreferCloud)
+	}
+	rt := &c.Retention
+	if rt.Interval == 0 && rt.MaxAge == 0 && rt.MaxPerStatus == 0 && !rt.Disabled {
+		*rt = DefaultRetention()
+	}
+	if rt.Disabled && rt.Interval == 0 {
+		rt.Interval = DefaultRetention().Interval
+	}
+	if rt.Interval < 100*time.Millisecond || rt.MaxAge < 0 || rt.MaxPerStatus < 0 {
+		return errors.New("retention: interval must be at least 100ms, max age and max per status not negative")
+	}
+	if !rt.Disabled && rt.MaxAge == 0 && rt.MaxPerStatus == 0 {
+		return errors.New("retention: give a max age or a max count per status (or disable retention)")
 	}
 	if c.LogOutput == nil {
 		c.LogOutput = os.Stderr

@@ -28,6 +28,12 @@ func (s *Server) leaderDuties(stop <-chan struct{}) {
 		s.placementLoop(stop)
 	}()
 	defer func() { <-placed }()
+	retired := make(chan struct{})
+	go func() {
+		defer close(retired)
+		s.retireLoop(stop)
+	}()
+	defer func() { <-retired }()
 
 	judge := time.NewTicker(s.cfg.Liveness.MinInterval / 4)
 	defer judge.Stop()
@@ -98,7 +104,7 @@ func (s *Server) schedule(lv *liveness) {
 			s.log.Error("scheduler: encode", "err", err)
 			return
 		}
-		futs = append(futs, s.raft.Apply(data, 5*time.Second))
+		futs = append(futs, s.raft.Apply(data, proposeTimeout))
 	}
 	assigned := 0
 	for i, f := range futs {
@@ -115,13 +121,17 @@ func (s *Server) schedule(lv *liveness) {
 	s.log.Debug("scheduler: round done", "assigned", assigned, "pending", len(pending))
 }
 
+// proposeTimeout bounds how long a leader duty's write waits to enter
+// raft's queue (raft.Apply's enqueue timeout).
+const proposeTimeout = 5 * time.Second
+
 // propose applies one entry and returns the fsm's refusal, if any.
 func (s *Server) propose(body any) error {
 	data, err := fsm.EncodeEntry(body)
 	if err != nil {
 		return err
 	}
-	f := s.raft.Apply(data, 5*time.Second)
+	f := s.raft.Apply(data, proposeTimeout)
 	if err := f.Error(); err != nil {
 		return err
 	}

@@ -65,6 +65,10 @@ type Backend interface {
 	HeartbeatParams() (interval, ttl time.Duration)
 	// ForgetNode drops a deregistered node from liveness tracking.
 	ForgetNode(nodeID string)
+	// RetireNow retires every finished task that finished more than
+	// olderThan ago (this server leads) and returns how many and the last
+	// entry's index.
+	RetireNow(ctx context.Context, olderThan time.Duration) (int, uint64, error)
 	// TransferLeadership hands leadership (this server leads) to target,
 	// or to the best live, caught-up voter when target is "", and returns
 	// the new leader once seen. No suitable voter: conflict.
@@ -159,6 +163,7 @@ func (s *Server) declarations() map[string]method {
 		MethodTaskStart:       {s.taskStart, access{agent: true}},
 		MethodTaskComplete:    {s.taskComplete, access{agent: true}},
 		MethodTaskFail:        {s.taskFail, access{agent: true}},
+		MethodTaskGC:          {s.taskGC, access{token: levelOperator}},
 		MethodACLBootstrap:    {s.aclBootstrap, access{bootstrap: true}},
 		MethodACLTokenCreate:  {s.aclTokenCreate, access{token: levelManagement}},
 		MethodACLTokenList:    {s.aclTokenList, access{token: levelManagement}},

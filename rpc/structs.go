@@ -25,6 +25,7 @@ const (
 	MethodTaskStart       = "Task.Start"
 	MethodTaskComplete    = "Task.Complete"
 	MethodTaskFail        = "Task.Fail"
+	MethodTaskGC          = "Task.GC"
 )
 
 // QueryOptions are the read options every read method accepts.
@@ -112,6 +113,18 @@ type TaskListReply struct {
 type TaskCancelArgs struct {
 	ID     string `codec:"id"`
 	Reason string `codec:"reason"`
+}
+
+// TaskGCArgs are the arguments of Task.GC: retire, now, every finished
+// task that finished more than OlderThanMS ago.
+type TaskGCArgs struct {
+	OlderThanMS int64 `codec:"older_than_ms" json:"older_than_ms"`
+}
+
+// TaskGCReply is Task.GC's result.
+type TaskGCReply struct {
+	Retired int    `codec:"retired" json:"retired"`
+	Index   uint64 `codec:"index" json:"index"`
 }
 
 // StatusArgs are the arguments of Status.Get. Status always describes the

@@ -127,9 +127,35 @@ func (s *Server) taskGet(ctx context.Context, req *Request) (any, error) {
 		return nil, err
 	}
 	if reply.Task == nil {
+		if r, ok := s.fsm.Retired(a.ID); ok {
+			return nil, Errorf(CodeNotFound, "task %q was retired at %s, %s: finished tasks leave the manifest after the retention period (rctl serve --retain-finished); its final line is in the leader's log (event=task_retired)",
+				a.ID, time.Unix(0, r.RetiredAt).UTC().Format(time.RFC3339), r.Status)
+		}
 		return nil, Errorf(CodeNotFound, "task %q not found", a.ID)
 	}
 	return &reply, nil
+}
+
+// maxGCAge bounds Task.GC's older_than_ms (100 years: any real age).
+const maxGCAge = 100 * 365 * 24 * time.Hour
+
+func (s *Server) taskGC(ctx context.Context, req *Request) (any, error) {
+	var a TaskGCArgs
+	if err := args(req, &a); err != nil {
+		return nil, err
+	}
+	if a.OlderThanMS <= 0 || a.OlderThanMS > int64(maxGCAge/time.Millisecond) {
+		return nil, Errorf(CodeInvalidArgument, "older_than_ms must be positive and at most 100 years, got %d", a.OlderThanMS)
+	}
+	var reply TaskGCReply
+	if done, err := s.forward(ctx, req, &reply); done {
+		return &reply, err
+	}
+	n, idx, err := s.b.RetireNow(ctx, time.Duration(a.OlderThanMS)*time.Millisecond)
+	if err != nil {
+		return nil, err
+	}
+	return &TaskGCReply{Retired: n, Index: idx}, nil
 }
 
 func (s *Server) taskList(ctx context.Context, req *Request) (any, error) {
