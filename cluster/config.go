@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rctl-dev/rctl/fsm"
 	"github.com/rctl-dev/rctl/internal/pki"
 )
 
@@ -179,8 +180,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	for name, v := range map[string]string{"cloud": c.Cloud, "region": c.Region} {
-		if len(v) > 64 || strings.ContainsAny(v, " \t\n") {
-			return fmt.Errorf("%s %q is invalid: at most 64 characters, no spaces", name, v)
+		// The manifest's own rule: a label it would refuse would leave
+		// this server unable to record itself.
+		if err := fsm.CheckLabel(name, v); err != nil {
+			return err
 		}
 	}
 	if c.SnapshotThreshold == 0 {
@@ -217,8 +220,8 @@ func (c *Config) Validate() error {
 	if pl.Interval <= 0 || pl.Settle < 0 || pl.Backoff < 0 {
 		return errors.New("placement: interval must be positive and settle/backoff not negative")
 	}
-	if len(pl.PreferCloud) > 64 || strings.ContainsAny(pl.PreferCloud, " \t\n") {
-		return fmt.Errorf("prefer-leader-cloud %q is invalid: at most 64 characters, no spaces", pl.PreferCloud)
+	if err := fsm.CheckLabel("prefer-leader-cloud", pl.PreferCloud); err != nil {
+		return err
 	}
 	rt := &c.Retention
 	if rt.Interval == 0 && rt.MaxAge == 0 && rt.MaxPerStatus == 0 && !rt.Disabled {

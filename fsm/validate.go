@@ -55,6 +55,16 @@ func checkRef(what, id string) *Error {
 	return nil
 }
 
+// CheckLabel validates a cloud or region label exactly as the manifest
+// will: at most 64 bytes of [a-z0-9_.-] (lower case), empty allowed. Flags
+// that end up in the manifest are checked with it before anything starts.
+func CheckLabel(what, v string) error {
+	if err := checkLabel(what, v, maxLabelLen, false); err != nil {
+		return err
+	}
+	return nil
+}
+
 // checkLabel validates a task type, cloud or region: [a-z0-9_.-], at most
 // limit bytes, empty allowed unless required.
 func checkLabel(what, v string, limit int, required bool) *Error {

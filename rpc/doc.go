@@ -8,14 +8,19 @@
 //
 // # Contract for endpoints
 //
-// Every endpoint follows the same shape:
+// Before any endpoint runs, Server.handle authorizes the call (auth.go):
+// every method declares who may call it, from the connection's
+// certificate and the request's ACL token; refusals are permission_denied
+// and change nothing. Every endpoint then follows the same shape:
 //
-//  1. decode and validate its arguments (invalid_argument, nothing changed);
+//  1. decode and check its arguments (invalid_argument, nothing changed);
 //  2. writes and linearizable reads call s.forward first: on a follower the
 //     call goes to the leader and its answer is returned unchanged;
 //  3. writes propose exactly one fsm entry, stamped here with the time and,
 //     for Task.Add without an id, a random id — the fsm never reads clocks
-//     or randomness;
+//     or randomness. The leader first runs the fsm's own checks on the
+//     entry against its state (fsm.Check): a write the fsm would refuse
+//     never reaches the log;
 //  4. linearizable reads pass readBarrier (leadership confirmed by a quorum
 //     after the read arrived, state applied up to the commit index seen
 //     then); stale reads read the local fsm.

@@ -44,9 +44,9 @@
 //	TestChaos               a randomized nemesis session with a Markdown
 //	                        report; only with RCTL_CHAOS_SEED (make chaos)
 //	TestLongJobsCutOffAgents agents cut off for longer than their TTL while
-//	                        running 8 s jobs: a reproduction of a known
-//	                        problem (a job runs on two nodes at once), only
-//	                        with RCTL_FAULT_LONG_JOBS=1
+//	                        running 8 s jobs: they fence themselves (stop
+//	                        their jobs) before the leader requeues them, so
+//	                        no job runs on two nodes at once
 //
 // They need root and skip with a message without it. Without a node agent
 // (RCTL_AGENT_BIN, or agent/.venv from `make agent-venv`) the scenarios
