@@ -56,20 +56,34 @@ func (f *FSM) Check(body any) (err error) {
 	if body == nil {
 		return invalidf("no entry body to check")
 	}
-	t, ok := typeOf(body)
-	if !ok {
+	if _, ok := typeOf(body); !ok {
 		return invalidf("%T is not an entry body", body)
 	}
 	data, encErr := EncodeEntry(body)
 	if encErr != nil {
 		return invalidf("%v", encErr)
 	}
+	return f.CheckEncoded(data)
+}
+
+// CheckEncoded is Check for an entry already encoded with EncodeEntry: a
+// proposer that is about to hand data to raft checks exactly those bytes
+// and encodes once.
+func (f *FSM) CheckEncoded(data []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil { // never expected: every check is pure
+			err = invalidf("entry could not be checked: internal error: %v", r)
+		}
+	}()
+	if len(data) == 0 {
+		return invalidf("no entry to check")
+	}
 	if err := checkEntrySize(data); err != nil {
 		return err
 	}
 	typ, dec, decErr := DecodeEntry(data)
 	if decErr != nil || dec == nil {
-		return invalidf("%s entry does not decode as it encodes: %v", t, decErr)
+		return invalidf("%s entry does not decode: %v", EntryType(data[0]), decErr)
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()

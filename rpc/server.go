@@ -466,12 +466,12 @@ func orNone(s string) string {
 // and never reaches the log. A refusal at apply time remains possible
 // only when the state changed between the check and the commit.
 func (s *Server) apply(ctx context.Context, body any) (*fsm.ApplyResult, error) {
-	if err := s.fsm.Check(body); err != nil {
-		return nil, err
-	}
 	data, err := fsm.EncodeEntry(body)
 	if err != nil {
 		return nil, Errorf(CodeInvalidArgument, "%v", err)
+	}
+	if err := s.fsm.CheckEncoded(data); err != nil {
+		return nil, err
 	}
 	timeout := s.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
