@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rctl-dev/rctl/fsm"
 	"github.com/rctl-dev/rctl/rpc"
 )
 
@@ -296,4 +297,36 @@ func TestAddBatchIsOneEntryAndIdempotent(t *testing.T) {
 	if c.servers[l].FSM().Task("fine") != nil {
 		t.Fatal("a refused batch added its good element")
 	}
+}
+
+func TestMembersShowTheManifestLabelsOnEveryServer(t *testing.T) {
+	c := newTestClusterWith(t, 3, func(i int, cfg *Config) { cfg.Cloud, cfg.Region = "local", "dev" })
+	l := c.waitLeader(10 * time.Second)
+	cl := c.client(l)
+	c.logMark() // every server has recorded its own labels
+	// An operator records other labels for a live server.
+	lbl := fsm.Server{ID: c.cfgs[(l+1)%3].NodeID, Address: c.cfgs[(l+1)%3].Bind, Cloud: "aws", Region: "conf-region"}
+	succeedsWithin(t, 10*time.Second, func() error {
+		return cl.Call(ctxT(t, 10*time.Second), rpc.MethodServerLabels, &rpc.ServerLabelsArgs{Server: lbl}, nil)
+	})
+	succeedsWithin(t, 10*time.Second, func() error {
+		for i := range c.servers {
+			for _, stale := range []bool{true, false} {
+				var reply rpc.MembersReply
+				if err := c.client(i).Call(ctxT(t, 10*time.Second), rpc.MethodMembers, &rpc.MembersArgs{Stale: stale}, &reply); err != nil {
+					return err
+				}
+				for _, m := range reply.Members {
+					want := [2]string{"local", "dev"}
+					if m.ID == lbl.ID {
+						want = [2]string{"aws", "conf-region"}
+					}
+					if got := [2]string{m.Cloud, m.Region}; got != want {
+						return fmt.Errorf("server %s (stale %v) shows %s as %v, want %v", c.cfgs[i].NodeID, stale, m.ID, got, want)
+					}
+				}
+			}
+		}
+		return nil
+	})
 }

@@ -104,11 +104,16 @@ func (s *Server) members(ctx context.Context, req *Request) (any, error) {
 		m.Suffrage = suffrage(srv.Suffrage)
 		m.Leader = string(srv.ID) == leaderID
 		m.LastContactMS, m.Lag = -1, -1
-		if lbl := s.fsm.Server(m.ID); lbl != nil {
+		// The manifest's labels are the one answer every server gives; a
+		// server's own report fills in only until its labels are recorded.
+		lbl := s.fsm.Server(m.ID)
+		if lbl != nil {
 			m.Cloud, m.Region = lbl.Cloud, lbl.Region
 		}
 		if m.ID == self.ID {
-			m.Cloud, m.Region = self.Cloud, self.Region
+			if lbl == nil {
+				m.Cloud, m.Region = self.Cloud, self.Region
+			}
 			m.State, m.Term = self.State, self.Term
 			if amLeader {
 				m.LastContactMS, m.Lag = 0, 0
@@ -130,7 +135,7 @@ func (s *Server) members(ctx context.Context, req *Request) (any, error) {
 				return
 			}
 			m.State, m.Term, m.LastContactMS = st.State, st.Term, st.LastContactMS
-			if st.Cloud != "" {
+			if lbl == nil && st.Cloud != "" {
 				m.Cloud, m.Region = st.Cloud, st.Region
 			}
 			m.Lag = max(int64(self.LastIndex)-int64(st.LastIndex), 0)
