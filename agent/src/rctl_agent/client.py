@@ -295,8 +295,9 @@ class ClusterClient:
         self, addr: str, method: str, args: dict[str, Any] | None, timeout: float, idempotent: bool
     ) -> Any:
         """One attempt at ``addr``.  A reused connection that turns out dead
-        (servers close RPC connections idle for 15 minutes, docs/rpc.md) is replaced once at no backoff cost, unless
-        that could repeat a non-idempotent call."""
+        (servers close RPC connections idle for 15 minutes, docs/rpc.md) is
+        replaced once at no backoff cost, unless that could repeat a
+        non-idempotent call."""
         conn, fresh = self._connection(addr)
         try:
             return conn.call(method, args, timeout=timeout, grace=self._grace)
