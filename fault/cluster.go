@@ -100,12 +100,13 @@ type Server struct {
 	Node        *Node
 	args        []string
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	done   chan struct{}
-	logf   *os.File
-	paused bool
-	starts int
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{}
+	logf    *os.File
+	paused  bool
+	starts  int
+	exitErr error // of the last run, once done is closed
 }
 
 // StartCluster builds the network, starts every server and registers the
@@ -244,11 +245,34 @@ func (sv *Server) start(bin string) error {
 	done := make(chan struct{})
 	sv.cmd, sv.done, sv.logf, sv.paused = cmd, done, logf, false
 	go func() {
-		_ = cmd.Wait()
+		err := cmd.Wait()
+		sv.mu.Lock()
+		sv.exitErr = err
+		sv.mu.Unlock()
 		logf.Close()
 		close(done)
 	}()
 	return nil
+}
+
+// Stop sends SIGTERM, what systemd sends, and returns once the process has
+// exited, with its exit error (nil: exit 0), or an error if it is still
+// running after within.
+func (sv *Server) Stop(within time.Duration) error {
+	if err := sv.signal(syscall.SIGTERM, false); err != nil {
+		return err
+	}
+	sv.mu.Lock()
+	done := sv.done
+	sv.mu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(within):
+		return fmt.Errorf("fault: %s still running %s after SIGTERM", sv.Name, within)
+	}
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	return sv.exitErr
 }
 
 // Running reports whether the process is alive (paused counts as alive).
