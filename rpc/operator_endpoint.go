@@ -160,7 +160,11 @@ func (s *Server) transferLeader(ctx context.Context, req *Request) (any, error) 
 		return nil, err
 	}
 	var reply TransferReply
-	if done, err := s.forward(ctx, req, &reply); done {
+	// Not s.forward: a forwarded call follows leadership and is sent again
+	// to a new leader, and a transfer's very effect is a new leader — it
+	// would move leadership a second time (seen as a transfer "bouncing"
+	// back within 50 ms, the term up by 2).
+	if done, err := s.forwardOnce(ctx, req, &reply); done {
 		return &reply, err
 	}
 	self := s.b.Self().ID

@@ -408,6 +408,38 @@ func (s *Server) forward(ctx context.Context, req *Request, reply any) (done boo
 	}
 }
 
+// forwardOnce is forward for calls whose effect is to move leadership
+// (Operator.TransferLeader): the call goes to the leader this server
+// knows and its answer comes back, however leadership moves meanwhile; it
+// is sent again only if it was never delivered (the dial failed).
+func (s *Server) forwardOnce(ctx context.Context, req *Request, reply any) (done bool, err error) {
+	if s.isLeader() {
+		return false, nil
+	}
+	if req.Forwarded {
+		addr, id := s.leader()
+		return true, &Error{Code: CodeNotLeader, LeaderAddr: addr, LeaderID: id,
+			Message: fmt.Sprintf("server %s is not the leader (leader: %s)", s.b.Self().ID, orNone(id))}
+	}
+	addr, _, err := s.waitLeader(ctx)
+	if err != nil {
+		return true, err
+	}
+	if addr == s.b.Self().Address {
+		if s.isLeader() { // won an election while the call waited
+			return false, nil
+		}
+		return true, noLeader(s.b.Self().ID)
+	}
+	conn, err := s.pool.Get(ctx, addr)
+	if err != nil {
+		return true, err
+	}
+	fwd := *req
+	fwd.Forwarded = true
+	return true, conn.callRaw(ctx, &fwd, reply)
+}
+
 // errLeaderMoved is returned by forwardTo when leadership moved away from
 // the server the call was sent to before it answered.
 var errLeaderMoved = &Error{Code: CodeUnavailable, Message: "leadership moved while the call was forwarded"}
