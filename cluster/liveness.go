@@ -114,6 +114,19 @@ func (l *liveness) Draining(id string) bool {
 	return l.draining[id]
 }
 
+// Assignable reports whether the scheduler may give id new work: it has
+// heartbeated to this leader (or registered with it) and did not ask to
+// drain. A new leader knows nothing of drains asked of its predecessor
+// (they live in memory, not in the manifest), so it assigns nothing to a
+// node until that node's first heartbeat tells it — at most one interval
+// after the leader change.
+func (l *liveness) Assignable(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, seen := l.lastSeen[id]
+	return seen && !l.draining[id]
+}
+
 // statusChange is a decision to propose.
 type statusChange struct {
 	NodeID string

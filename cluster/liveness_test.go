@@ -175,3 +175,22 @@ func TestPlanSpreadsAndHonoursConstraints(t *testing.T) {
 		t.Fatalf("limit ignored: %d", len(limited))
 	}
 }
+
+func TestAssignableOnlyAfterAHeartbeatWithoutDrain(t *testing.T) {
+	lv := newLiveness(DefaultLiveness(), realClock{})
+	if lv.Assignable("n1") {
+		t.Fatal("a node this leader never heard from is assignable: a drain asked of the previous leader would be ignored")
+	}
+	lv.Heartbeat("n1", true)
+	if lv.Assignable("n1") {
+		t.Fatal("a draining node is assignable")
+	}
+	lv.Heartbeat("n1", false)
+	if !lv.Assignable("n1") {
+		t.Fatal("a heartbeating node that stopped draining is not assignable")
+	}
+	lv.Forget("n1")
+	if lv.Assignable("n1") {
+		t.Fatal("a forgotten node is assignable")
+	}
+}
