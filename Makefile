@@ -104,3 +104,36 @@ chaos: build agent-venv
 
 clean:
 	rm -rf bin $(VENV)
+
+# Release packages (goreleaser.yaml; packaging/). goreleaser v2 is installed
+# from the Go module proxy into .tools/bin on first use (~3-8 min).
+#   make package       snapshot release into dist/ (offline): tar.gz archives,
+#                      .deb/.rpm of rctl (amd64, arm64) and rctl-agent (all),
+#                      the agent's wheel and sdist, checksums.txt
+#   make package-test  builds them and checks them; as root it also installs
+#                      and purges the .debs here and runs both units under
+#                      systemd in a container (packaging/test/package-test.sh).
+#                      Not part of make test: ~10 min in a fresh clone (goreleaser
+#                      install, cold cross builds), ~2 min after that.
+#   make agent-dist VERSION=1.2.3   only the agent's wheel/sdist (.build/agent/dist)
+GORELEASER_VERSION := v2.15.1
+GORELEASER         := .tools/bin/goreleaser
+
+.PHONY: goreleaser package package-test agent-dist
+
+goreleaser:
+	@if ! $(GORELEASER) --version 2>/dev/null | grep -q 'GitVersion: *$(GORELEASER_VERSION)$$'; then \
+	  echo "installing goreleaser $(GORELEASER_VERSION) into .tools/bin"; \
+	  GOBIN=$(abspath .tools/bin) $(GO) install github.com/goreleaser/goreleaser/v2@$(GORELEASER_VERSION); \
+	fi
+
+package: goreleaser
+	$(GORELEASER) check
+	$(GORELEASER) release --snapshot --clean
+	cp .build/agent/dist/* dist/
+
+package-test: goreleaser
+	GORELEASER=$(abspath $(GORELEASER)) packaging/test/package-test.sh
+
+agent-dist:
+	packaging/agent/build.sh $(or $(VERSION),0.0.0+dev)

@@ -64,7 +64,7 @@ func newSpawner() *spawner {
 	go func() {
 		runtime.LockOSThread()
 		// Never unlocked; see the type's comment.
-		s.tid = syscall.Gettid()
+		s.tid = threadID()
 		close(ready)
 		for r := range s.reqs {
 			r.reply <- r.cmd.Start()
@@ -110,7 +110,7 @@ func (s *spawner) startChild(kind, dir, id, exe string, args ...string) (*child,
 	// Its own process group: Ctrl-C in the terminal reaches only rctl dev,
 	// which stops the children in order (agents drain before the servers
 	// go).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = childAttr()
 	if err := s.start(cmd); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("dev: start %s (%s): %w", id, exe, err)
