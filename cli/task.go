@@ -92,7 +92,7 @@ with conflict. Scripts that may rerun should pass --id.`,
 	f.StringVar(&typ, "type", "", "task type, chosen by the agent's executors: shell, sleep, or a plugin's type (required)")
 	f.StringVar(&id, "id", "", "task id (default: generated); re-adding the same id with the same content is a no-op")
 	f.StringArrayVar(&payload, "payload", nil, "payload entry key=value, repeatable (shell: cmd=..., timeout=SECONDS; sleep: seconds=N)")
-	f.StringVar(&cloud, "cloud", "", "only place the task on nodes in this cloud")
+	f.StringVar(&cloud, "cloud", "", "only place the task on nodes in this cloud (a-z 0-9 _ . -, lower case)")
 	f.IntVar(&maxAttempts, "max-attempts", 0, "how many times the task may be assigned before it fails when its nodes die (0: default 3)")
 	f.StringVar(&file, "file", "", "add many tasks from a JSON Lines file (- for stdin), one object per line with keys id, type, payload, cloud, max_attempts; sent in batches of up to 1000, each committed as one entry")
 	return cmd
@@ -229,35 +229,113 @@ func indent(s string) string {
 
 func newTaskList(g *globals) *cobra.Command {
 	var (
-		status string
-		stale  bool
+		status, node, typ string
+		stale, newest     bool
+		limit, pageSize   int
 	)
 	cmd := &cobra.Command{
-		Use:   "list [--status S] [--stale]",
-		Short: "List tasks, oldest first",
-		Args:  exactArgs(0, "no arguments"),
+		Use:   "list [--status S] [--node ID] [--type T] [--limit N] [--stale]",
+		Short: "List tasks, oldest first (newest first with --newest), streamed page by page",
+		Long: `List the manifest's tasks, oldest first, in pages of --page-size tasks:
+rows are printed as each page arrives, so the first rows of a million-task
+manifest appear at once and memory stays bounded (-o json prints one JSON
+array, also streamed). --timeout bounds each page, not the whole listing.
+
+The listing is one walk through the manifest: a task that exists from the
+first page to the last is printed exactly once, whatever is added or removed
+meanwhile; tasks added during the walk may or may not appear. Columns widen as
+wider values arrive.`,
+		Example: `  rctl task list --status pending --limit 20
+  rctl task list --node node-7 --status running
+  rctl task list -o json > tasks.json`,
+		Args: exactArgs(0, "no arguments"),
 		RunE: func(*cobra.Command, []string) error {
 			if status != "" && !fsm.TaskStatus(status).Valid() {
 				return usagef("--status %q is not a status; use pending, assigned, running, complete, failed or cancelled", status)
 			}
-			var reply rpc.TaskListReply
-			err := g.call(rpc.MethodTaskList, &rpc.TaskListArgs{Status: status, QueryOptions: rpc.QueryOptions{Stale: stale}}, &reply)
-			if err != nil {
-				return err
+			if limit < 0 {
+				return usagef("--limit must be 0 (all) or more, got %d", limit)
 			}
-			if g.json() {
-				return g.printJSON(reply.Tasks)
+			if pageSize < 1 || pageSize > rpc.MaxTaskListLimit {
+				return usagef("--page-size must be 1 to %d, got %d", rpc.MaxTaskListLimit, pageSize)
 			}
-			t := newTable(g.stdout, "ID", "TYPE", "STATUS", "NODE", "ATTEMPTS", "AGE")
-			for _, task := range reply.Tasks {
-				t.row(task.ID, task.Type, string(task.Status), dash(task.NodeID), fmt.Sprint(task.Attempts), ago(task.CreatedAt))
-			}
-			return t.flush()
+			args := rpc.TaskListArgs{Status: status, NodeID: node, Type: typ, Reverse: newest, QueryOptions: rpc.QueryOptions{Stale: stale}}
+			return listTasks(g, args, limit, pageSize)
 		},
 	}
-	cmd.Flags().StringVar(&status, "status", "", "only tasks in this status: pending, assigned, running, complete, failed, cancelled")
-	cmd.Flags().BoolVar(&stale, "stale", false, "answer from the contacted server's local state without asking the leader (may lag)")
+	f := cmd.Flags()
+	f.StringVar(&status, "status", "", "only tasks in this status: pending, assigned, running, complete, failed, cancelled")
+	f.StringVar(&node, "node", "", "only tasks on this node (the node holding the task, or the last one that held it)")
+	f.StringVar(&typ, "type", "", "only tasks of this type")
+	f.IntVar(&limit, "limit", 0, "print at most N tasks (0: all)")
+	f.IntVar(&pageSize, "page-size", rpc.DefaultTaskListLimit, "tasks asked for per call (1-10000)")
+	f.BoolVar(&newest, "newest", false, "newest first")
+	f.BoolVar(&stale, "stale", false, "answer from the contacted server's local state without asking the leader (may lag)")
 	return cmd
+}
+
+// listTasks walks Task.List page by page and prints each page as it
+// arrives: table rows, or the elements of one JSON array. limit 0: all.
+func listTasks(g *globals, args rpc.TaskListArgs, limit, pageSize int) error {
+	c := g.client()
+	defer c.Close()
+	out := bufio.NewWriter(g.stdout)
+	defer out.Flush()
+	var (
+		tbl = newStreamTable(out, "ID", "TYPE", "STATUS", "NODE", "ATTEMPTS", "AGE")
+		arr = &jsonArray{w: out}
+	)
+	printed := 0
+	var err error
+	for {
+		args.Limit = pageSize
+		if limit > 0 {
+			args.Limit = min(pageSize, limit-printed)
+		}
+		var reply rpc.TaskListReply
+		ctx, cancel := g.ctx()
+		err = c.Call(ctx, rpc.MethodTaskList, &args, &reply)
+		cancel()
+		if err != nil {
+			if printed > 0 {
+				out.Flush()
+				return fmt.Errorf("listed %d tasks, then: %w", printed, err)
+			}
+			return err
+		}
+		if g.json() {
+			for _, t := range reply.Tasks {
+				if err := arr.add(t); err != nil {
+					return err
+				}
+			}
+		} else {
+			rows := make([][]string, len(reply.Tasks))
+			for i, t := range reply.Tasks {
+				rows[i] = []string{t.ID, t.Type, string(t.Status), dash(t.NodeID), fmt.Sprint(t.Attempts), ago(t.CreatedAt)}
+			}
+			if err := tbl.rows(rows); err != nil {
+				return err
+			}
+		}
+		printed += len(reply.Tasks)
+		if reply.NextCursor == "" || (limit > 0 && printed >= limit) {
+			break
+		}
+		args.Cursor = reply.NextCursor
+		if err := out.Flush(); err != nil {
+			return err
+		}
+	}
+	if g.json() {
+		err = arr.close()
+	} else {
+		err = tbl.rows(nil) // the header, when there was no task
+	}
+	if err != nil {
+		return err
+	}
+	return out.Flush()
 }
 
 func newTaskCancel(g *globals) *cobra.Command {
@@ -348,9 +426,19 @@ func watchTasks(ctx context.Context, g *globals, status string, stale bool) erro
 	for ctx.Err() == nil {
 		cctx, cancel := context.WithTimeout(ctx, 70*time.Second)
 		var reply rpc.TaskListReply
-		err := c.Call(cctx, rpc.MethodTaskList, &rpc.TaskListArgs{Status: status,
+		err := c.Call(cctx, rpc.MethodTaskList, &rpc.TaskListArgs{Status: status, Limit: rpc.MaxTaskListLimit,
 			QueryOptions: rpc.QueryOptions{Stale: stale, MinIndex: index, MaxWaitMS: 60_000}}, &reply)
 		cancel()
+		// The rest of the manifest, page by page, without waiting.
+		for cursor := reply.NextCursor; err == nil && cursor != "" && ctx.Err() == nil; {
+			var more rpc.TaskListReply
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err = c.Call(cctx, rpc.MethodTaskList, &rpc.TaskListArgs{Status: status, Limit: rpc.MaxTaskListLimit, Cursor: cursor,
+				QueryOptions: rpc.QueryOptions{Stale: stale}}, &more)
+			cancel()
+			reply.Tasks = append(reply.Tasks, more.Tasks...)
+			cursor = more.NextCursor
+		}
 		if ctx.Err() != nil {
 			return nil
 		}

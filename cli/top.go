@@ -36,8 +36,9 @@ Servers: every Raft server with cloud/region, role, suffrage, last contact and
 replication lag as the leader probes them (refreshed every --refresh and on
 each leader change). * marks the connected server.
 Nodes: every agent with status, heartbeat age, active tasks/capacity; sortable.
-Tasks: counts per status and the list, newest first, with a filter; enter opens
-a task's payload, result and history.
+Tasks: counts per status and the newest 500 tasks matching the filter (the
+server applies status:, node: and type:; the page is bounded however large the
+manifest is); enter opens a task's payload, result and history.
 Events: leader changes, server and node status changes, task failures and
 requeues, found by comparing successive answers.
 
@@ -111,12 +112,14 @@ func topLive(g *globals, refresh time.Duration, noColor bool) error {
 	if noColor {
 		r.SetColorProfile(termenv.Ascii)
 	}
-	m := tui.New(tui.Options{Seeds: g.addrs(), Renderer: r, MembersEvery: refresh})
+	var w *tui.Watcher // set before the program runs: the filter follows the view
+	m := tui.New(tui.Options{Seeds: g.addrs(), Renderer: r, MembersEvery: refresh,
+		OnFilter: func(f string) { w.SetTaskFilter(f) }})
 	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithOutput(out))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	pool := rpc.NewPoolWith(g.credentials())
-	w := tui.NewWatcher(pool, g.addrs(), tui.WatchConfig{MembersEvery: refresh}, p.Send)
+	w = tui.NewWatcher(pool, g.addrs(), tui.WatchConfig{MembersEvery: refresh}, p.Send)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

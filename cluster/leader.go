@@ -65,33 +65,37 @@ func (s *Server) judge(lv *liveness) {
 	}
 }
 
-// scheduleWindow is how many of the oldest pending tasks one round looks
-// at: more than it can assign, so tasks whose cloud has no room do not
-// starve the ones behind them, but never the whole backlog.
-const scheduleWindow = 4 * maxAssignPerRound
-
 // schedule runs one scheduling round. It is cheap when there is nothing
 // to do: without free capacity on an eligible node it returns before
-// looking at pending tasks, however many there are.
+// looking at pending tasks, however many there are; otherwise it reads
+// only the oldest pending tasks that the nodes with room can take (see
+// candidateQuotas), never a backlog constrained to a cloud without room.
+//
+// Each round that finds free capacity ends with one debug line,
+// "scheduler: round", whose tasks_index is the task table's index read
+// before anything else: the round saw at least that state.
 func (s *Server) schedule(lv *liveness) {
+	seen := s.fsm.Indexes().Tasks
 	var nodes []*fsm.Node
-	free := 0
+	free := map[string]int{}
 	for _, n := range s.fsm.Nodes() {
-		if n.Status == fsm.NodeHealthy && !lv.Draining(n.ID) {
+		if n.Status == fsm.NodeHealthy && lv.Assignable(n.ID) {
 			if room := n.Capacity - s.fsm.HeldCount(n.ID); room > 0 {
 				nodes = append(nodes, n)
-				free += room
+				free[n.Cloud] += room
 			}
 		}
 	}
-	if free == 0 {
+	quotas := candidateQuotas(free, maxAssignPerRound)
+	if len(quotas) == 0 {
 		return
 	}
-	pending := s.fsm.OldestTasks(fsm.TaskPending, scheduleWindow)
-	if len(pending) == 0 {
-		return
-	}
+	pending := s.fsm.OldestPending(quotas, candidateCap(maxAssignPerRound))
 	as := plan(pending, nodes, s.fsm.HeldCount, func(*fsm.Node) bool { return true }, maxAssignPerRound)
+	assigned := 0
+	defer func() {
+		s.log.Debug("scheduler: round", "tasks_index", seen, "candidates", len(pending), "planned", len(as), "assigned", assigned)
+	}()
 	if len(as) == 0 {
 		return
 	}
@@ -106,7 +110,6 @@ func (s *Server) schedule(lv *liveness) {
 		}
 		futs = append(futs, s.raft.Apply(data, proposeTimeout))
 	}
-	assigned := 0
 	for i, f := range futs {
 		if err := f.Error(); err != nil {
 			s.log.Warn("scheduler: assignment not committed", "task", as[i].TaskID, "err", err)
@@ -118,7 +121,6 @@ func (s *Server) schedule(lv *liveness) {
 		}
 		assigned++
 	}
-	s.log.Debug("scheduler: round done", "assigned", assigned, "pending", len(pending))
 }
 
 // proposeTimeout bounds how long a leader duty's write waits to enter

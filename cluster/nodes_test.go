@@ -176,3 +176,54 @@ func asErr(err error, target **rpc.Error) bool {
 	}
 	return ok
 }
+
+// A drain asked of one leader holds under the next: the new leader gives
+// the node no work before its first heartbeat tells it about the drain.
+func TestDrainingSurvivesALeaderChange(t *testing.T) {
+	c := fastLivenessCluster(t, 3)
+	c.waitLeader(10 * time.Second)
+	cl := c.clientWith(rpc.Credentials{})
+	ctx := ctxT(t, 30*time.Second)
+	if err := cl.Call(ctx, rpc.MethodNodeRegister, &rpc.NodeRegisterArgs{ID: "n1", Capacity: 4}, nil); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // an agent draining: heartbeats say so
+		defer close(done)
+		for {
+			_ = cl.Call(ctx, rpc.MethodNodeHeartbeat, &rpc.HeartbeatArgs{NodeID: "n1", Draining: true}, nil)
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for round := range 3 {
+		id := fmt.Sprintf("during-drain-%d", round)
+		if err := cl.Call(ctx, rpc.MethodTaskAdd, &rpc.TaskAddArgs{ID: id, Type: "sleep"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		var reply rpc.TransferReply
+		if err := cl.Call(ctx, rpc.MethodRaftTransfer, &rpc.TransferArgs{}, &reply); err != nil {
+			t.Fatal(err)
+		}
+		nl := c.waitLeader(10 * time.Second)
+		// Once the new leader has heard the drain, one scheduling round
+		// later at the most the task would have been assigned if the
+		// leader had assigned it before the heartbeat.
+		succeedsWithin(t, 10*time.Second, func() error {
+			if _, ok := c.servers[nl].NodeHeartbeatAge("n1"); !ok {
+				return fmt.Errorf("the new leader has not heard from n1 yet")
+			}
+			return nil
+		})
+		for _, s := range c.servers {
+			if tk := s.fsm.Task(id); tk == nil || tk.Status != fsm.TaskPending || len(tk.History) != 0 {
+				t.Fatalf("round %d: task %s on a draining node's cluster after a leader change: %+v", round, id, tk)
+			}
+		}
+	}
+}

@@ -176,13 +176,17 @@
 // # Scale
 //
 // Beside the Task itself the FSM keeps, per task, one map entry from id to
-// ordinal, one pointer slot and one bit per status, and per finished task
-// a 24-byte entry in its status's finish order. Listing the tasks in a
-// status walks that status's bitset (with a summary level that skips
-// empty stretches of 4096 tasks) and costs essentially the size of the
-// result; listing the tasks a node holds costs exactly that; choosing
-// retire candidates reads the oldest entries of the finish orders.
-// None scans all tasks. Retiring a task costs O(1) amortized plus a
+// ordinal, one pointer slot and one bit per status, per pending task an
+// 8-byte entry in the pending index of its cloud constraint, and per
+// finished task a 24-byte entry in its status's finish order. Listing the
+// tasks in a status walks that status's bitset (with a summary level that
+// skips empty stretches of 4096 tasks) and costs essentially the size of
+// the result; a page of them (TaskPage) starts after a (CreateIndex, ID)
+// position found by binary search, so it costs O(log n + page); listing
+// the tasks a node holds costs exactly that; the scheduler's candidates
+// (OldestPending) are the oldest entries of the pending groups it names;
+// choosing retire candidates reads the oldest entries of the finish
+// orders. None scans all tasks. Retiring a task costs O(1) amortized plus a
 // binary search: its slot becomes a tombstone, and the table is
 // compacted (ordinals renumbered, memory given back) once tombstones
 // outnumber the tasks.

@@ -382,6 +382,7 @@ func checkInvariants(t testing.TB, f *FSM) {
 	if !maps.EqualFunc(held, tt.held, slices.Equal) {
 		t.Fatalf("held = %v, want %v", tt.held, held)
 	}
+	checkPendingIndexLocked(t, tt)
 	// Each finishOrder holds exactly the tasks of its status, in cmpFinish
 	// order, with its keys and tombstones counted.
 	for slot, s := range finishedStatuses {

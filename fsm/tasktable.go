@@ -27,15 +27,21 @@ import (
 //   - finished holds, per finished status, the finished tasks in finish
 //     order (see finishOrder), so choosing what to retire reads only the
 //     oldest few.
+//   - pending maps a cloud constraint (Task.Cloud; "" for tasks that may
+//     run anywhere) to the ordinals of the pending tasks with that
+//     constraint, ascending (see pendingGroup), so the scheduler reads
+//     the oldest pending tasks that some node with room can take without
+//     looking at a backlog no node can take.
 //
 // Per task that is one list slot, one ids entry, 8 bytes of ord and
-// handleOf and six bits, plus a 24-byte finishOrder entry once it is
-// finished. Removing a task clears its bits and its ids entry and leaves
-// a tombstone; trailing tombstones are dropped at once, and when
-// tombstones outnumber the live tasks (and are at least compactMin) the
-// list is compacted: one sequential pass over the slots and the bitsets,
-// paid for by at least as many removals, so a removal costs O(1)
-// amortized plus a binary search in finishOrder.
+// handleOf and six bits, plus an 8-byte pendingGroup entry while it is
+// pending and a 24-byte finishOrder entry once it is finished. Removing a
+// task clears its bits and its ids entry and leaves a tombstone; trailing
+// tombstones are dropped at once, and when tombstones outnumber the live
+// tasks (and are at least compactMin) the list is compacted: one
+// sequential pass over the slots and the bitsets, paid for by at least as
+// many removals, so a removal costs O(1) amortized plus a binary search in
+// finishOrder.
 type taskTable struct {
 	ids      map[string]uint32 // task ID → handle
 	ord      []uint32          // handle → ordinal
@@ -47,6 +53,7 @@ type taskTable struct {
 	byStatus [numTaskStatuses]bitset
 	held     map[string][]uint32
 	finished [numFinishedStatuses]finishOrder
+	pending  map[string]*pendingGroup // Task.Cloud → its pending tasks
 }
 
 // compactMin is the fewest tombstones worth a compaction: small tables
@@ -108,9 +115,10 @@ func cmpTask(a, b *Task) int {
 
 func newTaskTable(n int) taskTable {
 	return taskTable{
-		ids:  make(map[string]uint32, n),
-		list: make([]*Task, 0, n),
-		held: make(map[string][]uint32),
+		ids:     make(map[string]uint32, n),
+		list:    make([]*Task, 0, n),
+		held:    make(map[string][]uint32),
+		pending: make(map[string]*pendingGroup),
 	}
 }
 
@@ -256,6 +264,9 @@ func (tt *taskTable) compact() {
 			h[i] = renum[o]
 		}
 	}
+	for _, g := range tt.pending {
+		g.renumber(renum)
+	}
 	tt.list, tt.handleOf, tt.dead = list, handleOf, 0
 	if 4*live < tt.idsPeak {
 		tt.ids = make(map[string]uint32, live)
@@ -286,6 +297,17 @@ func (tt *taskTable) index(o uint32, t *Task) {
 	if slot, ok := statusSlot(t.Status); ok {
 		tt.byStatus[slot].set(o)
 	}
+	if t.Status == TaskPending {
+		g := tt.pending[t.Cloud]
+		if g == nil {
+			if tt.pending == nil {
+				tt.pending = make(map[string]*pendingGroup)
+			}
+			g = &pendingGroup{}
+			tt.pending[t.Cloud] = g
+		}
+		g.add(o)
+	}
 	if isHeld(t) {
 		h := tt.held[t.NodeID]
 		i, _ := slices.BinarySearch(h, o)
@@ -296,6 +318,11 @@ func (tt *taskTable) index(o uint32, t *Task) {
 func (tt *taskTable) unindex(o uint32, t *Task) {
 	if slot, ok := statusSlot(t.Status); ok {
 		tt.byStatus[slot].clear(o)
+	}
+	if t.Status == TaskPending {
+		if g := tt.pending[t.Cloud]; g != nil && g.remove(o) {
+			delete(tt.pending, t.Cloud) // no empty groups: clouds come and go
+		}
 	}
 	if isHeld(t) {
 		h := tt.held[t.NodeID]
@@ -318,7 +345,7 @@ func (tt *taskTable) rebuild() {
 	tt.reindex()
 }
 
-// reindex recomputes ids, ord, handleOf, the bitsets and held from list,
+// reindex recomputes ids, ord, handleOf, the bitsets, held and pending from list,
 // which is in cmpTask order without tombstones. finishOrder is not
 // touched (see buildFinished).
 func (tt *taskTable) reindex() {
@@ -326,6 +353,7 @@ func (tt *taskTable) reindex() {
 	tt.idsPeak = max(tt.idsPeak, len(tt.list))
 	tt.renumberHandles()
 	tt.held = make(map[string][]uint32)
+	tt.pending = make(map[string]*pendingGroup)
 	tt.dead = 0
 	for i := range tt.byStatus {
 		tt.byStatus[i] = bitset{}

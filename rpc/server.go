@@ -114,7 +114,8 @@ type Server struct {
 	conns map[net.Conn]struct{}
 	done  bool
 
-	snapStreams chan struct{} // semaphore: snapshot streams in progress
+	snapStreams  chan struct{} // semaphore: snapshot streams in progress
+	memberProbes membersCache  // the leader's probe of the servers (Status.Members)
 }
 
 // NewServer builds a Server.

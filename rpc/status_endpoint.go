@@ -95,9 +95,14 @@ func (s *Server) members(ctx context.Context, req *Request) (any, error) {
 	self := s.localStatus()
 	amLeader := self.State == "leader"
 
+	var probes map[string]memberProbe
+	if amLeader {
+		probes = s.memberProbes.get(ctx, membersKey(self.Term, servers), func(ctx context.Context) map[string]memberProbe {
+			return probeServers(ctx, s, servers, self)
+		})
+	}
 	reply.From = self.ID
 	reply.Members = make([]Member, len(servers))
-	var wg sync.WaitGroup
 	for i, srv := range servers {
 		m := &reply.Members[i]
 		m.ID, m.Address = string(srv.ID), string(srv.Address)
@@ -124,27 +129,127 @@ func (s *Server) members(ctx context.Context, req *Request) (any, error) {
 			m.State = "unknown"
 			continue
 		}
+		p, ok := probes[m.ID]
+		if !ok || !p.ok {
+			m.State = "unreachable"
+			continue
+		}
+		m.State, m.Term, m.LastContactMS, m.Lag = p.state, p.term, p.lastContactMS, p.lag
+		if lbl == nil && p.cloud != "" {
+			m.Cloud, m.Region = p.cloud, p.region
+		}
+	}
+	sort.Slice(reply.Members, func(i, j int) bool { return reply.Members[i].ID < reply.Members[j].ID })
+	reply.Warnings = GeometryWarnings(reply.Members)
+	return &reply, nil
+}
+
+// membersProbeTTL is how long the leader reuses its probe of the other
+// servers for Status.Members. Every `rctl top` asks once a second, so
+// without it each viewer made the leader call every server each second,
+// and while a server is down every call waited for its probe timeout.
+// With it the leader probes at most once per TTL however many callers
+// there are (concurrent callers share one probe in flight), and a probe
+// is never reused after this server's term or the configuration changed.
+const membersProbeTTL = 2 * time.Second
+
+// memberProbe is what the leader learned from one server's Status.Get.
+type memberProbe struct {
+	ok                 bool
+	state              string
+	term               uint64
+	lastContactMS, lag int64
+	cloud, region      string
+}
+
+// membersCache holds the leader's last probe of the other servers.
+type membersCache struct {
+	now      func() time.Time // nil: time.Now (tests set it)
+	mu       sync.Mutex
+	at       time.Time
+	key      string // term and configuration the probe was made for
+	probes   map[string]memberProbe
+	inflight chan struct{} // closed when the probe in flight ends
+}
+
+// membersKey names what a probe is valid for: this server's term and the
+// configuration.
+func membersKey(term uint64, servers []raft.Server) string {
+	var kb strings.Builder
+	fmt.Fprintf(&kb, "%d", term)
+	for _, srv := range servers {
+		fmt.Fprintf(&kb, " %s=%s", srv.ID, srv.Address)
+	}
+	return kb.String()
+}
+
+// get returns the probes made for key no longer than membersProbeTTL ago,
+// or runs probe (once for all concurrent callers) when there are none.
+// A caller whose ctx ends while another's probe runs gets nil.
+func (c *membersCache) get(ctx context.Context, key string, probe func(context.Context) map[string]memberProbe) map[string]memberProbe {
+	now := c.now
+	if now == nil {
+		now = time.Now
+	}
+	for {
+		c.mu.Lock()
+		if c.key == key && c.probes != nil && now().Sub(c.at) < membersProbeTTL {
+			p := c.probes
+			c.mu.Unlock()
+			return p
+		}
+		if wait := c.inflight; wait != nil {
+			c.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		done := make(chan struct{})
+		c.inflight = done
+		c.mu.Unlock()
+
+		at := now()
+		// The probe outlives a caller that gives up: others may wait on it.
+		p := probe(context.WithoutCancel(ctx))
+		c.mu.Lock()
+		c.at, c.key, c.probes, c.inflight = at, key, p, nil
+		c.mu.Unlock()
+		close(done)
+		return p
+	}
+}
+
+// probeServers asks every other server for its status, in parallel, each
+// within statusProbeTimeout.
+func probeServers(ctx context.Context, s *Server, servers []raft.Server, self *StatusReply) map[string]memberProbe {
+	out := make(map[string]memberProbe, len(servers))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, srv := range servers {
+		if string(srv.ID) == self.ID {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			pctx, cancel := context.WithTimeout(ctx, statusProbeTimeout)
 			defer cancel()
 			var st StatusReply
-			if err := s.pool.Call(pctx, m.Address, MethodStatus, &StatusArgs{}, &st); err != nil {
-				m.State = "unreachable"
-				return
+			var p memberProbe
+			if err := s.pool.Call(pctx, string(srv.Address), MethodStatus, &StatusArgs{}, &st); err == nil {
+				p = memberProbe{ok: true, state: st.State, term: st.Term, lastContactMS: st.LastContactMS,
+					lag: max(int64(self.LastIndex)-int64(st.LastIndex), 0), cloud: st.Cloud, region: st.Region}
 			}
-			m.State, m.Term, m.LastContactMS = st.State, st.Term, st.LastContactMS
-			if lbl == nil && st.Cloud != "" {
-				m.Cloud, m.Region = st.Cloud, st.Region
-			}
-			m.Lag = max(int64(self.LastIndex)-int64(st.LastIndex), 0)
+			mu.Lock()
+			out[string(srv.ID)] = p
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	sort.Slice(reply.Members, func(i, j int) bool { return reply.Members[i].ID < reply.Members[j].ID })
-	reply.Warnings = GeometryWarnings(reply.Members)
-	return &reply, nil
+	return out
 }
 
 func suffrage(s raft.ServerSuffrage) string {

@@ -95,17 +95,44 @@ type TaskGetReply struct {
 	QueryMeta
 }
 
-// TaskListArgs are the arguments of Task.List.
+// Task.List page sizes: a call with Limit 0 gets DefaultTaskListLimit
+// tasks at most; more than MaxTaskListLimit is refused.
+const (
+	DefaultTaskListLimit = 1000
+	MaxTaskListLimit     = 10_000
+)
+
+// TaskListArgs are the arguments of Task.List: one page of the tasks in
+// (create_index, id) order (newest first with Reverse), after Cursor.
 type TaskListArgs struct {
-	// Status filters by status; empty lists every task.
+	// Status filters by status; empty lists every status.
 	Status string `codec:"status"`
+	// NodeID keeps only tasks whose node_id is this (the node holding the
+	// task, or the last one that did); empty: any.
+	NodeID string `codec:"node_id"`
+	// Type keeps only tasks of this type; empty: any.
+	Type string `codec:"type"`
+	// Limit is the most tasks in the page: 0 means DefaultTaskListLimit;
+	// at most MaxTaskListLimit.
+	Limit int `codec:"limit"`
+	// Cursor continues a listing: the NextCursor of the previous page of
+	// the same listing, opaque to clients. Empty starts at the oldest task
+	// (the newest with Reverse).
+	Cursor string `codec:"cursor"`
+	// Reverse lists newest first.
+	Reverse bool `codec:"reverse"`
 	QueryOptions
 }
 
 // TaskListReply is the reply of Task.List.
 type TaskListReply struct {
-	Tasks  []*fsm.Task    `codec:"tasks" json:"tasks"`
+	Tasks []*fsm.Task `codec:"tasks" json:"tasks"`
+	// Counts holds the number of tasks in each status, in the whole
+	// manifest (not only the page or the filter).
 	Counts map[string]int `codec:"counts" json:"counts"`
+	// NextCursor continues the listing (TaskListArgs.Cursor); "" when the
+	// listing has reached the end of the manifest.
+	NextCursor string `codec:"next_cursor" json:"next_cursor"`
 	QueryMeta
 }
 

@@ -3,7 +3,13 @@ package rpc
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
+	"hash/crc32"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rctl-dev/rctl/fsm"
@@ -158,6 +164,17 @@ func (s *Server) taskGC(ctx context.Context, req *Request) (any, error) {
 	return &TaskGCReply{Retired: n, Index: idx}, nil
 }
 
+// Task.List bounds per call, besides the page size: a filter the
+// manifest's indexes do not answer (node_id, or type) examines at most
+// taskListScanBudget tasks per call, and a page stops before its tasks'
+// encoding would pass taskListMaxBytes (half the frame limit), so even
+// tasks at every field limit fit a reply. Either way next_cursor
+// continues.
+const (
+	taskListScanBudget = 100_000
+	taskListMaxBytes   = 8 << 20
+)
+
 func (s *Server) taskList(ctx context.Context, req *Request) (any, error) {
 	var a TaskListArgs
 	if err := args(req, &a); err != nil {
@@ -167,15 +184,42 @@ func (s *Server) taskList(ctx context.Context, req *Request) (any, error) {
 	if st != "" && !st.Valid() {
 		return nil, Errorf(CodeInvalidArgument, "unknown task status %q; use one of pending, assigned, running, complete, failed, cancelled", a.Status)
 	}
+	switch {
+	case a.Limit < 0 || a.Limit > MaxTaskListLimit:
+		return nil, Errorf(CodeInvalidArgument, "limit must be 0 (the default, %d) to %d, got %d", DefaultTaskListLimit, MaxTaskListLimit, a.Limit)
+	case len(a.NodeID) > fsm.MaxIDLen:
+		return nil, Errorf(CodeInvalidArgument, "node_id filter is %d bytes long; node ids are at most %d", len(a.NodeID), fsm.MaxIDLen)
+	case len(a.Type) > fsm.MaxTypeLen:
+		return nil, Errorf(CodeInvalidArgument, "type filter is %d bytes long; task types are at most %d", len(a.Type), fsm.MaxTypeLen)
+	}
+	q := fsm.TaskQuery{Status: st, NodeID: a.NodeID, Type: a.Type, Reverse: a.Reverse, Limit: a.Limit,
+		MaxBytes: taskListMaxBytes, ScanBudget: taskListScanBudget}
+	if q.Limit == 0 {
+		q.Limit = DefaultTaskListLimit
+	}
+	if a.Cursor != "" {
+		pos, reverse, err := decodeTaskCursor(a.Cursor)
+		if err != nil {
+			return nil, Errorf(CodeInvalidArgument, "cursor %s is not one Task.List returned (%v); pass next_cursor unchanged, or start again without a cursor", quoteCut(a.Cursor), err)
+		}
+		if reverse != a.Reverse {
+			return nil, Errorf(CodeInvalidArgument, "cursor belongs to a listing with reverse=%v; keep reverse as it was, or start again without a cursor", reverse)
+		}
+		q.After = &pos
+	}
 	var reply TaskListReply
 	err := s.blockingRead(ctx, req, a.QueryOptions, &reply, &reply.QueryMeta, func() uint64 {
-		idx := s.fsm.Indexes().Tasks
-		reply.Tasks = s.fsm.Tasks(st)
+		page := s.fsm.TaskPage(q)
+		reply.Tasks = page.Tasks
+		reply.NextCursor = ""
+		if page.Next != nil {
+			reply.NextCursor = encodeTaskCursor(*page.Next, a.Reverse)
+		}
 		reply.Counts = map[string]int{}
 		for k, v := range s.fsm.TaskCounts() {
 			reply.Counts[string(k)] = v
 		}
-		return idx
+		return page.Index
 	})
 	if err != nil {
 		return nil, err
@@ -184,4 +228,62 @@ func (s *Server) taskList(ctx context.Context, req *Request) (any, error) {
 		reply.Tasks = []*fsm.Task{}
 	}
 	return &reply, nil
+}
+
+// Task.List cursors. A cursor is a position in the manifest's task order,
+// the (create_index, id) of the last task the page examined, so pages
+// never repeat or skip a task that stays in the manifest, whatever is
+// added or removed between them. Clients treat it as opaque; its form is
+// "c1" and unpadded base64url of: one flags byte (bit 0: reverse), the
+// create index as a uvarint, the id, and a CRC-32 (IEEE) of those bytes,
+// big-endian, so a damaged cursor is refused rather than taken for
+// another position.
+const taskCursorPrefix = "c1"
+
+func encodeTaskCursor(p fsm.TaskPos, reverse bool) string {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(p.ID)+4)
+	var flags byte
+	if reverse {
+		flags = 1
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, p.CreateIndex)
+	b = append(b, p.ID...)
+	b = binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
+	return taskCursorPrefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeTaskCursor(c string) (pos fsm.TaskPos, reverse bool, err error) {
+	body, ok := strings.CutPrefix(c, taskCursorPrefix)
+	if !ok || len(c) > 2*fsm.MaxIDLen+32 {
+		return pos, false, errors.New("unknown form")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(body)
+	if err != nil || len(b) < 1+1+1+4 {
+		return pos, false, errors.New("unknown form")
+	}
+	data, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
+	if crc32.ChecksumIEEE(data) != sum {
+		return pos, false, errors.New("checksum mismatch")
+	}
+	if data[0] > 1 {
+		return pos, false, errors.New("unknown flags")
+	}
+	ix, n := binary.Uvarint(data[1:])
+	if n <= 0 {
+		return pos, false, errors.New("bad index")
+	}
+	id := data[1+n:]
+	if len(id) == 0 || len(id) > fsm.MaxIDLen {
+		return pos, false, errors.New("bad task id")
+	}
+	return fsm.TaskPos{CreateIndex: ix, ID: string(id)}, data[0] == 1, nil
+}
+
+// quoteCut quotes s for a message, cut to 40 bytes.
+func quoteCut(s string) string {
+	if len(s) > 40 {
+		return strconv.Quote(s[:40]) + "…"
+	}
+	return strconv.Quote(s)
 }

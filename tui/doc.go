@@ -20,7 +20,17 @@
 //     says so with a ConnMsg. Node.List and Task.List run as blocking
 //     queries (min_index + max_wait_ms) in their own goroutines; Members,
 //     which has no blocking form, is refreshed on a timer and whenever the
-//     leader or term changes. Nothing in the UI waits for the network.
+//     leader or term changes (the leader reuses its probe of the servers
+//     for 2 s, so viewers do not multiply it). Nothing in the UI waits for
+//     the network.
+//
+//   - The tasks panel holds one bounded page, never the manifest (which
+//     may hold millions of tasks): the newest WatchConfig.TaskPage tasks
+//     matching the view's filter, whose status:, node: and type: parts
+//     the server applies (TaskListArgs), plus the counts of the whole
+//     manifest. The model reports filter changes through Options.OnFilter
+//     (the watcher's SetTaskFilter), which re-asks at once. Task events
+//     (failed, requeued) compare successive pages of one filter.
 //
 // FetchOnce gathers one snapshot synchronously for `rctl top --once`, and
 // Model.Plain renders it without colour.

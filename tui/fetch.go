@@ -10,6 +10,7 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 
+	"github.com/rctl-dev/rctl/fsm"
 	"github.com/rctl-dev/rctl/rpc"
 )
 
@@ -33,6 +34,10 @@ type WatchConfig struct {
 	NodesWait time.Duration
 	// TasksWait is Task.List's max_wait (default 10 s).
 	TasksWait time.Duration
+	// TaskPage is how many tasks the tasks panel asks for (default 500):
+	// the newest ones matching the view's filter (see TaskQuery), never
+	// the whole manifest, which may hold millions.
+	TaskPage int
 	// MembersEvery is the Status.Members refresh period (default 1 s); it
 	// is also refreshed on every leader or term change.
 	MembersEvery time.Duration
@@ -62,6 +67,9 @@ func (c *WatchConfig) defaults() {
 	set(&c.StatusWait, 2*time.Second)
 	set(&c.NodesWait, 2*time.Second)
 	set(&c.TasksWait, 10*time.Second)
+	if c.TaskPage <= 0 {
+		c.TaskPage = 500
+	}
 	set(&c.MembersEvery, time.Second)
 	set(&c.Slack, 2*time.Second)
 	set(&c.MinGap, 250*time.Millisecond)
@@ -95,13 +103,25 @@ type Watcher struct {
 	cancel context.CancelFunc
 
 	kick chan struct{} // refresh members now
+
+	// The tasks panel's filter: the query follows it (SetTaskFilter).
+	taskMu     sync.Mutex
+	taskFilter string
+	taskGen    uint64          // bumped on every change of taskFilter
+	taskCtx    context.Context // cancelled when taskFilter changes
+	taskCancel context.CancelFunc
 }
+
+// errRequery ends a Task.List call cut short because the panel's filter
+// changed: the loop asks again at once, with the new filter.
+var errRequery = errors.New("the tasks filter changed")
 
 // NewWatcher returns a watcher over the given seed addresses that delivers
 // messages through send (e.g. (*tea.Program).Send).
 func NewWatcher(c Caller, seeds []string, cfg WatchConfig, send func(tea.Msg)) *Watcher {
 	cfg.defaults()
 	w := &Watcher{c: c, cfg: cfg, send: send, kick: make(chan struct{}, 1)}
+	w.taskCtx, w.taskCancel = context.WithCancel(context.Background())
 	for _, a := range seeds {
 		w.learn(a)
 	}
@@ -147,6 +167,52 @@ func (w *Watcher) switchTo(ctx context.Context, addr, id string) {
 	w.gen, w.cancel = context.WithCancel(ctx)
 }
 
+// SetTaskFilter makes the tasks panel's query follow the view's filter
+// (the `/` filter of Model, as Options.OnFilter reports it): the blocking
+// Task.List in flight is cut short and asked again at once.
+func (w *Watcher) SetTaskFilter(filter string) {
+	w.taskMu.Lock()
+	defer w.taskMu.Unlock()
+	if filter == w.taskFilter {
+		return
+	}
+	w.taskFilter = filter
+	w.taskGen++
+	w.taskCancel()
+	w.taskCtx, w.taskCancel = context.WithCancel(context.Background())
+}
+
+// taskQuery returns the current filter, its generation and the context
+// that ends when it changes.
+func (w *Watcher) taskQuery() (string, uint64, context.Context) {
+	w.taskMu.Lock()
+	defer w.taskMu.Unlock()
+	return w.taskFilter, w.taskGen, w.taskCtx
+}
+
+// TaskListArgs is the Task.List page the tasks panel asks for under a
+// view filter (Model's `/` syntax): the newest page tasks, with the
+// filter's parts the server can apply (one status, node:, type:) sent
+// along; words, and a choice of several statuses, are applied by the
+// model to that page. So the answer is bounded however large the
+// manifest is, and counts come with it.
+func TaskListArgs(filter string, page int) rpc.TaskListArgs {
+	f := parseFilter(filter)
+	a := rpc.TaskListArgs{Limit: min(max(page, 1), rpc.MaxTaskListLimit), Reverse: true, NodeID: f.node, Type: f.typ}
+	if len(f.statuses) == 1 {
+		for s := range f.statuses {
+			if s.Valid() {
+				a.Status = string(s)
+			}
+		}
+	}
+	if len(a.NodeID) > fsm.MaxIDLen || len(a.Type) > fsm.MaxTypeLen {
+		// Nothing can match; ask for nothing rather than be refused.
+		a.NodeID, a.Type, a.Limit = "", "", 1
+	}
+	return a
+}
+
 func (w *Watcher) kickMembers() {
 	select {
 	case w.kick <- struct{}{}:
@@ -177,13 +243,26 @@ func (w *Watcher) Run(ctx context.Context) {
 	}()
 	go func() {
 		defer wg.Done()
+		var answered uint64 // the filter generation the last answer was for
 		w.blockingLoop(ctx, w.cfg.TasksWait, func(cctx context.Context, addr string, minIndex uint64) (tea.Msg, uint64, error) {
-			var r rpc.TaskListReply
-			err := w.c.Call(cctx, addr, rpc.MethodTaskList, &rpc.TaskListArgs{QueryOptions: w.query(minIndex, w.cfg.TasksWait)}, &r)
-			if err != nil {
-				return TasksMsg{Addr: addr, Err: err.Error(), At: w.cfg.Now()}, 0, err
+			filter, gen, fctx := w.taskQuery()
+			if gen != answered {
+				minIndex = 0 // a new filter: answer at once
 			}
-			return TasksMsg{Addr: addr, Reply: &r, At: w.cfg.Now()}, r.Index, nil
+			cctx, stop := mergeCancel(cctx, fctx)
+			defer stop()
+			args := TaskListArgs(filter, w.cfg.TaskPage)
+			args.QueryOptions = w.query(minIndex, w.cfg.TasksWait)
+			var r rpc.TaskListReply
+			err := w.c.Call(cctx, addr, rpc.MethodTaskList, &args, &r)
+			if err != nil {
+				if fctx.Err() != nil {
+					return nil, 0, errRequery
+				}
+				return TasksMsg{Addr: addr, Filter: filter, Err: err.Error(), At: w.cfg.Now()}, 0, err
+			}
+			answered = gen
+			return TasksMsg{Addr: addr, Filter: filter, Reply: &r, At: w.cfg.Now()}, r.Index, nil
 		})
 	}()
 	w.statusLoop(ctx, st)
@@ -406,6 +485,8 @@ func (w *Watcher) blockingLoop(ctx context.Context, wait time.Duration,
 		switch {
 		case ctx.Err() != nil:
 			return
+		case errors.Is(err, errRequery):
+			minIndex = 0 // the query changed mid-call: ask again now
 		case err != nil && gen.Err() != nil:
 			minIndex = 0 // moved to another server mid-call
 		case err != nil:
@@ -439,6 +520,14 @@ func (w *Watcher) blockingLoop(ctx context.Context, wait time.Duration,
 	}
 }
 
+// mergeCancel returns a context that is ctx, also cancelled when other
+// ends, and the function that releases it.
+func mergeCancel(ctx, other context.Context) (context.Context, context.CancelFunc) {
+	cctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(other, cancel)
+	return cctx, func() { stop(); cancel() }
+}
+
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
@@ -455,7 +544,8 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 // FetchOnce gathers one snapshot for `rctl top --once`: the first seed that
 // answers Status.Get is the connected server; Members, Node.List and
-// Task.List are read through it, from the leader when possible and from the
+// Task.List (the newest tasks Plain lists, and the counts) are read
+// through it, from the leader when possible and from the
 // server's own state (marked stale) when not. The messages it returns feed
 // a Model; the Snapshot is the JSON form. It fails only when no server
 // answers or a read fails even stale.
@@ -525,9 +615,14 @@ func FetchOnce(ctx context.Context, c Caller, seeds []string, now func() time.Ti
 	snap.Nodes = nodes.Nodes
 	msgs = append(msgs, NodesMsg{Addr: addr, Reply: &nodes, Stale: stale, Err: ferr, At: now()})
 
+	// The newest tasks Plain shows, and the counts: never the manifest.
 	var tasks rpc.TaskListReply
 	stale, ferr, err = read("tasks", rpc.MethodTaskList,
-		func(s bool) any { return &rpc.TaskListArgs{QueryOptions: rpc.QueryOptions{Stale: s}} }, func() any { tasks = rpc.TaskListReply{}; return &tasks })
+		func(s bool) any {
+			a := TaskListArgs("", onceTasks)
+			a.Stale = s
+			return &a
+		}, func() any { tasks = rpc.TaskListReply{}; return &tasks })
 	if err != nil {
 		return nil, nil, err
 	}

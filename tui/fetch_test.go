@@ -41,6 +41,7 @@ type fakeCall struct {
 	stale        bool
 	minIndex     uint64
 	maxWaitMS    int64
+	list         rpc.TaskListArgs // Task.List's arguments
 }
 
 func newFakeCluster(n int) *fakeCluster {
@@ -97,6 +98,7 @@ func (f *fakeCluster) Call(ctx context.Context, addr, method string, args, reply
 		fc.stale, fc.minIndex, fc.maxWaitMS = a.Stale, a.MinIndex, a.MaxWaitMS
 	case *rpc.TaskListArgs:
 		fc.stale, fc.minIndex, fc.maxWaitMS = a.Stale, a.MinIndex, a.MaxWaitMS
+		fc.list = *a
 	}
 	f.mu.Lock()
 	f.calls = append(f.calls, fc)

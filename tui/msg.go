@@ -35,13 +35,16 @@ type NodesMsg struct {
 	At    time.Time
 }
 
-// TasksMsg carries a Task.List answer; fields as NodesMsg.
+// TasksMsg carries a Task.List answer: the newest tasks matching Filter
+// (one bounded page, see TaskListArgs) and the counts of the whole
+// manifest; other fields as NodesMsg.
 type TasksMsg struct {
-	Addr  string
-	Reply *rpc.TaskListReply
-	Stale bool
-	Err   string
-	At    time.Time
+	Addr   string
+	Filter string // the view filter the page was asked for
+	Reply  *rpc.TaskListReply
+	Stale  bool
+	Err    string
+	At     time.Time
 }
 
 // ConnMsg says the watcher is now talking to the server at Addr (id ID).

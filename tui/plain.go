@@ -14,7 +14,7 @@ import (
 // Plain renders the model's data as plain text without colour or screen
 // size limits: the output of `rctl top --once`, for scripts and bug
 // reports. Servers and nodes are listed in full, tasks newest first up to
-// 50.
+// 50 (FetchOnce asks for no more), with the counts of the whole manifest.
 //
 // Server-provided strings are escaped (termsafe.Field) as they are
 // written: table rows through tabRow, which also keeps a tab or newline in
@@ -136,8 +136,8 @@ func (m *Model) Plain() string {
 				fmt.Sprintf("%d/%d", t.Attempts, maxAttempts(t)), nsAge(m.now, t.UpdatedAt)+" ago", taskInfo(t))
 		}
 		tw.Flush()
-		if len(vis) > onceTasks {
-			fmt.Fprintf(&b, "(%d newest of %d shown; rctl task list lists them all)\n", onceTasks, len(vis))
+		if shown := min(len(vis), onceTasks); shown < total {
+			fmt.Fprintf(&b, "(%d newest of %d shown; rctl task list lists them all)\n", shown, total)
 		}
 	}
 	if len(m.events) > 0 {

@@ -43,8 +43,9 @@ func styled(s string, st lipgloss.Style) cell {
 
 const colGap = 2
 
-// fitColumns decides each column's width (0: dropped) for the given total.
-func fitColumns(cols []column, rows [][]cell, total int) []int {
+// naturalWidths returns each column's natural width: its widest cell or
+// title, capped at its max.
+func naturalWidths(cols []column, rows [][]cell) []int {
 	nat := make([]int, len(cols))
 	for i, c := range cols {
 		nat[i] = ansi.StringWidth(c.title)
@@ -57,6 +58,16 @@ func fitColumns(cols []column, rows [][]cell, total int) []int {
 			nat[i] = min(nat[i], max(c.max, ansi.StringWidth(c.title)))
 		}
 	}
+	return nat
+}
+
+// fitColumns decides each column's width (0: dropped) for the given total.
+func fitColumns(cols []column, rows [][]cell, total int) []int {
+	return fitNatural(cols, naturalWidths(cols, rows), total)
+}
+
+// fitNatural is fitColumns from the natural widths.
+func fitNatural(cols []column, nat []int, total int) []int {
 	keep := make([]bool, len(cols))
 	for i := range keep {
 		keep[i] = true
@@ -113,8 +124,14 @@ func fitColumns(cols []column, rows [][]cell, total int) []int {
 // line exactly width wide. sel is the cursor row (-1: none), highlighted
 // when focused; a ">" marks it either way so it shows without colour.
 func renderTable(st styles, cols []column, rows [][]cell, width, off, h, sel int, focused bool) []string {
+	return renderTableNat(st, cols, rows, naturalWidths(cols, rows), width, off, h, sel, focused)
+}
+
+// renderTableNat is renderTable with the rows' natural widths already
+// measured (naturalWidths), for long tables rendered often.
+func renderTableNat(st styles, cols []column, rows [][]cell, nat []int, width, off, h, sel int, focused bool) []string {
 	inner := width - 2 // the marker column
-	w := fitColumns(cols, rows, inner)
+	w := fitNatural(cols, nat, inner)
 	line := func(cells []cell, header, isSel bool) string {
 		var b strings.Builder
 		first := true

@@ -412,13 +412,11 @@ func (m *Model) nodeStyle(s fsm.NodeStatus) lipgloss.Style {
 }
 
 func (m *Model) nodesPanel(w, h int) []string {
-	var rows [][]cell
+	v := m.nodeView()
+	rows := v.rows
 	byStatus := map[fsm.NodeStatus]int{}
-	for _, n := range m.sortedNodes() {
-		st := m.nodeStyle(n.Status)
+	for _, n := range m.nodes {
 		byStatus[n.Status]++
-		rows = append(rows, []cell{styled(n.ID, st), styled(string(n.Status), st), txt(msAge(n.HeartbeatAgeMS)),
-			txt(fmt.Sprintf("%d/%d", n.ActiveTasks, n.Capacity)), txt(cloudRegion(n.Cloud, n.Region)), txt(orDash(n.Address))})
 	}
 	var parts []string
 	for _, s := range []fsm.NodeStatus{fsm.NodeHealthy, fsm.NodeDegraded, fsm.NodeUnreachable} {
@@ -443,7 +441,7 @@ func (m *Model) nodesPanel(w, h int) []string {
 		out = append(out, m.st.dim.Render(msg))
 		return padRows(out, h)
 	}
-	out = append(out, renderTable(m.st, nodeCols, rows, w, m.off[panelNodes], h, m.cur[panelNodes], m.focus == panelNodes && m.mode == modeMain)...)
+	out = append(out, renderTableNat(m.st, nodeCols, rows, v.nat, w, m.off[panelNodes], h, m.cur[panelNodes], m.focus == panelNodes && m.mode == modeMain)...)
 	return padRows(out, h)
 }
 
@@ -511,8 +509,8 @@ func (m *Model) tasksPanel(w, h int) []string {
 		extra = note
 	}
 	count := fmt.Sprint(total)
-	if m.filter != "" {
-		count = fmt.Sprintf("%d/%d", len(vis), total)
+	if m.filter != "" || m.tasksMore {
+		count = m.shownOf(len(vis))
 	}
 	out := []string{m.panelTitle(panelTasks, w, count, extra)}
 	if len(rows) == 0 {
@@ -678,7 +676,7 @@ func (m *Model) footer(w int) string {
 	case m.mode == modeDetail:
 		return k("esc") + d(" back  ") + k("j/k") + d(" scroll  ") + k("q") + d(" quit")
 	case m.filter != "":
-		return m.st.warn.Render("filter: "+termsafe.Field(m.filter)) + d(fmt.Sprintf(" (%d of %d tasks)  ", len(m.visibleTasks()), len(m.tasks))) +
+		return m.st.warn.Render("filter: "+termsafe.Field(m.filter)) + d(fmt.Sprintf(" (%s tasks)  ", strings.Replace(m.shownOf(len(m.visibleTasks())), "/", " of ", 1))) +
 			k("/") + d(" edit  ") + k("esc") + d(" clear  ") + k("?") + d(" help  ") + k("q") + d(" quit")
 	}
 	return k("tab") + d(" panel  ") + k("j/k") + d(" move  ") + k("enter") + d(" detail  ") + k("/") + d(" filter  ") +
