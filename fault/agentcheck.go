@@ -25,8 +25,11 @@ func (c *Cluster) LinearizableTasks(ctx context.Context) (map[string]*fsm.Task, 
 		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		var reply rpc.TaskListReply
-		err := c.ObserverCall(cctx, sv, rpc.MethodTaskList, &rpc.TaskListArgs{}, &reply)
+		err := c.ObserverCall(cctx, sv, rpc.MethodTaskList, &rpc.TaskListArgs{Limit: rpc.MaxTaskListLimit}, &reply)
 		cancel()
+		if err == nil && reply.NextCursor != "" {
+			err = fmt.Errorf("more than %d tasks: one linearizable read cannot list them (the harness's workloads stay far below)", rpc.MaxTaskListLimit)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", sv.Name, err))
 			continue

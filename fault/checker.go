@@ -98,8 +98,11 @@ func describeManifests(ms []Manifest, err error) string {
 // observer's link).
 func (c *Cluster) Tasks(ctx context.Context, sv *Server) (map[string]*fsm.Task, error) {
 	var reply rpc.TaskListReply
-	if err := c.ObserverCall(ctx, sv, rpc.MethodTaskList, &rpc.TaskListArgs{QueryOptions: rpc.QueryOptions{Stale: true}}, &reply); err != nil {
+	if err := c.ObserverCall(ctx, sv, rpc.MethodTaskList, &rpc.TaskListArgs{Limit: rpc.MaxTaskListLimit, QueryOptions: rpc.QueryOptions{Stale: true}}, &reply); err != nil {
 		return nil, err
+	}
+	if reply.NextCursor != "" {
+		return nil, fmt.Errorf("%s holds more than %d tasks: the checker reads them in one call", sv.Name, rpc.MaxTaskListLimit)
 	}
 	out := make(map[string]*fsm.Task, len(reply.Tasks))
 	for _, t := range reply.Tasks {

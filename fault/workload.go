@@ -161,7 +161,7 @@ func ListOp(ctx context.Context, h *History, client int, cl *Client, stale bool,
 	}
 	return h.DoOp(client, kind, "", func(op *Op) error {
 		var reply rpc.TaskListReply
-		addr, err := cl.Call(ctx, rpc.MethodTaskList, &rpc.TaskListArgs{QueryOptions: rpc.QueryOptions{Stale: stale}}, &reply)
+		addr, err := cl.Call(ctx, rpc.MethodTaskList, &rpc.TaskListArgs{Limit: rpc.MaxTaskListLimit, QueryOptions: rpc.QueryOptions{Stale: stale}}, &reply)
 		op.Out, op.Server = listOutcome(err), addr
 		if err == nil {
 			op.Index = reply.Index
