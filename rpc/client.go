@@ -202,6 +202,17 @@ func NewPoolWith(cred Credentials) *Pool {
 	return &Pool{dial: cred.Dialer(), token: cred.Token, conns: map[string]*Conn{}}
 }
 
+// live returns the pooled connection to addr if it is alive, else nil.
+func (p *Pool) live(addr string) *Conn {
+	p.mu.Lock()
+	c := p.conns[addr]
+	p.mu.Unlock()
+	if c != nil && !c.Dead() {
+		return c
+	}
+	return nil
+}
+
 // Get returns a live connection to addr, dialling if needed.
 func (p *Pool) Get(ctx context.Context, addr string) (*Conn, error) {
 	p.mu.Lock()
@@ -300,6 +311,10 @@ func (c *Client) connect(ctx context.Context) (*Conn, string, error) {
 	c.mu.Lock()
 	start := c.cur
 	c.mu.Unlock()
+	// The common case: a live pooled connection to the preferred server.
+	if conn := c.pool.live(c.addrs[start]); conn != nil {
+		return conn, c.addrs[start], nil
+	}
 	n := len(c.addrs)
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
