@@ -57,6 +57,19 @@ func TestConnAlive(t *testing.T) {
 	})
 }
 
+// waitReady waits until the pool holds a ready connection to addr.
+func waitReady(t *testing.T, p *warmPool, addr string) {
+	t.Helper()
+	succeedsWithin(t, 2*time.Second, func() error {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if _, ok := p.ready[addr]; !ok {
+			return errors.New("no ready connection to " + addr + " yet")
+		}
+		return nil
+	})
+}
+
 func TestWarmPoolHandsOutOnlyLiveConnections(t *testing.T) {
 	var servers []net.Conn // dialled one at a time: refresh runs once per address
 	p := newWarmPool(func(addr string, timeout time.Duration) (net.Conn, error) {
@@ -69,14 +82,7 @@ func TestWarmPoolHandsOutOnlyLiveConnections(t *testing.T) {
 		t.Fatal("take before any refresh returned a connection")
 	}
 	p.refresh([]string{"a"}, time.Second)
-	succeedsWithin(t, 2*time.Second, func() error {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if _, ok := p.ready["a"]; !ok {
-			return errors.New("no ready connection yet")
-		}
-		return nil
-	})
+	waitReady(t, p, "a")
 	c := p.take("a")
 	if c == nil {
 		t.Fatal("a ready live connection was not handed out")
@@ -86,14 +92,7 @@ func TestWarmPoolHandsOutOnlyLiveConnections(t *testing.T) {
 	}
 	// A ready connection whose peer went away is not handed out.
 	p.refresh([]string{"a"}, time.Second)
-	succeedsWithin(t, 2*time.Second, func() error {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if _, ok := p.ready["a"]; !ok {
-			return errors.New("no ready connection yet")
-		}
-		return nil
-	})
+	waitReady(t, p, "a")
 	servers[len(servers)-1].Close()
 	succeedsWithin(t, 2*time.Second, func() error {
 		p.mu.Lock()
@@ -109,14 +108,7 @@ func TestWarmPoolHandsOutOnlyLiveConnections(t *testing.T) {
 	}
 	// Addresses no longer listed lose their ready connection.
 	p.refresh([]string{"b"}, time.Second)
-	succeedsWithin(t, 2*time.Second, func() error {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if _, ok := p.ready["b"]; !ok {
-			return errors.New("b not ready")
-		}
-		return nil
-	})
+	waitReady(t, p, "b")
 	p.refresh([]string{}, time.Second)
 	p.mu.Lock()
 	n := len(p.ready)

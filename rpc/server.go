@@ -360,6 +360,34 @@ func noLeader(self string) error {
 	return Errorf(CodeUnavailable, "server %s knows no leader: the cluster is electing one or this server is cut off from the majority; retry or try another server", self)
 }
 
+// leaderTarget decides where a call that needs the leader goes: local
+// when this server leads (also after winning an election while the call
+// waited), else the leader's address, or an error: not_leader for a call
+// another server already forwarded (never forwarded twice), unavailable
+// when no leader is known.
+func (s *Server) leaderTarget(ctx context.Context, req *Request) (addr string, local bool, err error) {
+	if s.isLeader() {
+		return "", true, nil
+	}
+	if req.Forwarded {
+		addr, id := s.leader()
+		return "", false, &Error{Code: CodeNotLeader, LeaderAddr: addr, LeaderID: id,
+			Message: fmt.Sprintf("server %s is not the leader (leader: %s)", s.b.Self().ID, orNone(id))}
+	}
+	addr, _, err = s.waitLeader(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	if addr == s.b.Self().Address {
+		if s.isLeader() {
+			return "", true, nil
+		}
+		// Raft still names us leader but we are not; let the caller retry.
+		return "", false, noLeader(s.b.Self().ID)
+	}
+	return addr, false, nil
+}
+
 // forward sends req to the leader when this server is not the leader. It
 // returns done=true when the call was handled (forwarded or refused) and
 // the caller must return err; done=false means this server is the leader
@@ -374,26 +402,11 @@ func noLeader(self string) error {
 // fault harness and the etcd side-by-side benchmark showed that resending
 // on those feeds a storm of duplicate proposals during elections.
 func (s *Server) forward(ctx context.Context, req *Request, reply any) (done bool, err error) {
-	if s.isLeader() {
-		return false, nil
-	}
-	if req.Forwarded {
-		addr, id := s.leader()
-		return true, &Error{Code: CodeNotLeader, LeaderAddr: addr, LeaderID: id,
-			Message: fmt.Sprintf("server %s is not the leader (leader: %s)", s.b.Self().ID, orNone(id))}
-	}
 	backoff := 25 * time.Millisecond
 	for {
-		addr, _, err := s.waitLeader(ctx)
-		if err != nil {
-			return true, err
-		}
-		if addr == s.b.Self().Address {
-			if s.isLeader() { // won an election while the call waited
-				return false, nil
-			}
-			// Raft still names us leader but we are not; let the caller retry.
-			return true, noLeader(s.b.Self().ID)
+		addr, local, err := s.leaderTarget(ctx, req)
+		if local || err != nil {
+			return !local, err
 		}
 		again, err := s.forwardTo(ctx, addr, req, reply)
 		if err == nil || !again || ctx.Err() != nil {
@@ -414,23 +427,9 @@ func (s *Server) forward(ctx context.Context, req *Request, reply any) (done boo
 // knows and its answer comes back, however leadership moves meanwhile; it
 // is sent again only if it was never delivered (the dial failed).
 func (s *Server) forwardOnce(ctx context.Context, req *Request, reply any) (done bool, err error) {
-	if s.isLeader() {
-		return false, nil
-	}
-	if req.Forwarded {
-		addr, id := s.leader()
-		return true, &Error{Code: CodeNotLeader, LeaderAddr: addr, LeaderID: id,
-			Message: fmt.Sprintf("server %s is not the leader (leader: %s)", s.b.Self().ID, orNone(id))}
-	}
-	addr, _, err := s.waitLeader(ctx)
-	if err != nil {
-		return true, err
-	}
-	if addr == s.b.Self().Address {
-		if s.isLeader() { // won an election while the call waited
-			return false, nil
-		}
-		return true, noLeader(s.b.Self().ID)
+	addr, local, err := s.leaderTarget(ctx, req)
+	if local || err != nil {
+		return !local, err
 	}
 	conn, err := s.pool.Get(ctx, addr)
 	if err != nil {
