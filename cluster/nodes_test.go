@@ -206,6 +206,14 @@ func TestDrainingSurvivesALeaderChange(t *testing.T) {
 		if err := cl.Call(ctx, rpc.MethodTaskAdd, &rpc.TaskAddArgs{ID: id, Type: "sleep"}, nil); err != nil {
 			t.Fatal(err)
 		}
+		succeedsWithin(t, 10*time.Second, func() error { // on every server before the change
+			for i, s := range c.servers {
+				if s.fsm.Task(id) == nil {
+					return fmt.Errorf("%s has not applied %s yet", c.cfgs[i].NodeID, id)
+				}
+			}
+			return nil
+		})
 		var reply rpc.TransferReply
 		if err := cl.Call(ctx, rpc.MethodRaftTransfer, &rpc.TransferArgs{}, &reply); err != nil {
 			t.Fatal(err)
