@@ -1,6 +1,7 @@
 # rctl — build, test and benchmark entry points.
 #   make test    the whole suite (what CI runs): Go vet/format/race tests,
-#                end-to-end process tests, the Python agent's lint/type/tests.
+#                end-to-end process tests, the Python agent's lint/type/tests,
+#                and a client written from docs/rpc.md alone (e2e/docclient).
 #                Installs what it needs itself (Go modules, agent virtualenv).
 #   make dev     a local cluster: 5 servers and 3 Python agents (rctl dev).
 #   make bench   benchmarks that print figures (bench/RESULTS.md, bench/RESULTS-peer.md);
@@ -23,7 +24,7 @@ all: build
 build:
 	$(GO) build -o $(BIN) .
 
-test: deps lint test-go test-agent
+test: deps lint test-go test-agent test-docclient
 
 deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -137,3 +138,49 @@ package-test: goreleaser
 
 agent-dist:
 	packaging/agent/build.sh $(or $(VERSION),0.0.0+dev)
+
+# A client written from docs/rpc.md alone (e2e/docclient): checks every
+# documented method, field, error and limit against a real 3-server cluster
+# (plus a one-server mutual-TLS cluster); documented gaps and suspected
+# server defects (since fixed) are in e2e/docclient/FINDINGS.md.
+.PHONY: test-docclient
+test-docclient: agent-venv build
+	@$(VENV)/bin/python -c 'import msgpack' 2>/dev/null || $(VENV)/bin/pip install --quiet msgpack
+	$(VENV)/bin/ruff check e2e/docclient
+	$(VENV)/bin/ruff format --check e2e/docclient
+	$(VENV)/bin/mypy --strict e2e/docclient
+	RCTL_BIN=$(abspath $(BIN)) $(VENV)/bin/pytest -q e2e/docclient
+
+# Ansible (ansible/): roles rctl_server, rctl_agent (and rctl_common),
+# playbooks site.yml and upgrade.yml. ansible-core and ansible-lint live in a
+# virtualenv made on first use (.tools/ansible-venv; Python >= 3.11, ~1 min).
+#   make lint-ansible   ansible-lint (production profile, --strict) on ansible/
+#   make rollout-test   (root) five test hosts (3 "aws" + 2 "gcp"), each a
+#                       network namespace with its own sshd and its own
+#                       /etc/rctl, /var/lib/rctl, /opt/rctl: site.yml for
+#                       version 0.9.0 with TLS and ACLs, again (changed=0),
+#                       once more with a changed setting (rolling restart),
+#                       then upgrade.yml to this build while a client writes;
+#                       prints one line lost_writes=… failed_writes=…
+#                       max_write_gap_ms=… leader_changes=… changed_on_second_run=…
+#                       (ansible/test/rollout-test.sh). Not part of make test.
+ANSIBLE_VENV         := .tools/ansible-venv
+ANSIBLE_CORE_VERSION := 2.19.14
+ANSIBLE_LINT_VERSION := 26.10.1
+
+.PHONY: ansible-venv lint-ansible rollout-test
+
+$(ANSIBLE_VENV)/.installed-$(ANSIBLE_CORE_VERSION)-$(ANSIBLE_LINT_VERSION):
+	rm -rf $(ANSIBLE_VENV)
+	$(PYTHON) -m venv $(ANSIBLE_VENV)
+	$(ANSIBLE_VENV)/bin/pip install --quiet --upgrade pip
+	$(ANSIBLE_VENV)/bin/pip install --quiet 'ansible-core==$(ANSIBLE_CORE_VERSION)' 'ansible-lint==$(ANSIBLE_LINT_VERSION)'
+	touch $@
+
+ansible-venv: $(ANSIBLE_VENV)/.installed-$(ANSIBLE_CORE_VERSION)-$(ANSIBLE_LINT_VERSION)
+
+lint-ansible: ansible-venv
+	cd ansible && PATH=$(abspath $(ANSIBLE_VENV))/bin:$$PATH ansible-lint --offline --strict
+
+rollout-test: build ansible-venv
+	ANSIBLE_VENV=$(abspath $(ANSIBLE_VENV)) RCTL_BIN=$(abspath $(BIN)) ansible/test/rollout-test.sh

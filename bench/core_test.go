@@ -6,6 +6,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rctl-dev/rctl/internal/pki"
 	"github.com/rctl-dev/rctl/internal/testutil"
 	"github.com/rctl-dev/rctl/rpc"
 )
@@ -52,6 +54,13 @@ type cluster struct {
 }
 
 func startCluster(b testing.TB, n int, timing string) *cluster {
+	return startClusterTLS(b, n, timing, "")
+}
+
+// startClusterTLS starts n servers; with caDir (a CA made by pki.CreateCA)
+// they run mutual TLS with server certificates signed by it, else
+// plaintext (--insecure).
+func startClusterTLS(b testing.TB, n int, timing, caDir string) *cluster {
 	addrs := testutil.FreeAddrs(b, n)
 	var peers []string
 	for i, a := range addrs {
@@ -61,7 +70,17 @@ func startCluster(b testing.TB, n int, timing string) *cluster {
 	for i, a := range addrs {
 		s := &server{id: fmt.Sprintf("s%d", i+1), addr: a, dir: b.TempDir()}
 		s.args = []string{"serve", "--node-id", s.id, "--data-dir", s.dir, "--bind", a,
-			"--peers", strings.Join(peers, ","), "--timing", timing, "--log-level", "warn", "--insecure"}
+			"--peers", strings.Join(peers, ","), "--timing", timing, "--log-level", "warn"}
+		if caDir == "" {
+			s.args = append(s.args, "--insecure")
+		} else {
+			host, _, _ := net.SplitHostPort(a)
+			crt, key, err := pki.CreateCert(pki.CertRequest{CADir: caDir, Role: pki.RoleServer, Name: s.id, Hosts: []string{host}, OutDir: b.TempDir()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.args = append(s.args, "--tls-ca", filepath.Join(caDir, pki.CACertFile), "--tls-cert", crt, "--tls-key", key)
+		}
 		c.servers = append(c.servers, s)
 		c.start(s)
 	}

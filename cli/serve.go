@@ -86,7 +86,7 @@ certificate must name the same server).`,
 	fl.DurationVar(&f.retireInterval, "retire-interval", 30*time.Second, "how often the leader retires finished tasks by the two rules above (at most 20,000 per round)")
 	fl.BoolVar(&f.insecure, "insecure", false, "serve plaintext with no authentication or authorization: anyone who reaches the port owns the cluster (development only; exclusive with --tls-*)")
 	fl.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", cluster.DefaultConnLimits().PerIP, "connections one remote IP may hold open; more are refused at accept")
-	fl.IntVar(&f.maxConns, "max-conns", cluster.DefaultConnLimits().Total, "connections the server holds open in all; more are refused at accept")
+	fl.IntVar(&f.maxConns, "max-conns", cluster.DefaultConnLimits().Total, "connections the server holds open in all; more are refused at accept (default: the open-file limit, ulimit -n, less 1024 kept for raft and snapshots; 10,000 agents hold 10,000 on the leader)")
 	return cmd
 }
 

@@ -16,6 +16,7 @@ func (s *Server) leaderDuties(stop <-chan struct{}) {
 	s.liveMu.Lock()
 	s.live = lv
 	s.liveMu.Unlock()
+	s.leaderChanged() // established: wake heartbeats waiting for it
 	defer func() {
 		s.liveMu.Lock()
 		s.live = nil

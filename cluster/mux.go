@@ -68,14 +68,24 @@ const routeTimeout = 10 * time.Second
 type ConnLimits struct {
 	// PerIP caps connections from one remote address (default 512).
 	PerIP int
-	// Total caps all connections (default 8192).
+	// Total caps all connections (default: the open-file limit less
+	// fdReserve).
 	Total int
 }
 
+// fdReserve is the part of the open-file limit kept for what is not an
+// inbound connection: raft's log and stable store, snapshots, outgoing
+// connections to other servers.
+const fdReserve = 1024
+
 // DefaultConnLimits are generous for fleets (agents keep one or two
-// connections each) and tight enough that one host cannot exhaust the
-// server's file descriptors.
-func DefaultConnLimits() ConnLimits { return ConnLimits{PerIP: 512, Total: 8192} }
+// connections each: 10,000 agents hold 10,000 on the leader) and tight
+// enough that one host cannot exhaust the server's file descriptors: the
+// total follows the process's open-file limit (Go raises the soft limit to
+// the hard one at start; the package's unit sets LimitNOFILE=65536).
+func DefaultConnLimits() ConnLimits {
+	return ConnLimits{PerIP: 512, Total: max(openFileLimit()-fdReserve, 256)}
+}
 
 func newMux(ln net.Listener, advertise net.Addr, log *slog.Logger) *mux {
 	return &mux{ln: ln, advertise: advertise, log: log, raftCh: make(chan net.Conn, 16), closed: make(chan struct{}),

@@ -235,3 +235,49 @@ func TestDrainingSurvivesALeaderChange(t *testing.T) {
 		}
 	}
 }
+
+// A heartbeat that reaches a new leader before its leadership is
+// established (agents following an election arrive within milliseconds)
+// waits for it instead of answering unavailable, which would send the
+// agent into backoff.
+func TestHeartbeatWaitsForLeadershipToBeEstablished(t *testing.T) {
+	c := newTestCluster(t, 3)
+	l := c.waitLeader(10 * time.Second)
+	s := c.servers[l]
+	cl := rpc.NewClient([]string{c.cfgs[l].Bind})
+	defer cl.Close()
+	if err := cl.Call(ctxT(t, 5*time.Second), rpc.MethodNodeRegister, &rpc.NodeRegisterArgs{ID: "n1", Capacity: 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := rpc.Dial(ctxT(t, 5*time.Second), c.cfgs[l].Bind) // one call, no client retries
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	s.leaderReady.Store(false) // as between winning the election and the barrier
+	done := make(chan error, 1)
+	go func() {
+		var r rpc.HeartbeatReply
+		done <- conn.Call(ctxT(t, 10*time.Second), rpc.MethodNodeHeartbeat, &rpc.HeartbeatArgs{NodeID: "n1"}, &r)
+	}()
+	// A status call through the same connection is answered meanwhile,
+	// and the heartbeat is still waiting a while later.
+	if err := conn.Call(ctxT(t, 5*time.Second), rpc.MethodStatus, &rpc.StatusArgs{}, &rpc.StatusReply{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("heartbeat answered before leadership was established: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	s.leaderReady.Store(true)
+	s.leaderChanged()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("heartbeat after leadership was established: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("heartbeat still waiting 5 s after leadership was established")
+	}
+}

@@ -52,8 +52,11 @@ func TestBadInputGetsInvalidArgument(t *testing.T) {
 		{"get unknown", rpc.MethodTaskGet, &rpc.TaskGetArgs{ID: "nope"}, rpc.CodeNotFound},
 		{"cancel unknown", rpc.MethodTaskCancel, &rpc.TaskCancelArgs{ID: "nope"}, rpc.CodeNotFound},
 		{"join without address", rpc.MethodRaftJoin, &rpc.JoinArgs{ID: "x"}, rpc.CodeInvalidArgument},
+		{"join with an upper-case cloud", rpc.MethodRaftJoin, &rpc.JoinArgs{ID: "x", Address: "127.0.0.1:1", Voter: true, Cloud: "AWS"}, rpc.CodeInvalidArgument},
+		{"join with a bad region", rpc.MethodRaftJoin, &rpc.JoinArgs{ID: "y", Address: "127.0.0.1:2", Region: "us east"}, rpc.CodeInvalidArgument},
 	}
 	before := c.servers[0].FSM().Indexes()
+	cfgBefore := c.servers[0].raft.GetConfiguration().Configuration().Servers
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			err := cl.Call(ctxT(t, 5*time.Second), tc.method, tc.args, nil)
@@ -62,8 +65,12 @@ func TestBadInputGetsInvalidArgument(t *testing.T) {
 			}
 		})
 	}
-	if after := c.servers[0].FSM().Indexes(); after.Tasks != before.Tasks {
+	if after := c.servers[0].FSM().Indexes(); after.Tasks != before.Tasks || after.Servers != before.Servers {
 		t.Fatalf("refused calls changed the manifest: %+v → %+v", before, after)
+	}
+	// A refused join must not have touched the raft configuration either.
+	if after := c.servers[0].raft.GetConfiguration().Configuration().Servers; len(after) != len(cfgBefore) {
+		t.Fatalf("refused joins changed the raft configuration: %v → %v", cfgBefore, after)
 	}
 }
 
@@ -326,6 +333,53 @@ func TestMembersShowTheManifestLabelsOnEveryServer(t *testing.T) {
 					}
 				}
 			}
+		}
+		return nil
+	})
+}
+
+// Operator.RaftPeers names the index of the latest configuration change
+// (raft's own GetConfiguration reports 0): above 0 from the bootstrap
+// on, at least a removal's index once applied, and kept over a restart.
+func TestRaftPeersIndexFollowsConfigurationChanges(t *testing.T) {
+	c := newTestCluster(t, 3)
+	l := c.waitLeader(10 * time.Second)
+	peersIndex := func(i int) uint64 {
+		var r rpc.RaftPeersReply
+		if err := c.client(i).Call(ctxT(t, 5*time.Second), rpc.MethodRaftPeers, nil, &r); err != nil {
+			t.Fatal(err)
+		}
+		return r.Index
+	}
+	for i := range c.servers {
+		succeedsWithin(t, 10*time.Second, func() error {
+			if got := peersIndex(i); got == 0 {
+				return fmt.Errorf("%s: RaftPeers index 0 after the bootstrap", c.cfgs[i].NodeID)
+			}
+			return nil
+		})
+	}
+	gone := (l + 1) % 3
+	var rm rpc.Empty
+	if err := c.client(l).Call(ctxT(t, 10*time.Second), rpc.MethodRaftRemovePeer, &rpc.RemovePeerArgs{ID: c.cfgs[gone].NodeID}, &rm); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(gone)
+	other := 3 - l - gone
+	for _, i := range []int{l, other} {
+		succeedsWithin(t, 10*time.Second, func() error {
+			if got := peersIndex(i); got < rm.Index {
+				return fmt.Errorf("%s: RaftPeers index %d, want ≥ the removal's %d", c.cfgs[i].NodeID, got, rm.Index)
+			}
+			return nil
+		})
+	}
+	// A restarted server applies its log again as it catches up.
+	c.stop(other)
+	c.start(other)
+	succeedsWithin(t, 10*time.Second, func() error {
+		if got := peersIndex(other); got < rm.Index {
+			return fmt.Errorf("after a restart %s: RaftPeers index %d, want ≥ %d", c.cfgs[other].NodeID, got, rm.Index)
 		}
 		return nil
 	})

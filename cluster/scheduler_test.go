@@ -212,6 +212,11 @@ func TestSchedulerIsNotStarvedByAConstrainedBacklog(t *testing.T) {
 	for err := range errs {
 		t.Fatalf("add batch: %v", err)
 	}
+	// Under load (-race, a busy machine) leadership may have moved while
+	// the backlog went in: watch the rounds of the leader now.
+	l = c.waitLeader(30 * time.Second)
+	leaderID = c.cfgs[l].NodeID
+	cl = c.client(l)
 	lead := c.servers[l].FSM()
 	if n := lead.PendingCount("gcp"); n != backlog {
 		t.Fatalf("%d gcp tasks pending, want %d", n, backlog)

@@ -50,10 +50,11 @@ type Server struct {
 	lastLeaderAddr   raft.ServerAddress // goneMu: the last leader known (succession.go)
 	lastLeaderID     raft.ServerID
 	leaderReady      atomic.Bool
-	probing          atomic.Bool  // succession.go: a leader probe is running
-	succMu           sync.Mutex   // succession.go: one attempt to stand at a time
-	lastSuccessor    atomic.Value // succession.go: id of the last server this one asked to stand
-	lastLeaderChange atomic.Int64 // unix nanos
+	probing          atomic.Bool   // succession.go: a leader probe is running
+	succMu           sync.Mutex    // succession.go: one attempt to stand at a time
+	lastSuccessor    atomic.Value  // succession.go: id of the last server this one asked to stand
+	lastLeaderChange atomic.Int64  // unix nanos
+	configIndex      atomic.Uint64 // configindex.go: kept apart from the manifest
 	leaderChMu       sync.Mutex
 	leaderCh         chan struct{} // closed at the next leader change (transfer.go)
 	notifyCh         chan bool
@@ -179,7 +180,8 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("raft log cache: %w", err)
 	}
 	guard := newRaftGuard(s.trans, s, s.log)
-	r, err := raft.NewRaft(rc, s.fsm, logs, s.store, s.snaps, guard)
+	s.noteSnapshotConfigIndex()
+	r, err := raft.NewRaft(rc, raftFSM{FSM: s.fsm, s: s}, logs, s.store, s.snaps, guard)
 	if err != nil {
 		guard.Close()
 		return nil, fmt.Errorf("start raft: %w", err)

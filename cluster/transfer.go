@@ -120,7 +120,7 @@ func (s *Server) TransferLeadership(ctx context.Context, target string) (id, add
 		return "", "", noTarget(reasons)
 	}
 	c := cands[0]
-	watch := s.leaderWatch()
+	watch := s.LeaderWatch()
 	s.log.Info("transferring leadership", "event", "leader_transfer", "to", c.id, "lag", c.lag)
 	if err := s.raft.LeadershipTransferToServer(raft.ServerID(c.id), raft.ServerAddress(c.addr)).Error(); err != nil {
 		return "", "", err
@@ -131,22 +131,23 @@ func (s *Server) TransferLeadership(ctx context.Context, target string) (id, add
 		}
 		select {
 		case <-watch:
-			watch = s.leaderWatch()
+			watch = s.LeaderWatch()
 		case <-ctx.Done():
 			return "", "", ctx.Err()
 		}
 	}
 }
 
-// leaderWatch returns a channel closed at the next leader change this
-// server observes.
-func (s *Server) leaderWatch() <-chan struct{} {
+// LeaderWatch returns a channel closed at the next leader change this
+// server observes (a new leader, or the leader lost), or when its own
+// leadership becomes established (it takes heartbeats from then on).
+func (s *Server) LeaderWatch() <-chan struct{} {
 	s.leaderChMu.Lock()
 	defer s.leaderChMu.Unlock()
 	return s.leaderCh
 }
 
-// leaderChanged wakes leaderWatch's waiters (observe).
+// leaderChanged wakes LeaderWatch's waiters (observe).
 func (s *Server) leaderChanged() {
 	s.leaderChMu.Lock()
 	defer s.leaderChMu.Unlock()

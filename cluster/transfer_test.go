@@ -25,7 +25,7 @@ func stableFor(t *testing.T, s *Server, d time.Duration) {
 	term := s.raft.CurrentTerm()
 	deadline := time.After(d)
 	for {
-		watch := s.leaderWatch()
+		watch := s.LeaderWatch()
 		select {
 		case <-watch:
 			_, now := s.raft.LeaderWithID()
@@ -128,5 +128,67 @@ func TestStoppingLeaderHandsOverBeforeItExits(t *testing.T) {
 			t.Fatalf("round %d: %d leaders when the stopped leader's Shutdown returned, want 1 (a hand-over)", round, leaders)
 		}
 		c.start(l)
+	}
+}
+
+// Status.Get with known_leader (how agents follow elections): a follower
+// answers at once when it knows a leader other than the one named, and
+// otherwise holds the call until a new leader is elected, then names it.
+func TestStatusKnownLeaderWaitsForANewLeader(t *testing.T) {
+	c := newTestCluster(t, 3)
+	l := c.waitLeader(10 * time.Second)
+	old := c.cfgs[l].NodeID
+	f := (l + 1) % 3
+	fc := rpc.NewClient([]string{c.cfgs[f].Bind})
+	defer fc.Close()
+
+	var now rpc.StatusReply
+	if err := fc.Call(ctxT(t, 5*time.Second), rpc.MethodStatus, &rpc.StatusArgs{KnownLeader: "someone-else", MaxWaitMS: 60_000}, &now); err != nil {
+		t.Fatal(err)
+	}
+	if now.LeaderID != old {
+		t.Fatalf("known_leader of another id: got leader %q, want %s at once", now.LeaderID, old)
+	}
+
+	type result struct {
+		r   rpc.StatusReply
+		err error
+		at  time.Time
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r rpc.StatusReply
+		err := fc.Call(ctxT(t, 30*time.Second), rpc.MethodStatus, &rpc.StatusArgs{KnownLeader: old, MaxWaitMS: 60_000}, &r)
+		done <- result{r, err, time.Now()}
+	}()
+	// The call must still be waiting after the follower has answered
+	// other calls: a plain status call through the same connection.
+	var probe rpc.StatusReply
+	if err := fc.Call(ctxT(t, 5*time.Second), rpc.MethodStatus, &rpc.StatusArgs{}, &probe); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("known_leader=%s answered while %s still leads: %+v, %v", old, old, r.r, r.err)
+	default:
+	}
+	reply, err := transfer(t, c, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("known_leader call still waiting 20 s after the transfer")
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.r.LeaderID == old || r.r.LeaderID == "" || r.r.LeaderID != reply.LeaderID {
+		t.Fatalf("known_leader=%s woke with leader %q, want the new leader %s", old, r.r.LeaderID, reply.LeaderID)
+	}
+	if r.r.LeaderAddr == "" {
+		t.Fatalf("reply names no leader address: %+v", r.r)
 	}
 }

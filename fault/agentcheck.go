@@ -106,6 +106,23 @@ type AgentsFollowing struct {
 	Leader string
 	// Age is each agent's heartbeat_age_ms on the leader.
 	Age map[string]int64
+	// First is when each agent's first heartbeat to Leader arrived, as
+	// far as the polls saw it: at the first poll that showed one, the
+	// answer's arrival less its age (exact while polls come faster than
+	// the heartbeat interval).
+	First map[string]time.Time
+	at    time.Time // when the leader's answer arrived
+}
+
+// Last is when the last agent to follow Leader first reached it.
+func (a AgentsFollowing) Last() time.Time {
+	var last time.Time
+	for _, t := range a.First {
+		if t.After(last) {
+			last = t
+		}
+	}
+	return last
 }
 
 func (a AgentsFollowing) String() string {
@@ -131,8 +148,19 @@ func (c *Cluster) WaitAgentsFollowLeader(ctx context.Context, maxAge time.Durati
 		return AgentsFollowing{}, errNoAgents
 	}
 	var last string
+	first := map[string]time.Time{}
+	firstOf := ""
 	for {
 		res, err := c.agentsFollowing(ctx, maxAge)
+		if res.Leader != firstOf {
+			first, firstOf = map[string]time.Time{}, res.Leader
+		}
+		for name, age := range res.Age {
+			if _, seen := first[name]; !seen && age >= 0 {
+				first[name] = res.at.Add(-time.Duration(age) * time.Millisecond)
+			}
+		}
+		res.First = first
 		if err == nil {
 			return res, nil
 		}
@@ -140,7 +168,7 @@ func (c *Cluster) WaitAgentsFollowLeader(ctx context.Context, maxAge time.Durati
 		select {
 		case <-ctx.Done():
 			return res, fmt.Errorf("agents do not all heartbeat to the leader: %s", last)
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
@@ -169,6 +197,7 @@ func (c *Cluster) agentsFollowing(ctx context.Context, maxAge time.Duration) (Ag
 	if err := c.ObserverCall(cctx, leader, rpc.MethodNodeList, &rpc.NodeListArgs{QueryOptions: rpc.QueryOptions{Stale: true}}, &reply); err != nil {
 		return res, fmt.Errorf("Node.List on %s: %w", leader.Name, err)
 	}
+	res.at = time.Now()
 	nodes := map[string]rpc.NodeInfo{}
 	for _, n := range reply.Nodes {
 		nodes[n.ID] = n

@@ -6,12 +6,7 @@ package fsm
 // server already has exactly these labels.
 func (s *state) checkServerUpsert(e *ServerUpsertEntry) (noop bool, err *Error) {
 	sv := e.Server
-	if err := firstErr(
-		checkID("server id", sv.ID),
-		checkText("server address", sv.Address, 1, maxAddressLen),
-		checkLabel("server cloud", sv.Cloud, maxLabelLen, false),
-		checkLabel("server region", sv.Region, maxLabelLen, false),
-	); err != nil {
+	if err := checkServer(sv); err != nil {
 		return false, err
 	}
 	old := s.servers[sv.ID]
@@ -58,4 +53,24 @@ func (s *state) applyServerRemove(e *ServerRemoveEntry, ix uint64, res *ApplyRes
 	delete(s.servers, e.ID)
 	bump(&s.idx.Servers, ix)
 	return true
+}
+
+// CheckServer applies the manifest's rules for a server record (id,
+// address, cloud and region labels) without a state: callers that act
+// before proposing (a join changes the raft configuration first) check it
+// up front, so bad input changes nothing.
+func CheckServer(sv Server) error {
+	if err := checkServer(sv); err != nil {
+		return err
+	}
+	return nil
+}
+
+func checkServer(sv Server) *Error {
+	return firstErr(
+		checkID("server id", sv.ID),
+		checkText("server address", sv.Address, 1, maxAddressLen),
+		checkLabel("server cloud", sv.Cloud, maxLabelLen, false),
+		checkLabel("server region", sv.Region, maxLabelLen, false),
+	)
 }

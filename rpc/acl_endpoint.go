@@ -60,7 +60,7 @@ type ACLTokenReply struct {
 // ACLTokenListReply lists tokens.
 type ACLTokenListReply struct {
 	Tokens []ACLTokenInfo `codec:"tokens" json:"tokens"`
-	Index  uint64         `codec:"index" json:"index"`
+	QueryMeta
 }
 
 func tokenInfo(t *fsm.ACLToken) ACLTokenInfo {
@@ -159,8 +159,7 @@ func (s *Server) aclTokenList(ctx context.Context, req *Request) (any, error) {
 		return nil, err
 	}
 	var reply ACLTokenListReply
-	var meta QueryMeta
-	err := s.blockingRead(ctx, req, q, &reply, &meta, func() uint64 {
+	err := s.blockingRead(ctx, req, q, &reply, &reply.QueryMeta, func() uint64 {
 		reply.Tokens = []ACLTokenInfo{}
 		for _, t := range s.fsm.ACLTokens() {
 			reply.Tokens = append(reply.Tokens, tokenInfo(t))
@@ -170,7 +169,6 @@ func (s *Server) aclTokenList(ctx context.Context, req *Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	reply.Index = meta.Index
 	return &reply, nil
 }
 

@@ -53,6 +53,33 @@ func (s *Server) nodeRegister(ctx context.Context, req *Request) (any, error) {
 		LeaderID: id, LeaderAddr: addr, Servers: s.serverList()}, nil
 }
 
+// establishWait bounds how long a heartbeat that reaches a leader before
+// its leadership is established (its barrier applied) waits for that,
+// rather than sending the agent into backoff: agents that follow an
+// election arrive within milliseconds of it.
+const establishWait = 2 * time.Second
+
+// heartbeatWhenEstablished records a heartbeat, waiting up to
+// establishWait while this server leads but is not yet established.
+func (s *Server) heartbeatWhenEstablished(ctx context.Context, a HeartbeatArgs) (time.Duration, time.Duration, bool) {
+	deadline := time.NewTimer(establishWait)
+	defer deadline.Stop()
+	for {
+		changed := s.b.LeaderWatch()
+		if iv, ttl, ok := s.b.NodeHeartbeat(a.NodeID, a.Draining); ok || !s.isLeader() {
+			return iv, ttl, ok
+		}
+		select {
+		case <-changed:
+		case <-time.After(leaderRecheck):
+		case <-deadline.C:
+			return 0, 0, false
+		case <-ctx.Done():
+			return 0, 0, false
+		}
+	}
+}
+
 // nodeHeartbeat is answered by the leader only: liveness lives in the
 // leader's memory, so heartbeats are never forwarded (that would double
 // the traffic and hide from the agent where the leader is).
@@ -76,7 +103,7 @@ func (s *Server) nodeHeartbeat(ctx context.Context, req *Request) (any, error) {
 	if node == nil {
 		return nil, Errorf(CodeNotFound, "node %q is not registered; call Node.Register", a.NodeID)
 	}
-	iv, ttl, ok := s.b.NodeHeartbeat(a.NodeID, a.Draining)
+	iv, ttl, ok := s.heartbeatWhenEstablished(ctx, a)
 	if !ok {
 		return nil, Errorf(CodeUnavailable, "server %s is becoming leader; retry in a moment", s.b.Self().ID)
 	}

@@ -19,7 +19,7 @@ func (s *Server) raftPeers(ctx context.Context, req *Request) (any, error) {
 		return nil, err
 	}
 	_, leaderID := s.leader()
-	reply := &RaftPeersReply{Index: f.Index(), Peers: []RaftPeer{}}
+	reply := &RaftPeersReply{Index: s.b.ConfigIndex(), Peers: []RaftPeer{}}
 	for _, srv := range f.Configuration().Servers {
 		reply.Peers = append(reply.Peers, RaftPeer{
 			ID: string(srv.ID), Address: string(srv.Address),
@@ -83,7 +83,9 @@ func (s *Server) upsertLabels(ctx context.Context, lbl fsm.Server) (*Empty, erro
 	return &Empty{Index: res.Index}, nil
 }
 
-// ValidateServer checks a server's id, address and labels.
+// ValidateServer checks a server's id, address and labels by the
+// manifest's rules, before anything changes (Operator.Join adds to the raft
+// configuration before it records the labels).
 func ValidateServer(lbl fsm.Server) error {
 	if lbl.ID == "" {
 		return Errorf(CodeInvalidArgument, "server id is required")
@@ -91,8 +93,8 @@ func ValidateServer(lbl fsm.Server) error {
 	if lbl.Address == "" {
 		return Errorf(CodeInvalidArgument, "server address is required")
 	}
-	if len(lbl.ID) > fsm.MaxIDLen || len(lbl.Address) > 256 || len(lbl.Cloud) > 64 || len(lbl.Region) > 64 {
-		return Errorf(CodeInvalidArgument, "server id, address or labels too long")
+	if err := fsm.CheckServer(lbl); err != nil {
+		return Errorf(CodeInvalidArgument, "%v", err)
 	}
 	return nil
 }

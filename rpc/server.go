@@ -55,6 +55,13 @@ type Backend interface {
 	LeaderReady() bool
 	// LastLeaderChange is when this server last saw the leader change.
 	LastLeaderChange() time.Time
+	// ConfigIndex is the log index of the latest committed raft
+	// configuration change this server has applied.
+	ConfigIndex() uint64
+	// LeaderWatch returns a channel closed at the next leader change
+	// this server observes (a new leader, or the leader lost), or when
+	// its own leadership becomes established.
+	LeaderWatch() <-chan struct{}
 	// NodeHeartbeat records a node agent's heartbeat on the leader and
 	// returns the interval and TTL to hand back; ok is false when this
 	// server is not an established leader.
@@ -98,6 +105,10 @@ type handler func(ctx context.Context, req *Request) (any, error)
 type method struct {
 	h handler
 	a access
+	// bigArgs: the arguments may fill a frame; they are never proposed
+	// (Operator.SnapshotInspect). Every other method's arguments are
+	// refused above fsm.MaxEntrySize before they are forwarded.
+	bigArgs bool
 }
 
 // Server serves RPC connections handed over by the port multiplexer.
@@ -143,32 +154,32 @@ func NewServer(cfg Config) *Server {
 // cannot be registered.
 func (s *Server) declarations() map[string]method {
 	return map[string]method{
-		MethodStatus:          {s.status, access{token: levelReader, agent: true}},
-		MethodMembers:         {s.members, access{token: levelReader, agent: true}},
-		MethodTaskAdd:         {s.taskAdd, access{token: levelOperator}},
-		MethodTaskAddBatch:    {s.taskAddBatch, access{token: levelOperator}},
-		MethodTaskGet:         {s.taskGet, access{token: levelReader}},
-		MethodTaskList:        {s.taskList, access{token: levelReader}},
-		MethodTaskCancel:      {s.taskCancel, access{token: levelOperator}},
-		MethodRaftPeers:       {s.raftPeers, access{token: levelReader}},
-		MethodRaftJoin:        {s.join, access{serverOnly: true}},
-		MethodRaftRemovePeer:  {s.removePeer, access{token: levelManagement}},
-		MethodRaftTransfer:    {s.transferLeader, access{token: levelManagement}},
-		MethodServerLabels:    {s.serverLabels, access{serverOnly: true}},
-		MethodSnapshotInspect: {s.snapshotInspect, access{token: levelReader}},
-		MethodNodeRegister:    {s.nodeRegister, access{agent: true}},
-		MethodNodeHeartbeat:   {s.nodeHeartbeat, access{agent: true}},
-		MethodNodeDeregister:  {s.nodeDeregister, access{agent: true, token: levelManagement}},
-		MethodNodeList:        {s.nodeList, access{token: levelReader}},
-		MethodNodeGet:         {s.nodeGet, access{token: levelReader}},
-		MethodTaskStart:       {s.taskStart, access{agent: true}},
-		MethodTaskComplete:    {s.taskComplete, access{agent: true}},
-		MethodTaskFail:        {s.taskFail, access{agent: true}},
-		MethodTaskGC:          {s.taskGC, access{token: levelOperator}},
-		MethodACLBootstrap:    {s.aclBootstrap, access{bootstrap: true}},
-		MethodACLTokenCreate:  {s.aclTokenCreate, access{token: levelManagement}},
-		MethodACLTokenList:    {s.aclTokenList, access{token: levelManagement}},
-		MethodACLTokenRevoke:  {s.aclTokenRevoke, access{token: levelManagement}},
+		MethodStatus:          {h: s.status, a: access{token: levelReader, agent: true}},
+		MethodMembers:         {h: s.members, a: access{token: levelReader, agent: true}},
+		MethodTaskAdd:         {h: s.taskAdd, a: access{token: levelOperator}},
+		MethodTaskAddBatch:    {h: s.taskAddBatch, a: access{token: levelOperator}},
+		MethodTaskGet:         {h: s.taskGet, a: access{token: levelReader}},
+		MethodTaskList:        {h: s.taskList, a: access{token: levelReader}},
+		MethodTaskCancel:      {h: s.taskCancel, a: access{token: levelOperator}},
+		MethodRaftPeers:       {h: s.raftPeers, a: access{token: levelReader}},
+		MethodRaftJoin:        {h: s.join, a: access{serverOnly: true}},
+		MethodRaftRemovePeer:  {h: s.removePeer, a: access{token: levelManagement}},
+		MethodRaftTransfer:    {h: s.transferLeader, a: access{token: levelManagement}},
+		MethodServerLabels:    {h: s.serverLabels, a: access{serverOnly: true}},
+		MethodSnapshotInspect: {h: s.snapshotInspect, a: access{token: levelReader}, bigArgs: true},
+		MethodNodeRegister:    {h: s.nodeRegister, a: access{agent: true}},
+		MethodNodeHeartbeat:   {h: s.nodeHeartbeat, a: access{agent: true}},
+		MethodNodeDeregister:  {h: s.nodeDeregister, a: access{agent: true, token: levelManagement}},
+		MethodNodeList:        {h: s.nodeList, a: access{token: levelReader}},
+		MethodNodeGet:         {h: s.nodeGet, a: access{token: levelReader}},
+		MethodTaskStart:       {h: s.taskStart, a: access{agent: true}},
+		MethodTaskComplete:    {h: s.taskComplete, a: access{agent: true}},
+		MethodTaskFail:        {h: s.taskFail, a: access{agent: true}},
+		MethodTaskGC:          {h: s.taskGC, a: access{token: levelOperator}},
+		MethodACLBootstrap:    {h: s.aclBootstrap, a: access{bootstrap: true}},
+		MethodACLTokenCreate:  {h: s.aclTokenCreate, a: access{token: levelManagement}},
+		MethodACLTokenList:    {h: s.aclTokenList, a: access{token: levelManagement}},
+		MethodACLTokenRevoke:  {h: s.aclTokenRevoke, a: access{token: levelManagement}},
 	}
 }
 
@@ -290,7 +301,7 @@ func (s *Server) handle(parent context.Context, id pki.Identity, req *Request) (
 		resp.Error = toError(err)
 		return resp
 	}
-	if len(req.Args) > fsm.MaxEntrySize {
+	if len(req.Args) > fsm.MaxEntrySize && !m.bigArgs {
 		// No entry can be this large (fsm.Check would refuse it): refuse
 		// here, before it is forwarded to the leader.
 		resp.Error = Errorf(CodeInvalidArgument, "%s: arguments of %d bytes exceed the %d-byte entry limit", req.Method, len(req.Args), fsm.MaxEntrySize)
@@ -336,24 +347,30 @@ func (s *Server) leader() (string, string) {
 
 func (s *Server) isLeader() bool { return s.raft.State() == raft.Leader }
 
+// leaderRecheck bounds how long a wait for a leader change trusts the
+// leader-change signal alone: raft drops an observation when the
+// observer's queue is full, so waiters look again at least this often.
+const leaderRecheck = 250 * time.Millisecond
+
 // waitLeader waits until some leader is known, up to LeaderWait or ctx.
 func (s *Server) waitLeader(ctx context.Context) (addr, id string, err error) {
-	deadline := time.Now().Add(LeaderWait)
+	deadline := time.NewTimer(LeaderWait)
+	defer deadline.Stop()
 	for {
+		changed := s.b.LeaderWatch()
 		addr, id = s.leader()
 		if addr != "" {
 			return addr, id, nil
 		}
-		if time.Now().After(deadline) {
-			break
-		}
 		select {
 		case <-ctx.Done():
 			return "", "", noLeader(s.b.Self().ID)
-		case <-time.After(20 * time.Millisecond):
+		case <-deadline.C:
+			return "", "", noLeader(s.b.Self().ID)
+		case <-changed:
+		case <-time.After(leaderRecheck):
 		}
 	}
-	return "", "", noLeader(s.b.Self().ID)
 }
 
 func noLeader(self string) error {

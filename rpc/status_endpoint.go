@@ -51,28 +51,49 @@ func (s *Server) status(ctx context.Context, req *Request) (any, error) {
 	if a.MaxWaitMS < 0 {
 		return nil, Errorf(CodeInvalidArgument, "max_wait_ms must not be negative, got %d", a.MaxWaitMS)
 	}
-	if a.MinIndex > 0 {
+	if a.MinIndex > 0 || a.KnownLeader != "" {
 		wait := DefaultMaxWait
 		if a.MaxWaitMS > 0 {
 			wait = min(time.Duration(a.MaxWaitMS)*time.Millisecond, MaxMaxWait)
 		}
-		deadline := time.Now().Add(wait)
-		startLeader, _ := s.leader()
-		startTerm := s.raft.CurrentTerm()
-		for s.raft.AppliedIndex() <= a.MinIndex && time.Now().Before(deadline) && ctx.Err() == nil {
-			// Wake on a new entry or on any change of leader or term, so
-			// a watcher sees elections as they happen.
-			if l, _ := s.leader(); l != startLeader || s.raft.CurrentTerm() != startTerm {
-				break
-			}
-			select {
-			case <-s.fsm.WatchCh():
-			case <-time.After(50 * time.Millisecond):
-			case <-ctx.Done():
-			}
-		}
+		s.waitStatus(ctx, a, wait)
 	}
 	return s.localStatus(), nil
+}
+
+// waitStatus blocks a Status.Get (docs/rpc.md) until its condition holds
+// or wait passes: with MinIndex, until the applied index passes it or the
+// leader or term changes; with KnownLeader, until a leader other than it
+// is known. It wakes on applied entries only when MinIndex asks for them,
+// so thousands of agents waiting for a new leader cost nothing per write.
+func (s *Server) waitStatus(ctx context.Context, a StatusArgs, wait time.Duration) {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	startLeader, _ := s.leader()
+	startTerm := s.raft.CurrentTerm()
+	for {
+		changed := s.b.LeaderWatch()
+		var applied <-chan struct{}
+		addr, id := s.leader()
+		if a.KnownLeader != "" && id != "" && id != a.KnownLeader {
+			return
+		}
+		if a.MinIndex > 0 {
+			applied = s.fsm.WatchCh()
+			if s.raft.AppliedIndex() > a.MinIndex || addr != startLeader || s.raft.CurrentTerm() != startTerm {
+				return
+			}
+		}
+		select {
+		case <-applied:
+		case <-changed:
+		case <-time.After(leaderRecheck):
+		case <-deadline.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (s *Server) members(ctx context.Context, req *Request) (any, error) {

@@ -159,6 +159,10 @@ type TaskGCReply struct {
 type StatusArgs struct {
 	MinIndex  uint64 `codec:"min_index"`
 	MaxWaitMS int64  `codec:"max_wait_ms"`
+	// KnownLeader, when set, blocks the call until this server knows a
+	// leader whose id differs from it (or MaxWaitMS passes): how node
+	// agents learn of a new leader without polling.
+	KnownLeader string `codec:"known_leader"`
 }
 
 // StatusReply describes one server as it sees itself.
