@@ -6,7 +6,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rctl-dev/rctl/internal/pki"
@@ -30,6 +33,7 @@ type clusterPKI struct {
 	caDir    string
 	observer *pki.Store
 	operator *pki.Store
+	cliFiles pki.Files // the operator certificate's files, for CLI processes
 	secret   string
 	ready    chan struct{} // closed once ACLs are bootstrapped
 }
@@ -43,7 +47,10 @@ func newClusterPKI(dir string) (*clusterPKI, error) {
 	if p.observer, err = p.load(pki.RoleServer, "ops", nil); err != nil {
 		return nil, err
 	}
-	if p.operator, err = p.load(pki.RoleOperator, "workload", nil); err != nil {
+	if p.cliFiles, err = p.files(pki.RoleOperator, "workload", nil); err != nil {
+		return nil, err
+	}
+	if p.operator, err = pki.Load(p.cliFiles); err != nil {
 		return nil, err
 	}
 	var b [24]byte
@@ -156,4 +163,26 @@ func (c *Cluster) clientCredentials(n *Node) rpc.Credentials {
 		return rpc.Credentials{Dial: n.Dial}
 	}
 	return rpc.Credentials{TLS: c.pki.operator, Token: c.pki.secret, Dial: n.Dial}
+}
+
+// CLI returns the rctl command line as an operator runs it from the named
+// client namespace: `rctl ARGS --addr ADDRS`, with the workload's
+// operator certificate and the management token (in RCTL_TOKEN), or
+// plaintext with Insecure. The caller starts it.
+func (c *Cluster) CLI(node string, addrs []string, args ...string) *exec.Cmd {
+	c.T.Helper()
+	n := c.Net.Node(node)
+	if n == nil {
+		c.T.Fatalf("fault: no node %q", node)
+	}
+	args = append(args, "--addr", strings.Join(addrs, ","))
+	env := os.Environ()
+	if c.pki != nil {
+		f := c.pki.cliFiles
+		args = append(args, "--tls-ca", f.CA, "--tls-cert", f.Cert, "--tls-key", f.Key)
+		env = append(env, "RCTL_TOKEN="+c.pki.secret)
+	}
+	cmd := n.Netns.Command(c.cfg.Bin, args...)
+	cmd.Env = env
+	return cmd
 }
