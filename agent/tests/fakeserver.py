@@ -10,6 +10,14 @@ back out of order, matched by ``seq``).  All servers of a
 * writes reaching a follower are "forwarded" (applied to the shared state,
   recorded as handled by the leader) or answered ``unavailable`` without one;
 * ``Node.Heartbeat`` at a follower answers ``not_leader`` + ``leader_addr``;
+* ``Status.Get`` answers locally, with docs/rpc.md's blocking: with
+  ``known_leader`` it is held until the server names a leader with another
+  id (or ``max_wait_ms``, or the server dies); :meth:`FakeCluster.set_leader`
+  is an election (the term goes up) and wakes such calls at once.  A server
+  names the cluster's leader, or the one in its ``believes`` (at
+  ``believes_term``: a server that has not heard of the election);
+  ``ignores_wait`` makes it answer at once, as a server without
+  ``known_leader`` (an older version) would;
 * per server: ``mode`` ("ok", "unavailable", "drop": close the connection on
   each request, "blackhole": never answer), ``delay`` seconds before
   answering, ``die_after`` (a set of methods: apply it, then crash without
@@ -27,7 +35,8 @@ real server does, a client holding an agent certificate
 with, and failed handshakes are kept in ``FakeServer.tls_errors``.  In TLS
 mode requests are answered one at a time, in order, on the connection's own
 thread (an ``ssl.SSLSocket`` must not be written by one thread while another
-reads it), so ``delay`` and ``blackhole`` hold up the whole connection.
+reads it), so ``delay``, ``blackhole`` and a held ``Status.Get`` hold up
+the whole connection.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ import msgpack
 
 HEADER = struct.Struct(">I")
 AGENT_URI = "spiffe://rctl/agent/"
+STATUS_METHODS = {"Status.Get", "Status.Members"}  # any agent may call them
 AGENT_METHODS = {
     "Node.Register",
     "Node.Heartbeat",
@@ -118,6 +128,8 @@ class FakeServer:
         self.delay = 0.0
         self.die_after: set[str] = set()
         self.believes: FakeServer | None = None  # overrides who it names as leader
+        self.believes_term: int | None = None  # the term it is at then (default: the cluster's)
+        self.ignores_wait = False  # Status.Get answers at once, ignoring known_leader
         self.port = 0
         self.accepts = 0  # TCP connections accepted
         self.tls_errors: list[str] = []  # failed TLS handshakes
@@ -154,6 +166,8 @@ class FakeServer:
             except OSError:
                 pass
             c.close()
+        with self.cluster.cond:
+            self.cluster.cond.notify_all()  # ends its held Status.Get calls
 
     def drop_connections(self) -> None:
         """Close every client connection but keep listening (an idle timeout)."""
@@ -279,6 +293,7 @@ class FakeCluster:
         self.cond = threading.Condition(self.lock)
         self.servers = [FakeServer(self, f"s{i}") for i in range(n)]
         self.leader: FakeServer | None = self.servers[0]
+        self.term = 1
         self.interval_ms = interval_ms
         self.ttl_ms = ttl_ms
         self.index = 1
@@ -301,8 +316,19 @@ class FakeCluster:
 
     # ---- scripting ---------------------------------------------------
     def set_leader(self, server: FakeServer | None) -> None:
-        with self.lock:
+        """An election: ``server`` leads (None: no leader yet) at a new term."""
+        with self.cond:
+            if server is not self.leader:
+                self.term += 1
             self.leader = server
+            self.cond.notify_all()
+
+    def believe(self, server: FakeServer, leader: FakeServer | None, term: int | None) -> None:
+        """Make ``server`` name ``leader`` at ``term`` whatever the cluster's
+        leader is (``leader`` None: back to the cluster's view)."""
+        with self.cond:
+            server.believes, server.believes_term = leader, term
+            self.cond.notify_all()
 
     def add_task(
         self,
@@ -382,7 +408,7 @@ class FakeCluster:
 
     def _authorize(self, identity: str | None, method: str, args: dict[str, Any]) -> None:
         """TLS mode: an agent certificate acts only for its own node id."""
-        if identity is None or not identity.startswith("agent:"):
+        if identity is None or not identity.startswith("agent:") or method in STATUS_METHODS:
             return
         node = identity[len("agent:") :]
         claimed = args.get("id") if method == "Node.Register" else args.get("node_id")
@@ -397,6 +423,9 @@ class FakeCluster:
         with self.cond:
             leader = self.leader
             self._authorize(identity, method, args)
+            if method == "Status.Get":
+                self._record(server, server, method, args, identity)
+                return self._status(server, args)
             if method == "Node.Heartbeat":
                 self._record(server, server, method, args, identity)
                 named = server.believes or leader
@@ -426,6 +455,51 @@ class FakeCluster:
             if handler is None:
                 raise FakeError("invalid_argument", f"unknown method {method}")
             return handler(args)
+
+    def _named(self, server: FakeServer) -> tuple[FakeServer | None, int]:
+        """Who ``server`` names as leader, and at which term."""
+        if server.believes is not None:
+            return server.believes, server.believes_term or self.term
+        return self.leader, self.term
+
+    def _status(self, server: FakeServer, a: dict[str, Any]) -> dict[str, Any]:
+        """Status.Get (docs/rpc.md), blocking as documented; the lock is held."""
+        known = a.get("known_leader") or ""
+        min_index = a.get("min_index") or 0
+        wait_ms = a.get("max_wait_ms") or 0
+        if not isinstance(wait_ms, int) or wait_ms < 0:
+            raise FakeError("invalid_argument", "max_wait_ms must not be negative")
+        wait = min(wait_ms or 300_000, 600_000) / 1000
+        start = self._named(server)
+        deadline = time.monotonic() + wait
+        while (known or min_index) and not server.ignores_wait and server.alive:
+            named, term = self._named(server)
+            if known and named is not None and named.id != known:
+                break
+            if min_index and (self.index > min_index or (named, term) != start):
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.cond.wait(min(left, 0.5))
+        named, term = self._named(server)
+        return {
+            "id": server.id,
+            "address": server.addr,
+            "cloud": "",
+            "region": "",
+            "state": "leader" if named is server else "follower",
+            "leader_id": named.id if named else "",
+            "leader_addr": named.addr if named else "",
+            "term": term,
+            "commit_index": self.index,
+            "applied_index": self.index,
+            "last_index": self.index,
+            "last_contact_ms": 0 if named is server else (-1 if named is None else 10),
+            "last_leader_change_ms": 0,
+            "num_peers": len(self.servers) - 1,
+            "version": "fake",
+        }
 
     def _bump(self) -> int:
         self.index += 1

@@ -2,7 +2,11 @@
 
 Threads: the caller's thread runs :meth:`Agent.run` (register, heartbeat,
 reconcile, drain); each task runs in a worker thread (Task.Start, then the
-executor); a :class:`~rctl_agent.reports.Reporter` thread delivers results.
+executor); a :class:`~rctl_agent.reports.Reporter` thread delivers results;
+a watcher thread follows elections (docs/rpc.md, "Following elections"): it
+keeps a leader watch (:meth:`ClusterClient.watch_leader`) waiting on a
+server other than the leader and, when it names a new leader, brings the
+next heartbeat forward to a random point within ``min(250 ms, interval/4)``.
 
 The heartbeat reply's ``tasks`` list is authoritative.  After each reply the
 agent starts the ``assigned`` tasks it does not run yet (at most
@@ -19,6 +23,7 @@ local task ended and ignores listings of it that are not newer.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +41,8 @@ from .wire import RpcError
 log = logging.getLogger(__name__)
 
 LOST_ERROR = "task lost: the agent restarted while it ran"
+WATCH_MAX_WAIT = 60.0  # seconds one leader watch (Status.Get) is held by the server
+HEARTBEAT_SPREAD = 0.25  # the heartbeat after an election: within this (and interval/4)
 _PENDING = -1  # finished task whose report is not acknowledged yet
 
 
@@ -80,6 +87,11 @@ class Agent:
         self._last_index = 0
         self._slot_freed = False
         self._draining = False
+        # Set by the watcher after an election: (when, the new leader's id).
+        self._heartbeat_soon: tuple[float, str | None] | None = None
+        self._heartbeat_leader: str | None = None  # who answered the last heartbeat
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
         # Self-fencing: the leader requeues a node's tasks once it has not
         # heard from it for ttl; the agent stops them before that (after
         # ttl - max(ttl/4, interval) without an acknowledged heartbeat), so a
@@ -124,12 +136,52 @@ class Agent:
         try:
             if not self._register(initial=True):
                 return
+            self._start_watcher()
             self._loop()
             self._finish()
         finally:
+            self._watch_stop.set()
             self.reporter.stop()
-            self.client.close()
+            self.client.close()  # fails a watch in flight
+            if self._watcher is not None:
+                self._watcher.join(2.0)
+                if self._watcher.is_alive():
+                    log.warning("the leader watcher did not stop within 2 s")
             self._waker.close()
+
+    # ---- following elections -----------------------------------------
+    def _start_watcher(self) -> None:
+        self._watcher = threading.Thread(
+            target=self._follow_elections, name="rctl-leader-watch", daemon=True
+        )
+        self._watcher.start()
+
+    def _follow_elections(self) -> None:
+        """Watch for a new leader until the agent stops (draining included:
+        draining heartbeats must reach the new leader too)."""
+        while not self._watch_stop.is_set():
+            spread = min(HEARTBEAT_SPREAD, self._interval / 4)
+            try:
+                changed = self.client.watch_leader(WATCH_MAX_WAIT, spread=spread)
+            except Exception:  # a bug here must not end following for good
+                log.exception("leader watch failed")
+                self._watch_stop.wait(1.0)
+                continue
+            if changed and not self._watch_stop.is_set():
+                # Spread the fleet's first heartbeats to the new leader.
+                due = self._clock() + random.uniform(0, spread)
+                with self._lock:
+                    self._heartbeat_soon = (due, self.client.leader_id)
+                self._waker.wake()
+
+    def _take_heartbeat_soon(self) -> float | None:
+        """When the watcher wants the next heartbeat, unless one already
+        reached the leader it learned of."""
+        with self._lock:
+            soon, self._heartbeat_soon = self._heartbeat_soon, None
+        if soon is None or (soon[1] is not None and soon[1] == self._heartbeat_leader):
+            return None
+        return soon[0]
 
     # ---- main loop ---------------------------------------------------
     def _loop(self) -> None:
@@ -138,6 +190,9 @@ class Agent:
         killed_at: float | None = None
         while True:
             now = self._clock()
+            soon = self._take_heartbeat_soon()
+            if soon is not None and soon < next_hb:
+                next_hb = soon
             if self._stop_requests and not self._draining:
                 drain_deadline = now + self.config.drain_timeout
                 self._begin_drain()
@@ -288,6 +343,8 @@ class Agent:
             log.debug("heartbeat not delivered: %s", e)
             return self._clock()  # the client's shared backoff paces the retry
         self._last_ok = self._clock()
+        leader = reply.get("leader_id") if isinstance(reply, dict) else None
+        self._heartbeat_leader = leader if isinstance(leader, str) and leader else None
         self._apply_timing(reply)
         tasks = reply.get("tasks") if isinstance(reply, dict) else None
         index = reply.get("index") if isinstance(reply, dict) else None

@@ -21,6 +21,16 @@ answers, so addresses learned from replies (``servers`` lists,
 ``leader_addr``) are used only if they are among the configured seeds; the
 others are ignored (logged at debug once each).
 
+Following elections (docs/rpc.md, "Following elections"): the client
+remembers the id of the leader from leader-only replies, and
+:meth:`ClusterClient.watch_leader` holds a ``Status.Get`` with
+``known_leader`` = that id on a server other than the leader.  That server
+answers as soon as it knows another leader (about one round trip after the
+election); the client then sends leader-bound calls there and ends the
+shared backoff, without waiting for the old leader's calls to fail.  A reply
+is adopted only if it names a leader at a newer term than any seen so far,
+at a trusted address, and not one adopted before and found unreachable.
+
 Backoff is shared by all calls and threads (connection retry is kept apart
 from what each call does): it grows with consecutive failures and resets on
 the first success, which also wakes threads still waiting it out.  Callers
@@ -81,6 +91,12 @@ RETRYABLE_CODES = frozenset({"not_leader", "unavailable"})
 
 IDEMPOTENT_RETRYABLE_CODES = RETRYABLE_CODES | {"deadline_exceeded"}
 """Error codes retried only for idempotent calls (a write may have committed)."""
+
+WATCH_MIN_DELAY = 0.1
+"""Shortest pause, in seconds, after a leader watch that told nothing new."""
+
+WATCH_MAX_DELAY = 2.0
+"""Longest such pause: the pause doubles with each fruitless watch in a row."""
 
 
 class ClusterUnavailable(Exception):
@@ -156,6 +172,22 @@ class ClusterClient:
         self._next_attempt_at = 0.0
         self._conns: dict[str, Connection] = {}
         self._listeners: list[Listener] = []
+        self._closed = False
+        # Following elections (watch_leader).  _leader_id is the id of the
+        # leader calls are aimed at (from leader-only replies or adopted from
+        # a watch), _leader_id_addr its address; _term/_term_leader the newest
+        # term a watch reply named a leader at; _adopted a leader taken from a
+        # watch and not yet confirmed by a leader-only success; _refuted one
+        # that was adopted and then not reached (id, term).
+        self._leader_known = threading.Condition(self._lock)
+        self._leader_id: str | None = None
+        self._leader_id_addr: str | None = None
+        self._term = 0
+        self._term_leader = ""
+        self._adopted: tuple[str, str, int] | None = None
+        self._refuted: tuple[str, int] | None = None
+        self._watch_next = int(self.policy.random() * 1024)  # spread agents over servers
+        self._watch_failures = 0
 
     # ---- observation -------------------------------------------------
     @property
@@ -170,6 +202,13 @@ class ClusterClient:
         """Address leader-bound calls go to, or None while searching."""
         with self._lock:
             return self._leader
+
+    @property
+    def leader_id(self) -> str | None:
+        """Id of the leader leader-bound calls go to, once a leader-only reply
+        (or a leader watch) named it."""
+        with self._lock:
+            return self._leader_id
 
     @property
     def servers(self) -> list[str]:
@@ -284,11 +323,170 @@ class ClusterClient:
                 raise ClusterUnavailable(method, tried, last)
 
     def close(self) -> None:
-        """Close every connection (calls in flight fail)."""
+        """Close every connection (calls in flight fail) and end leader watches."""
         with self._lock:
+            self._closed = True
+            self._leader_known.notify_all()
             conns, self._conns = list(self._conns.values()), {}
         for conn in conns:
             conn.close()
+
+    # ---- following elections -----------------------------------------
+    def watch_leader(self, max_wait: float, *, spread: float = 0.0) -> bool:
+        """Wait up to about ``max_wait`` seconds for news of a new leader.
+
+        Sends ``Status.Get`` with ``known_leader`` = the id of the leader
+        followed now to a server other than that leader (the known servers in
+        turn; the leader itself only when there is no other), on its pooled
+        connection.  When the reply names another leader, at a newer term and
+        a trusted address, leader-bound calls go there from now on and the
+        shared backoff ends (at a random point within ``spread`` seconds, so
+        that a fleet does not all retry in the same instant): returns True.
+        The state does not change; only a heartbeat reaching the new leader
+        makes it ``FOLLOWING``.
+
+        Returns False when nothing changed: the wait ran out, or, after a
+        failure or an answer that told nothing new, after a pause that grows
+        with each such answer in a row (:data:`WATCH_MIN_DELAY` doubling to
+        :data:`WATCH_MAX_DELAY`, or the retry policy's delay if longer), so
+        calling it in a loop never spins.  Before any leader-only call has
+        succeeded there is no leader to watch: it waits for that instead.
+        Returns False at once once the client is closed (which also ends a
+        watch in flight).
+        """
+        clock = self.policy.clock
+        with self._lock:
+            deadline = clock() + max_wait
+            while self._leader_id is None and not self._closed:
+                left = deadline - clock()
+                if left <= 0:
+                    return False
+                self._leader_known.wait(left)
+            if self._closed:
+                return False
+            known = self._leader_id
+            assert known is not None
+            addr = self._watch_target()
+        args = {"known_leader": known, "max_wait_ms": max(1, int(max_wait * 1000))}
+        started = clock()
+        try:
+            conn, _ = self._connection(addr)
+            if self._is_closed():  # close() ran while this one was dialled
+                self._drop_connection(addr, conn)
+                return False
+            reply = conn.call("Status.Get", args, timeout=max_wait + self._grace, grace=self._grace)
+        except (TransportError, RpcError) as e:
+            if isinstance(e, TransportError):
+                self._drop_connection_to(addr)
+            log.debug("leader watch at %s failed: %s", addr, e)
+            return self._watch_fruitless(addr, rotate=True)
+        if self._adopt(addr, known, reply, spread):
+            return True
+        with self._lock:
+            self._watch_next += 1  # the next watch asks another server: this one may be cut off
+            if clock() - started >= max_wait / 2:
+                # Held for (about) the whole wait: a normal renewal, not a spin.
+                self._watch_failures = 0
+                return False
+        return self._watch_fruitless(addr, rotate=False)
+
+    def _is_closed(self) -> bool:
+        with self._lock:
+            return self._closed
+
+    def _watch_target(self) -> str:
+        """The next server to watch the leader from (caller holds the lock)."""
+        others = [a for a in self._servers if a not in (self._leader, self._leader_id_addr)]
+        if not others:
+            return self._leader or self._leader_id_addr or self._servers[0]
+        return others[self._watch_next % len(others)]
+
+    def _watch_fruitless(self, addr: str, *, rotate: bool) -> bool:
+        """Pause after a watch that told nothing new; always False."""
+        with self._lock:
+            self._watch_failures += 1
+            if rotate:
+                self._watch_next += 1
+            n = self._watch_failures
+            if self._closed:
+                return False
+        floor = min(WATCH_MAX_DELAY, WATCH_MIN_DELAY * 2 ** min(n - 1, 16))
+        wait = max(self.policy.delay(n), floor * (1 + 0.25 * self.policy.random()))
+        log.debug("next leader watch in %.2f s", wait)
+        if self.policy.sleep is not None:
+            self.policy.sleep(wait)
+            return False
+        clock = self.policy.clock
+        until = clock() + wait
+        with self._lock:
+            while not self._closed:
+                left = until - clock()
+                if left <= 0:
+                    break
+                self._leader_known.wait(left)  # close() ends it early
+        return False
+
+    def _adopt(self, addr: str, known: str, reply: Any, spread: float) -> bool:
+        """Take the leader a watch reply names, if it is news; see watch_leader."""
+        if not isinstance(reply, dict):
+            return False
+        lid, laddr, term = reply.get("leader_id"), reply.get("leader_addr"), reply.get("term")
+        lid = lid if isinstance(lid, str) else ""
+        laddr = laddr.strip() if isinstance(laddr, str) else ""
+        term = term if isinstance(term, int) and term > 0 else 0
+        if not lid or not laddr:
+            log.debug("leader watch at %s: the server knows no leader", addr)
+            return False
+        with self._lock:
+            # One leader per term: a server naming another leader at an older
+            # term (or another one at the same term) has not heard of the
+            # election we already know of.  Without a term nothing is known.
+            stale = bool(term) and (
+                term < self._term or (term == self._term and lid != self._term_leader)
+            )
+            if term > self._term:
+                self._term, self._term_leader = term, lid
+            if lid == self._leader_id or lid == known:
+                log.debug("leader watch at %s: still leader %s", addr, lid)
+                return False
+            if stale:
+                log.debug(
+                    "leader watch at %s names %s at term %d, older than term %d: ignored",
+                    addr,
+                    lid,
+                    term,
+                    self._term,
+                )
+                return False
+            if self._refuted is not None and self._refuted[0] == lid and term <= self._refuted[1]:
+                log.debug("leader watch at %s names %s, which did not answer as leader", addr, lid)
+                return False
+        try:
+            parse_address(laddr)
+        except ValueError:
+            log.debug("leader watch at %s names a malformed address %r", addr, laddr)
+            return False
+        if not self._trusted(laddr):
+            return False
+        self.add_servers([laddr])
+        with self._lock:
+            if self._closed or self._leader_id != known:
+                return False  # a heartbeat found the leader meanwhile: it knows better
+            old = self._leader
+            self._leader = laddr
+            self._leader_id, self._leader_id_addr = lid, laddr
+            self._adopted = (lid, laddr, term)
+            self._watch_failures = 0
+            self._failures = 0
+            self._next_attempt_at = self.policy.clock() + max(spread, 0.0) * self.policy.random()
+            self._backoff_over.notify_all()
+            self._notify(self._state)
+        log.info("leader changed to %s at %s (learned from server %s)", lid, laddr, addr)
+        if old is not None and old != laddr:
+            # Calls still waiting on the old leader (paused or cut off) fail
+            # now and are retried at the new one.
+            self._drop_connection_to(old)
+        return True
 
     # ---- internals ---------------------------------------------------
     def _attempt(
@@ -331,6 +529,12 @@ class ClusterClient:
             self._conns[addr] = conn
             return conn, True
 
+    def _drop_connection_to(self, addr: str) -> None:
+        with self._lock:
+            conn = self._conns.pop(addr, None)
+        if conn is not None:
+            conn.close()
+
     def _drop_connection(self, addr: str, conn: Connection) -> None:
         conn.close()
         with self._lock:
@@ -368,8 +572,20 @@ class ClusterClient:
         with self._lock:
             self._failures += 1
             self._next_attempt_at = self.policy.clock() + self.policy.delay(self._failures)
+            if (
+                isinstance(err, RpcError)
+                and err.code == "unavailable"
+                and self._adopted is not None
+                and addr == self._adopted[1] == self._leader
+            ):
+                # The leader a watch just named answers, but is not ready yet
+                # (elected a moment ago): retry it after the backoff rather
+                # than walk the other servers, which would only redirect here.
+                return
             if addr in self._servers:
                 self._next = (self._servers.index(addr) + 1) % len(self._servers)
+            if self._adopted is not None and addr == self._adopted[1]:
+                self._refuted, self._adopted = (self._adopted[0], self._adopted[2]), None
             if addr == self._leader:
                 self._leader = None
                 if self._state is ConnState.FOLLOWING:
@@ -411,6 +627,15 @@ class ClusterClient:
                 # The answering server is the leader: route to the address that worked.
                 self._leader = addr
                 self._last_contact = self.policy.clock()
+                if self._adopted is not None:
+                    if leader_id and self._adopted[0] != leader_id:  # the adopted one was not it
+                        self._refuted = (self._adopted[0], self._adopted[2])
+                    self._adopted = None
+                if self._refuted is not None and self._refuted[0] == leader_id:
+                    self._refuted = None
+                if leader_id and (leader_id != self._leader_id or addr != self._leader_id_addr):
+                    self._leader_id, self._leader_id_addr = leader_id, addr
+                    self._leader_known.notify_all()
                 key = leader_id or leader_addr or addr
                 shown = leader_addr or addr
                 changed = key != self._leader_key
@@ -442,8 +667,11 @@ class ClusterClient:
         changed = state is not self._state
         self._state = state
         if changed or force_notify:
-            for listener in list(self._listeners):
-                try:
-                    listener(state, self._leader)
-                except Exception:
-                    log.exception("connection state listener failed")
+            self._notify(state)
+
+    def _notify(self, state: ConnState) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(state, self._leader)
+            except Exception:
+                log.exception("connection state listener failed")

@@ -1,0 +1,295 @@
+"""Following elections (docs/rpc.md, "Following elections"): a leader watch
+(Status.Get with known_leader) held on a server other than the leader tells
+the agent of a new leader at once, instead of at its next heartbeat."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from conftest import AgentRunner, make_client
+from fakeserver import Call, FakeCluster
+from test_client import heartbeat, register
+
+from rctl_agent.client import ClusterClient, ConnState
+from rctl_agent.executors import ExecutorRegistry, SleepExecutor
+
+StartAgent = Callable[..., AgentRunner]
+
+
+def watches(cluster: FakeCluster) -> list[Call]:
+    return cluster.calls_of("Status.Get")
+
+
+def heartbeats_at(cluster: FakeCluster, sid: str, after: float) -> list[Call]:
+    return [c for c in cluster.calls_of("Node.Heartbeat") if c.server == sid and c.at > after]
+
+
+def slow_heartbeats(cluster: FakeCluster) -> None:
+    """A 5 s heartbeat interval: without the watch, a leader change would be
+    noticed only at the next heartbeat, up to 5 s later."""
+    cluster.interval_ms, cluster.ttl_ms = 5000, 30000
+
+
+def until_adopted(client: ClusterClient, max_wait: float, tries: int = 10) -> None:
+    for _ in range(tries):
+        if client.watch_leader(max_wait):
+            return
+    raise AssertionError(f"no leader adopted in {tries} watches")
+
+
+def following(cluster: FakeCluster, client: ClusterClient) -> ClusterClient:
+    register(client)
+    heartbeat(client)
+    assert client.leader_id == "s0" and client.state is ConnState.FOLLOWING
+    return client
+
+
+# ---- the agent ----------------------------------------------------------
+
+
+def test_agent_reaches_a_new_leader_well_within_one_heartbeat_interval(
+    cluster: FakeCluster, start_agent: StartAgent
+) -> None:
+    slow_heartbeats(cluster)
+    start_agent()
+    cluster.wait_for(lambda: heartbeats_at(cluster, "s0", 0), what="a heartbeat at s0")
+    time.sleep(0.5)  # the next heartbeat is 4.5 s away
+    t0 = time.monotonic()
+    cluster.set_leader(cluster.servers[1])
+    cluster.wait_for(lambda: heartbeats_at(cluster, "s1", t0), timeout=8, what="heartbeat at s1")
+    took = heartbeats_at(cluster, "s1", t0)[0].at - t0
+    # Spread: up to min(250 ms, interval / 4); the rest is generous slack
+    # for a loaded machine.  Without the watch this takes about 4.5 s.
+    assert took < 1.5, f"the agent reached the new leader {took:.2f} s after the election"
+    assert not heartbeats_at(cluster, "s0", t0), "it went to the new leader directly"
+
+
+def test_leader_watch_waits_on_a_server_other_than_the_leader(
+    cluster: FakeCluster, start_agent: StartAgent
+) -> None:
+    slow_heartbeats(cluster)
+    runner = start_agent()
+    cluster.wait_for(lambda: watches(cluster), what="a leader watch")
+    first = watches(cluster)[0]
+    assert first.server in ("s1", "s2")
+    assert first.args["known_leader"] == "s0"
+    assert first.args["max_wait_ms"] >= 10_000  # held by the server, not polled
+
+    t0 = time.monotonic()
+    cluster.set_leader(cluster.servers[first.server == "s1" and 2 or 1])
+    new = cluster.leader
+    assert new is not None
+    cluster.wait_for(lambda: heartbeats_at(cluster, new.id, t0), timeout=8, what="new leader")
+    cluster.wait_for(
+        lambda: any(w.args["known_leader"] == new.id for w in watches(cluster)),
+        what="a watch of the new leader",
+    )
+    renewed = [w for w in watches(cluster) if w.args["known_leader"] == new.id]
+    assert all(w.server != new.id for w in renewed)
+    assert runner.agent.client.state is ConnState.FOLLOWING
+    # Held, not polled: a handful of watches in all.
+    assert len(watches(cluster)) <= 4
+
+
+def test_draining_agent_follows_the_election_too(
+    cluster: FakeCluster, start_agent: StartAgent
+) -> None:
+    slow_heartbeats(cluster)
+    cluster.add_task("t1", "sleep", {"seconds": "30"}, node="n-test")
+    runner = start_agent(
+        executors=ExecutorRegistry({"sleep": SleepExecutor()}, load_plugins=False),
+        drain_timeout=20.0,
+    )
+    cluster.wait_for(lambda: cluster.tasks["t1"]["status"] == "running", what="t1 running")
+    cluster.wait_for(lambda: watches(cluster), what="a leader watch")
+    runner.agent.request_stop()  # drain: t1 may run for 20 s more
+    cluster.wait_for(lambda: cluster.nodes["n-test"]["draining"], what="draining heartbeat")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    cluster.set_leader(cluster.servers[2])
+    cluster.wait_for(lambda: heartbeats_at(cluster, "s2", t0), timeout=8, what="heartbeat at s2")
+    hb = heartbeats_at(cluster, "s2", t0)[0]
+    assert hb.args["draining"] is True
+    assert hb.at - t0 < 1.5
+
+
+def test_agent_stops_promptly_while_a_watch_is_held(
+    cluster: FakeCluster, start_agent: StartAgent
+) -> None:
+    slow_heartbeats(cluster)
+    runner = start_agent()
+    cluster.wait_for(lambda: watches(cluster), what="a leader watch")
+    time.sleep(0.2)  # held at the server now (for up to 60 s)
+    t0 = time.monotonic()
+    assert runner.stop(hurry=True) is None
+    assert time.monotonic() - t0 < 2.0
+    assert not [t for t in threading.enumerate() if t.name == "rctl-leader-watch"]
+
+
+# ---- ClusterClient.watch_leader -----------------------------------------
+
+
+def test_watch_adopts_the_new_leader_without_marking_it_following(
+    cluster: FakeCluster,
+) -> None:
+    client = following(cluster, make_client([s.addr for s in cluster.servers]))
+    result: list[bool] = []
+    t = threading.Thread(target=lambda: result.append(client.watch_leader(30)))
+    t.start()
+    cluster.wait_for(lambda: watches(cluster), what="the watch")
+    time.sleep(0.2)
+    assert not result, "the watch is held until the leader changes"
+    cluster.set_leader(cluster.servers[2])
+    t.join(5)
+    assert result == [True]
+    assert client.leader == cluster.servers[2].addr and client.leader_id == "s2"
+    assert not heartbeats_at(cluster, "s2", 0), "the watch itself sends no heartbeat"
+    heartbeat(client)
+    assert [c.server for c in cluster.calls_of("Node.Heartbeat")][-1] == "s2"
+    assert client.state is ConnState.FOLLOWING
+    client.close()
+
+
+def test_a_new_leader_not_ready_yet_is_retried_not_walked_away_from(
+    cluster: FakeCluster,
+) -> None:
+    s0, s1, s2 = cluster.servers
+    client = following(cluster, make_client([s.addr for s in cluster.servers]))
+    cluster.set_leader(s1)
+    s1.mode = "unavailable"  # elected, leadership not established yet
+    until_adopted(client, 2)
+    t0 = time.monotonic()
+    threading.Timer(0.3, lambda: setattr(s1, "mode", "ok")).start()
+    heartbeat(client, timeout=3.0)
+    assert client.leader == s1.addr and client.state is ConnState.FOLLOWING
+    later = [c.server for c in cluster.calls_of("Node.Heartbeat") if c.at > t0]
+    assert set(later) == {"s1"}, f"heartbeats went to {later}"
+    client.close()
+
+
+def test_watch_uses_the_leader_only_when_it_is_the_only_server() -> None:
+    with FakeCluster(1) as cluster:
+        client = following(cluster, make_client([cluster.servers[0].addr]))
+        t = threading.Thread(target=client.watch_leader, args=(30,))
+        t.start()
+        cluster.wait_for(lambda: watches(cluster), what="the watch")
+        assert watches(cluster)[0].server == "s0"
+        client.close()
+        t.join(2)
+        assert not t.is_alive()
+
+
+@pytest.mark.parametrize("case", ["same leader", "no leader", "refused", "unavailable"])
+def test_fruitless_watches_back_off_instead_of_spinning(cluster: FakeCluster, case: str) -> None:
+    client = following(cluster, make_client([s.addr for s in cluster.servers]))
+    others = cluster.servers[1:]
+    for s in others:
+        if case in ("same leader", "no leader"):
+            s.ignores_wait = True  # answers at once, as a server without known_leader would
+        elif case == "refused":
+            s.kill()
+        else:
+            s.mode = "unavailable"
+    if case == "no leader":
+        cluster.set_leader(None)
+    rounds = 0
+    stop = threading.Event()
+
+    def loop() -> None:
+        nonlocal rounds
+        while not stop.is_set():
+            assert client.watch_leader(30) is False
+            rounds += 1
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    time.sleep(2.0)
+    stop.set()
+    client.close()  # ends a pause in progress
+    t.join(2)
+    assert not t.is_alive()
+    # Pauses of 0.1 s doubling (up to 25 % longer): about 5 watches in 2 s;
+    # spinning would make thousands.
+    assert 2 <= rounds <= 8, rounds
+    if case != "refused":
+        assert 2 <= len(watches(cluster)) <= 9
+        assert {w.server for w in watches(cluster)} == {"s1", "s2"}, "it rotates"
+    assert client.leader == cluster.servers[0].addr
+
+
+@pytest.mark.parametrize("trust_learned", [False, True])
+def test_untrusted_leader_address_is_not_adopted(trust_learned: bool) -> None:
+    """Plaintext: only the configured servers are dialled; a watch naming a
+    leader elsewhere is ignored (with TLS, or when trusted, it is adopted)."""
+    with FakeCluster(3) as cluster:
+        seeds = [cluster.servers[0].addr, cluster.servers[1].addr]
+        client = following(cluster, make_client(seeds, trust_learned=trust_learned))
+        cluster.set_leader(cluster.servers[2])
+        t0 = time.monotonic()
+        adopted = client.watch_leader(30)
+        assert time.monotonic() - t0 < 5
+        if trust_learned:
+            assert adopted and client.leader == cluster.servers[2].addr
+        else:
+            assert not adopted and not client.watch_leader(30)
+            assert client.leader == cluster.servers[0].addr and client.leader_id == "s0"
+            assert cluster.servers[2].accepts == 0
+        client.close()
+
+
+def test_a_server_that_missed_the_election_is_not_believed(cluster: FakeCluster) -> None:
+    """Right after an election a server that has not heard of it still names
+    the old leader, at the old term: that is not news."""
+    s0, s1, s2 = cluster.servers
+    client = following(cluster, make_client([s.addr for s in cluster.servers]))
+    cluster.believe(s2, s0, cluster.term)  # s2 will lag behind
+    cluster.set_leader(s1)
+    until_adopted(client, 2)
+    assert client.leader_id == "s1"
+    s0.kill()
+    for _ in range(3):  # s0 refuses, s2 names s0 at the old term
+        assert client.watch_leader(5) is False
+    assert client.leader == s1.addr and client.leader_id == "s1"
+    client.close()
+
+
+def test_an_adopted_leader_that_is_not_one_is_not_adopted_again(cluster: FakeCluster) -> None:
+    s0, s1, s2 = cluster.servers
+    client = following(cluster, make_client([s.addr for s in cluster.servers]))
+    cluster.believe(s2, s1, 5)  # wrong: s1 does not lead
+    until_adopted(client, 1)
+    assert client.leader == s1.addr
+    heartbeat(client)  # s1 says not_leader: s0 leads
+    assert client.leader == s0.addr and client.state is ConnState.FOLLOWING
+    before = len(watches(cluster))
+    for _ in range(3):
+        assert client.watch_leader(1) is False
+    assert client.leader == s0.addr
+    assert len(watches(cluster)) - before == 3
+    # A real election of s1 later is news again.
+    cluster.believe(s2, None, None)
+    cluster.term = 6
+    cluster.set_leader(s1)
+    until_adopted(client, 2)
+    assert client.leader == s1.addr and client.leader_id == "s1"
+    client.close()
+
+
+def test_watch_waits_for_a_leader_to_be_known(cluster: FakeCluster) -> None:
+    client = make_client([s.addr for s in cluster.servers])
+    register(client)  # not leader-only: the leader's id is not known yet
+    result: list[bool] = []
+    t = threading.Thread(target=lambda: result.append(client.watch_leader(30)))
+    t.start()
+    time.sleep(0.3)
+    assert not watches(cluster) and not result
+    heartbeat(client)
+    cluster.wait_for(lambda: watches(cluster), what="the watch, once the leader is known")
+    assert watches(cluster)[0].args["known_leader"] == "s0"
+    t0 = time.monotonic()
+    client.close()
+    t.join(2)
+    assert result == [False] and time.monotonic() - t0 < 2
