@@ -26,8 +26,8 @@ import (
 // "Following elections"): its own TCP connection to the leader for
 // heartbeats at the interval handed out, and, with watch, one Status.Get
 // with known_leader waiting on another server; on a new leader it sends
-// its next heartbeat there after a random delay of up to
-// min(250 ms, interval/4). Without watch (the agent before this) it finds
+// its next heartbeat there after a random delay of up to the
+// follow_spread_ms the leader hands out (250 ms at 10,000 agents). Without watch (the agent before this) it finds
 // the new leader only when a heartbeat fails, through not_leader
 // redirects with 100 ms–2 s backoff.
 //
@@ -236,9 +236,10 @@ type simAgent struct {
 	wake  chan struct{}
 
 	mu       sync.Mutex
-	leaderID string // the leader followed (learned from a heartbeat or the watch)
-	leader   string // address heartbeats go to
-	acked    string // leader id of the last acknowledged heartbeat
+	leaderID string        // the leader followed (learned from a heartbeat or the watch)
+	leader   string        // address heartbeats go to
+	acked    string        // leader id of the last acknowledged heartbeat
+	spread   time.Duration // follow_spread_ms of the last heartbeat reply
 	conns    map[string]*rpc.Conn
 }
 
@@ -449,6 +450,7 @@ func (a *simAgent) heartbeats() {
 			}
 			a.mu.Lock()
 			a.leader, a.leaderID, a.acked = addr, r.LeaderID, r.LeaderID
+			a.spread = time.Duration(r.FollowSpreadMS) * time.Millisecond
 			a.mu.Unlock()
 			a.f.acked(r.LeaderID, a.i)
 			next = sent.Add(interval)
@@ -517,9 +519,9 @@ func (a *simAgent) watcher() {
 		if a.leaderID == known {
 			a.leader, a.leaderID = st.LeaderAddr, st.LeaderID
 		}
+		spread := time.Duration(rand.Float64() * float64(a.spread))
 		a.mu.Unlock()
 		a.f.learned(st.LeaderID, a.i)
-		spread := time.Duration(rand.Float64() * float64(250*time.Millisecond))
 		select {
 		case <-time.After(spread):
 		case <-a.f.stop:

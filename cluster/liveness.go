@@ -70,6 +70,23 @@ func (l *liveness) Interval(n int) time.Duration {
 	return iv
 }
 
+// followBurst is how many times the steady heartbeat rate (MaxRate) a new
+// leader takes while a fleet follows an election (docs/rpc.md, "Following
+// elections"): agents spread their first heartbeat to it over
+// FollowSpread, so that burst stays within followBurst × MaxRate.
+const followBurst = 4
+
+// FollowSpread is how long a fleet of n nodes spreads its first heartbeats
+// to a new leader: n / (followBurst × MaxRate), at most a quarter interval
+// (10,000 nodes: 250 ms; a handful: about nothing).
+func (l *liveness) FollowSpread(n int) time.Duration {
+	if l.cfg.MaxRate <= 0 {
+		return l.Interval(n) / 4
+	}
+	d := time.Duration(float64(n) / (followBurst * l.cfg.MaxRate) * float64(time.Second))
+	return min(d, l.Interval(n)/4).Round(time.Millisecond)
+}
+
 // TTL is how long a node may stay silent before it is unreachable.
 func (l *liveness) TTL(n int) time.Duration {
 	return time.Duration(l.cfg.TTLFactor)*l.Interval(n) + l.cfg.TTLSlack
@@ -171,4 +188,14 @@ func (l *liveness) Judge(nodes []*fsm.Node) []statusChange {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
 	return out
+}
+
+// FollowSpread is how long the current fleet spreads its first heartbeats
+// to a new leader (liveness.FollowSpread).
+func (s *Server) FollowSpread() time.Duration {
+	lv := s.liveTracker()
+	if lv == nil {
+		lv = newLiveness(s.cfg.Liveness, s.clock)
+	}
+	return lv.FollowSpread(s.fsm.NodeCount())
 }

@@ -194,3 +194,31 @@ func TestAssignableOnlyAfterAHeartbeatWithoutDrain(t *testing.T) {
 		t.Fatal("a forgotten node is assignable")
 	}
 }
+
+// A fleet following an election spreads its first heartbeats to the new
+// leader over n / (4 × MaxRate), at most a quarter interval: a handful of
+// agents pay nothing, 10,000 at the default 10,000/s spread over 250 ms.
+func TestFollowSpreadScalesWithFleet(t *testing.T) {
+	lv := newLiveness(DefaultLiveness(), newFakeClock())
+	cases := []struct {
+		nodes int
+		want  time.Duration
+	}{
+		{2, 0}, {100, 3 * time.Millisecond}, {4000, 100 * time.Millisecond}, {10000, 250 * time.Millisecond},
+		{20000, 500 * time.Millisecond}, {100000, 2500 * time.Millisecond},
+	}
+	for _, tc := range cases {
+		if got := lv.FollowSpread(tc.nodes); got != tc.want {
+			t.Errorf("%d nodes: spread %s, want %s", tc.nodes, got, tc.want)
+		}
+		if got, iv := lv.FollowSpread(tc.nodes), lv.Interval(tc.nodes); got > iv/4 {
+			t.Errorf("%d nodes: spread %s longer than a quarter interval %s", tc.nodes, got, iv)
+		}
+		// The burst on the new leader stays within 4 × the steady rate.
+		if s := lv.FollowSpread(tc.nodes); s > 0 {
+			if rate := float64(tc.nodes) / s.Seconds(); rate > 4*DefaultLiveness().MaxRate*1.01 {
+				t.Errorf("%d nodes over %s: %.0f heartbeats/s", tc.nodes, s, rate)
+			}
+		}
+	}
+}

@@ -49,7 +49,7 @@ func (s *Server) nodeRegister(ctx context.Context, req *Request) (any, error) {
 	}
 	addr, id := s.leader()
 	return &NodeRegisterReply{Node: res.Node, Index: res.Index,
-		HeartbeatIntervalMS: iv.Milliseconds(), TTLMS: ttl.Milliseconds(),
+		HeartbeatIntervalMS: iv.Milliseconds(), TTLMS: ttl.Milliseconds(), FollowSpreadMS: s.b.FollowSpread().Milliseconds(),
 		LeaderID: id, LeaderAddr: addr, Servers: s.serverList()}, nil
 }
 
@@ -121,7 +121,8 @@ func (s *Server) nodeHeartbeat(ctx context.Context, req *Request) (any, error) {
 	}
 	return &HeartbeatReply{
 		Status: string(node.Status), HeartbeatIntervalMS: iv.Milliseconds(), TTLMS: ttl.Milliseconds(),
-		Tasks: tasks, LeaderID: id, LeaderAddr: addr, Servers: s.serverList(),
+		FollowSpreadMS: s.b.FollowSpread().Milliseconds(),
+		Tasks:          tasks, LeaderID: id, LeaderAddr: addr, Servers: s.serverList(),
 		Index: s.fsm.Indexes().Tasks,
 	}, nil
 }

@@ -70,6 +70,9 @@ type Backend interface {
 	NodeHeartbeatAge(nodeID string) (time.Duration, bool)
 	// HeartbeatParams is the interval and TTL for the current fleet.
 	HeartbeatParams() (interval, ttl time.Duration)
+	// FollowSpread is how long node agents spread their first heartbeat
+	// to a new leader (docs/rpc.md, "Following elections").
+	FollowSpread() time.Duration
 	// ForgetNode drops a deregistered node from liveness tracking.
 	ForgetNode(nodeID string)
 	// RetireNow retires every finished task that finished more than
@@ -97,6 +100,19 @@ type Config struct {
 	// Insecure: the server serves plaintext and authorizes nothing (every
 	// caller holds every right). Only for `rctl serve --insecure`.
 	Insecure bool
+	// Observer, when set, is told of every call served (metrics). Nil
+	// costs nothing: not even the clock is read.
+	Observer CallObserver
+}
+
+// CallObserver receives one observation per call a server answers.
+type CallObserver interface {
+	// ObserveCall is called once per request as its response is sent:
+	// method is the requested name (callers may send any string: an
+	// observer keeps only names it knows), code is "" for success,
+	// forwarded marks a call another server forwarded to this one, took
+	// is the time from decoding the request to its response.
+	ObserveCall(method string, code Code, forwarded bool, took time.Duration)
 }
 
 type handler func(ctx context.Context, req *Request) (any, error)
@@ -284,6 +300,16 @@ func isClosed(err error) bool {
 // handle runs one request and always returns a response.
 func (s *Server) handle(parent context.Context, id pki.Identity, req *Request) (resp *Response) {
 	resp = &Response{Seq: req.Seq}
+	if obs := s.cfg.Observer; obs != nil {
+		start := time.Now()
+		defer func() { // runs last: after the recover below set the error
+			var code Code
+			if resp.Error != nil {
+				code = resp.Error.Code
+			}
+			obs.ObserveCall(req.Method, code, req.Forwarded, time.Since(start))
+		}()
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.Error("rpc handler panicked", "method", req.Method, "panic", fmt.Sprint(r))

@@ -295,6 +295,7 @@ type NodeRegisterReply struct {
 	Index               uint64       `codec:"index" json:"index"`
 	HeartbeatIntervalMS int64        `codec:"heartbeat_interval_ms" json:"heartbeat_interval_ms"`
 	TTLMS               int64        `codec:"ttl_ms" json:"ttl_ms"`
+	FollowSpreadMS      int64        `codec:"follow_spread_ms" json:"follow_spread_ms"`
 	LeaderID            string       `codec:"leader_id" json:"leader_id"`
 	LeaderAddr          string       `codec:"leader_addr" json:"leader_addr"`
 	Servers             []ServerAddr `codec:"servers" json:"servers"`
@@ -312,6 +313,7 @@ type HeartbeatReply struct {
 	Status              string       `codec:"status" json:"status"`
 	HeartbeatIntervalMS int64        `codec:"heartbeat_interval_ms" json:"heartbeat_interval_ms"`
 	TTLMS               int64        `codec:"ttl_ms" json:"ttl_ms"`
+	FollowSpreadMS      int64        `codec:"follow_spread_ms" json:"follow_spread_ms"`
 	Tasks               []*fsm.Task  `codec:"tasks" json:"tasks"`
 	LeaderID            string       `codec:"leader_id" json:"leader_id"`
 	LeaderAddr          string       `codec:"leader_addr" json:"leader_addr"`

@@ -296,6 +296,7 @@ class FakeCluster:
         self.term = 1
         self.interval_ms = interval_ms
         self.ttl_ms = ttl_ms
+        self.follow_spread_ms: int | None = None  # sent when set (docs/rpc.md)
         self.index = 1
         self.nodes: dict[str, dict[str, Any]] = {}
         self.tasks: dict[str, dict[str, Any]] = {}
@@ -505,6 +506,11 @@ class FakeCluster:
         self.index += 1
         return self.index
 
+    def _spread_field(self) -> dict[str, Any]:
+        if self.follow_spread_ms is None:
+            return {}
+        return {"follow_spread_ms": self.follow_spread_ms}
+
     def _register(self, a: dict[str, Any]) -> dict[str, Any]:
         if not a.get("id"):
             raise FakeError("invalid_argument", "id is required")
@@ -515,6 +521,7 @@ class FakeCluster:
             "index": self._bump(),
             "heartbeat_interval_ms": self.interval_ms,
             "ttl_ms": self.ttl_ms,
+            **self._spread_field(),
             **self._leader_fields(),
         }
 
@@ -533,6 +540,7 @@ class FakeCluster:
             "status": node["status"],
             "heartbeat_interval_ms": self.interval_ms,
             "ttl_ms": self.ttl_ms,
+            **self._spread_field(),
             "tasks": held,
             "index": self.index,
             **self._leader_fields(),

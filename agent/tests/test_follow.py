@@ -293,3 +293,22 @@ def test_watch_waits_for_a_leader_to_be_known(cluster: FakeCluster) -> None:
     client.close()
     t.join(2)
     assert result == [False] and time.monotonic() - t0 < 2
+
+
+def test_agent_spreads_its_first_heartbeat_by_the_leaders_follow_spread(
+    cluster: FakeCluster, start_agent: StartAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The leader sizes the spread to its fleet (follow_spread_ms); the
+    # random delay is pinned to its upper end here, so the agent must wait
+    # the whole 2 s the leader asked for (its own default would be 250 ms).
+    cluster.interval_ms, cluster.ttl_ms = 20000, 90000
+    cluster.follow_spread_ms = 2000
+    monkeypatch.setattr("rctl_agent.agent.random.uniform", lambda a, b: b)
+    start_agent()
+    cluster.wait_for(lambda: heartbeats_at(cluster, "s0", 0), what="a heartbeat at s0")
+    cluster.wait_for(lambda: watches(cluster), what="a leader watch")
+    t0 = time.monotonic()
+    cluster.set_leader(cluster.servers[1])
+    cluster.wait_for(lambda: heartbeats_at(cluster, "s1", t0), timeout=10, what="heartbeat at s1")
+    took = heartbeats_at(cluster, "s1", t0)[0].at - t0
+    assert 2.0 <= took < 4.0, f"first heartbeat to the new leader after {took:.2f} s, want 2 s"

@@ -6,7 +6,9 @@ executor); a :class:`~rctl_agent.reports.Reporter` thread delivers results;
 a watcher thread follows elections (docs/rpc.md, "Following elections"): it
 keeps a leader watch (:meth:`ClusterClient.watch_leader`) waiting on a
 server other than the leader and, when it names a new leader, brings the
-next heartbeat forward to a random point within ``min(250 ms, interval/4)``.
+next heartbeat forward to a random point within the ``follow_spread_ms``
+the leader hands out (sized to the fleet; ``min(250 ms, interval/4)`` from a
+server too old to send it).
 
 The heartbeat reply's ``tasks`` list is authoritative.  After each reply the
 agent starts the ``assigned`` tasks it does not run yet (at most
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 
 LOST_ERROR = "task lost: the agent restarted while it ran"
 WATCH_MAX_WAIT = 60.0  # seconds one leader watch (Status.Get) is held by the server
-HEARTBEAT_SPREAD = 0.25  # the heartbeat after an election: within this (and interval/4)
+HEARTBEAT_SPREAD = 0.25  # without follow_spread_ms: within this (and interval/4)
 _PENDING = -1  # finished task whose report is not acknowledged yet
 
 
@@ -97,6 +99,7 @@ class Agent:
         # ttl - max(ttl/4, interval) without an acknowledged heartbeat), so a
         # task never runs here and on the node it was requeued to at once.
         self._ttl = 0.0
+        self._follow_spread: float | None = None  # follow_spread_ms from the leader, seconds
         self._last_ok = clock()
         self._fenced: set[str] = set()
         self.reporter = Reporter(
@@ -160,7 +163,9 @@ class Agent:
         """Watch for a new leader until the agent stops (draining included:
         draining heartbeats must reach the new leader too)."""
         while not self._watch_stop.is_set():
-            spread = min(HEARTBEAT_SPREAD, self._interval / 4)
+            spread = self._follow_spread
+            if spread is None:
+                spread = min(HEARTBEAT_SPREAD, self._interval / 4)
             try:
                 changed = self.client.watch_leader(WATCH_MAX_WAIT, spread=spread)
             except Exception:  # a bug here must not end following for good
@@ -287,6 +292,9 @@ class Agent:
         if isinstance(ttl, int) and ttl > 0:
             self._ttl = ttl / 1000
             self.client.set_lost_after(ttl / 1000)
+        spread = reply.get("follow_spread_ms")
+        if isinstance(spread, int) and spread >= 0:
+            self._follow_spread = min(spread / 1000, self._interval / 4)
 
     def _fence_deadline(self) -> float | None:
         """When running tasks must stop for lack of leader contact, if any run."""
