@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -34,18 +35,28 @@ func DefaultRetention() RetentionConfig {
 }
 
 // maxRetireBatchesPerRound bounds one round: a large backlog (after the
-// rules were tightened) is worked off over several rounds, never in one
-// long burst of writes.
+// rules were tightened, or a burst of finished tasks) is worked off over
+// several rounds, never in one long burst of writes.
 const maxRetireBatchesPerRound = 20
 
+// retireBacklogPause is the pause after a round that stopped at
+// maxRetireBatchesPerRound with tasks left to retire (Interval when that
+// is shorter). Waiting a whole Interval instead paced retirement at
+// 20,000 tasks per Interval (667 a second at the default 30 s), less than
+// a cluster finishes tasks at: a steady stream faster than that grew the
+// manifest without bound. With the pause a backlog goes at 20,000 tasks
+// per round plus a second, and writes still get the pauses.
+const retireBacklogPause = time.Second
+
 // retireLoop retires finished tasks by the retention rules while this
-// server leads.
+// server leads: a round every Interval, and, while a round leaves a
+// backlog, the next one after retireBacklogPause.
 func (s *Server) retireLoop(stop <-chan struct{}) {
 	rc := s.cfg.Retention
 	if rc.Disabled {
 		return
 	}
-	t := time.NewTicker(rc.Interval)
+	t := time.NewTimer(rc.Interval)
 	defer t.Stop()
 	for {
 		select {
@@ -53,9 +64,15 @@ func (s *Server) retireLoop(stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		if _, _, err := s.retire(s.ctx, rc.MaxAge, rc.MaxPerStatus, "retention", maxRetireBatchesPerRound); err != nil {
+		_, _, more, err := s.retire(s.ctx, rc.MaxAge, rc.MaxPerStatus, "retention", maxRetireBatchesPerRound)
+		if err != nil {
 			s.log.Warn("retention: retirement round failed; retrying next round", "err", err)
 		}
+		next := rc.Interval
+		if more && err == nil {
+			next = min(rc.Interval, retireBacklogPause)
+		}
+		t.Reset(next)
 	}
 }
 
@@ -69,18 +86,23 @@ func (s *Server) RetireNow(ctx context.Context, olderThan time.Duration) (int, u
 	if olderThan <= 0 {
 		return 0, 0, errors.New("older-than must be positive")
 	}
-	return s.retire(ctx, olderThan, 0, "manual", 0)
+	n, index, _, err := s.retire(ctx, olderThan, 0, "manual", 0)
+	return n, index, err
 }
 
 // retire proposes retire entries of at most fsm.MaxRetireBatch tasks
 // each, for tasks the rules select at this moment, until none is left or
-// maxBatches (0: no bound) entries were proposed. Every retired task is
-// logged with its final status and result.
-func (s *Server) retire(ctx context.Context, maxAge time.Duration, maxPerStatus int, reason string, maxBatches int) (int, uint64, error) {
-	retired, index := 0, uint64(0)
-	for batch := 0; maxBatches == 0 || batch < maxBatches; batch++ {
+// maxBatches (0: no bound) entries were proposed; more reports that it
+// stopped at maxBatches. Every retired task is logged with its final
+// status and result.
+func (s *Server) retire(ctx context.Context, maxAge time.Duration, maxPerStatus int, reason string, maxBatches int) (retired int, index uint64, more bool, err error) {
+	for batch := 0; ; batch++ {
+		if maxBatches > 0 && batch == maxBatches {
+			more = true
+			break
+		}
 		if err := ctx.Err(); err != nil {
-			return retired, index, err
+			return retired, index, false, err
 		}
 		now := s.clock.Now().UnixNano()
 		ids := s.fsm.RetireCandidates(now, maxAge, maxPerStatus, fsm.MaxRetireBatch)
@@ -89,15 +111,18 @@ func (s *Server) retire(ctx context.Context, maxAge time.Duration, maxPerStatus 
 		}
 		data, err := fsm.EncodeEntry(&fsm.RetireTasksEntry{TaskIDs: ids, Time: now, Reason: reason})
 		if err != nil {
-			return retired, index, err
+			return retired, index, false, err
 		}
 		f := s.raft.Apply(data, proposeTimeout)
 		if err := f.Error(); err != nil {
-			return retired, index, err
+			return retired, index, false, err
 		}
 		res, _ := f.Response().(*fsm.ApplyResult)
-		if res == nil || res.Err != nil {
-			return retired, index, errors.Join(errors.New("retire entry refused"), res.Err)
+		if res == nil { // fsm.Apply always answers one; never dereference nil
+			return retired, index, false, errors.New("retire entry applied without a result")
+		}
+		if res.Err != nil {
+			return retired, index, false, fmt.Errorf("retire entry refused: %w", res.Err)
 		}
 		index = res.Index
 		retired += len(res.Retired)
@@ -111,7 +136,7 @@ func (s *Server) retire(ctx context.Context, maxAge time.Duration, maxPerStatus 
 	if retired > 0 {
 		s.log.Info("finished tasks retired", "event", "tasks_retired", "count", retired, "reason", reason, "index", index)
 	}
-	return retired, index, nil
+	return retired, index, more, nil
 }
 
 // logRetired writes the one line that keeps a retired task findable: its

@@ -687,3 +687,200 @@ func TestOldSnapshotsRestoreWithoutRetired(t *testing.T) {
 		checkInvariants(t, f)
 	}
 }
+
+// retireSim is a replicated log driven the way the cluster drives it:
+// entries go to the log, the current FSM applies each at once, and a
+// proposer's view (another FSM) applies the log up to where it is told
+// to, so retire entries can be chosen from a lagging view, as by a new
+// leader that has not yet applied its predecessor's last entries.
+type retireSim struct {
+	t         *testing.T
+	log       [][]byte
+	cur, view *FSM
+	viewAt    int // entries of log the view has applied
+	now       int64
+	finishes  [numFinishedStatuses][]int64 // finish times, per finished slot, of tasks still finished
+}
+
+func newRetireSim(t *testing.T) *retireSim {
+	return &retireSim{t: t, cur: New(), view: New(), now: 1_700_000_000_000_000_000}
+}
+
+// append logs body and applies it to the current FSM.
+func (r *retireSim) append(body any) *ApplyResult {
+	r.t.Helper()
+	data := encode(r.t, body)
+	r.log = append(r.log, data)
+	res := r.cur.Apply(&raft.Log{Index: uint64(len(r.log)), Type: raft.LogCommand, Data: data}).(*ApplyResult)
+	if res.Err != nil {
+		r.t.Fatalf("entry %d %T: %v", len(r.log), body, res.Err)
+	}
+	return res
+}
+
+// catchUp applies the log to the view up to all but lag entries.
+func (r *retireSim) catchUp(lag int) {
+	for ; r.viewAt < len(r.log)-lag; r.viewAt++ {
+		r.view.Apply(&raft.Log{Index: uint64(r.viewAt + 1), Type: raft.LogCommand, Data: r.log[r.viewAt]})
+	}
+}
+
+// retire is the leader's round (cluster.Server.retire) proposed from the
+// view: entries of at most MaxRetireBatch until the view finds nothing,
+// each applied by the view before it chooses the next (raft's future
+// returns once the leader applied it). It returns how many the current
+// FSM retired.
+func (r *retireSim) retire(now int64, maxAge time.Duration, maxPer int) int {
+	n := 0
+	for {
+		ids := r.view.RetireCandidates(now, maxAge, maxPer, MaxRetireBatch)
+		if len(ids) == 0 {
+			return n
+		}
+		res := r.append(&RetireTasksEntry{TaskIDs: ids, Reason: "retention", Time: now})
+		for _, tk := range res.Retired {
+			slot, _ := finishedSlot(tk.Status)
+			i := slices.Index(r.finishes[slot], tk.UpdatedAt)
+			r.finishes[slot] = slices.Delete(r.finishes[slot], i, i+1)
+		}
+		n += len(res.Retired)
+		r.catchUp(0)
+		if len(res.Retired) == 0 {
+			return n
+		}
+	}
+}
+
+// finish logs tasks finishing: ids[i] ends in status sts[i].
+func (r *retireSim) finish(ids []string, sts []TaskStatus, at int64) {
+	for i, id := range ids {
+		switch sts[i] {
+		case TaskCancelled:
+			r.append(&CancelTaskEntry{TaskID: id, Reason: "done", Time: at})
+		case TaskComplete, TaskFailed:
+			r.append(&AssignTaskEntry{TaskID: id, NodeID: "n1", Time: at})
+			if sts[i] == TaskComplete {
+				r.append(&CompleteTaskEntry{TaskID: id, NodeID: "n1", Result: Result{Output: "ok"}, Time: at})
+			} else {
+				r.append(&FailTaskEntry{TaskID: id, NodeID: "n1", Result: Result{ExitCode: 1, Error: "boom"}, Time: at})
+			}
+		}
+		slot, _ := finishedSlot(sts[i])
+		r.finishes[slot] = append(r.finishes[slot], at)
+	}
+}
+
+// TestRetireSteadyStreamByAgeAndCount: a steady stream of tasks finishing
+// in all three finished statuses at different rates (cancelled 6, complete
+// 2, failed 1 a second, on a fake clock), retired each second by both
+// rules (500 s, 1,000 per status). After every round each status holds
+// exactly what the rules leave, min(1,000, tasks finished in the last
+// 500 s): the count rule binds for cancelled, the age rule for failed,
+// both about equally for complete. A follower fed the same log ends with
+// the same state, byte for byte.
+func TestRetireSteadyStreamByAgeAndCount(t *testing.T) {
+	if testing.Short() {
+		t.Skip("applies ~25k entries; skipped with -short")
+	}
+	const (
+		seconds = 1500
+		limit   = 1000
+		maxAge  = 500 * time.Second
+	)
+	r := newRetireSim(t)
+	r.append(&NodeRegisterEntry{ID: "n1", Address: "10.0.0.1:7000", Capacity: MaxCapacity, Time: r.now})
+	mix := []TaskStatus{TaskCancelled, TaskComplete, TaskCancelled, TaskFailed, TaskCancelled, TaskComplete, TaskCancelled, TaskCancelled, TaskCancelled}
+	next := 0
+	for s := range seconds {
+		r.now += int64(time.Second)
+		var ids []string
+		b := &AddTasksEntry{Time: r.now}
+		for range mix {
+			ids = append(ids, fmt.Sprintf("t%06d", next))
+			b.Tasks = append(b.Tasks, AddTaskEntry{ID: ids[len(ids)-1], Type: "shell"})
+			next++
+		}
+		r.append(b)
+		r.finish(ids, mix, r.now)
+		r.catchUp(0)
+		r.retire(r.now, maxAge, limit)
+		counts := r.cur.TaskCounts()
+		for slot, st := range finishedStatuses {
+			cutoff := r.now - int64(maxAge)
+			young := 0
+			for _, at := range r.finishes[slot] {
+				if at >= cutoff {
+					young++
+				}
+			}
+			if want := min(limit, young); counts[st] != want || len(r.finishes[slot]) != want {
+				t.Fatalf("second %d: %d %s tasks (%d tracked), want %d", s, counts[st], st, len(r.finishes[slot]), want)
+			}
+		}
+	}
+	// Failed: one a second, finished at or after the cutoff: 501.
+	if c := r.cur.TaskCounts(); c[TaskCancelled] != limit || c[TaskComplete] != limit || c[TaskFailed] != 501 {
+		t.Fatalf("final counts %v, want cancelled %d, complete %d, failed 501", c, limit, limit)
+	}
+	checkInvariants(t, r.cur)
+	follower := New()
+	for i, data := range r.log {
+		follower.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: data})
+	}
+	if !bytes.Equal(snapBytes(t, follower), snapBytes(t, r.cur)) {
+		t.Fatal("a follower fed the same log holds another state")
+	}
+}
+
+// TestRetireFromALaggingViewKeepsTheLimit: retire entries chosen from a
+// view that has not applied the log's last entries (a new leader whose
+// FSM lags its predecessor's last retirements and finishes), with
+// proposer clocks that go back and forth, never take a finished status
+// below the count limit; once the proposer's view has caught up, every
+// status is at the limit exactly.
+func TestRetireFromALaggingViewKeepsTheLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("applies ~30k entries; skipped with -short")
+	}
+	const limit = 300
+	for _, seed := range []uint64{1, 2, 3} {
+		rng := rand.New(rand.NewPCG(seed, 17))
+		r := newRetireSim(t)
+		r.append(&NodeRegisterEntry{ID: "n1", Address: "10.0.0.1:7000", Capacity: MaxCapacity, Time: r.now})
+		all := []TaskStatus{TaskCancelled, TaskComplete, TaskFailed}
+		next := 0
+		for round := range 300 {
+			var ids []string
+			var sts []TaskStatus
+			b := &AddTasksEntry{Time: r.now}
+			for range 1 + rng.IntN(40) {
+				ids = append(ids, fmt.Sprintf("t%06d", next))
+				sts = append(sts, all[rng.IntN(3)])
+				b.Tasks = append(b.Tasks, AddTaskEntry{ID: ids[len(ids)-1], Type: "shell"})
+				next++
+			}
+			r.append(b)
+			for i := range ids { // each finish stamped by a clock that sometimes goes back
+				r.now += int64(rng.IntN(1000)) - 300
+				r.finish(ids[i:i+1], sts[i:i+1], r.now)
+			}
+			before := r.cur.TaskCounts()
+			r.catchUp(rng.IntN(200)) // the proposer's view lags up to 200 entries
+			r.retire(r.now, 0, limit)
+			after := r.cur.TaskCounts()
+			for _, st := range all {
+				if after[st] < min(limit, before[st]) {
+					t.Fatalf("seed %d round %d: %s went from %d to %d, below the limit %d", seed, round, st, before[st], after[st], limit)
+				}
+			}
+		}
+		r.catchUp(0)
+		r.retire(r.now, 0, limit)
+		for _, st := range all {
+			if n := r.cur.TaskCounts()[st]; n != limit {
+				t.Fatalf("seed %d: %d %s tasks once caught up, want %d", seed, n, st, limit)
+			}
+		}
+		checkInvariants(t, r.cur)
+	}
+}
