@@ -13,6 +13,7 @@ func newOperatorCommand(g *globals) *cobra.Command {
 	op := &cobra.Command{Use: "operator", Short: "Cluster maintenance: raft membership and leadership"}
 	r := &cobra.Command{Use: "raft", Short: "Inspect and change the raft configuration"}
 	op.AddCommand(r)
+	op.AddCommand(newOperatorHealthCommand(g))
 
 	r.AddCommand(&cobra.Command{
 		Use:   "list-peers",
