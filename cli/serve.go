@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -28,6 +29,8 @@ type serveFlags struct {
 	retainAge, retireInterval                     time.Duration
 	retainMax                                     int
 	maxConnsPerIP, maxConns                       int
+	metricsAddr                                   string
+	readyMaxLag                                   uint64
 }
 
 func newServeCommand(g *globals) *cobra.Command {
@@ -50,6 +53,14 @@ operators then need ACL tokens (rctl acl --help). Without TLS files it
 refuses to start unless --insecure is given, which serves plaintext and lets
 anyone who reaches the port do anything: for development only.
 docs/security.md walks through a secure setup.
+
+Monitoring: --metrics-addr HOST:PORT (off by default) serves Prometheus
+/metrics, /healthz and /readyz on a listener of its own, HTTPS with this
+server's certificate under TLS; /metrics then needs a reader token. With
+--log-format json every line, raft's own included, is one JSON object, and
+each raft event (leader elected or lost, state and membership changes)
+carries event=, term=, leader= and from=/to= keys. docs/operations.md,
+"Monitoring", lists the metrics and keys.
 
 Every flag can also be set as RCTL_<FLAG>, e.g. RCTL_NODE_ID, RCTL_DATA_DIR.
 SIGINT or SIGTERM stops the server cleanly: a leader first hands leadership
@@ -74,7 +85,7 @@ certificate must name the same server).`,
 	fl.StringVar(&f.region, "region", "", "region label shown in listings, e.g. us-east-1: up to 64 of a-z 0-9 _ . - (lower case)")
 	fl.StringVar(&f.timing, "timing", "lan", "timing profile: lan (one datacenter) or wan (servers across clouds, RTT up to ~250 ms); see docs/operations.md")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json (structured lines either way)")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json, for rctl's lines and raft's own alike (structured lines either way; json: one object per line)")
 	fl.DurationVar(&f.heartbeatInterval, "heartbeat-interval", time.Second, "heartbeat interval handed to node agents while the fleet is small; a node is degraded after 2 intervals and unreachable after 3 intervals + 1s")
 	fl.Float64Var(&f.maxHeartbeatRate, "max-heartbeat-rate", 10000, "bound on heartbeats per second across the fleet: the interval grows to nodes/rate seconds for large fleets")
 	fl.StringVar(&f.preferCloud, "prefer-leader-cloud", "", "cloud the leader should live in; default: the cloud whose voters alone form a quorum (3 of a 3+2 layout), if any")
@@ -83,9 +94,11 @@ certificate must name the same server).`,
 	fl.Uint64Var(&f.trailingLogs, "trailing-logs", 10240, "log entries kept after a snapshot so lagging followers catch up without one")
 	fl.DurationVar(&f.retainAge, "retain-finished", 24*time.Hour, "finished tasks (complete, failed, cancelled) are retired from the manifest this long after they finished; 0: no age rule. Each retired task leaves one event=task_retired line in the leader's log")
 	fl.IntVar(&f.retainMax, "retain-finished-max", 100000, "keep at most this many tasks per finished status, retiring the oldest beyond it; 0: no count rule (both 0: keep everything forever)")
-	fl.DurationVar(&f.retireInterval, "retire-interval", 30*time.Second, "how often the leader retires finished tasks by the two rules above (at most 20,000 per round)")
+	fl.DurationVar(&f.retireInterval, "retire-interval", 30*time.Second, "how often the leader retires finished tasks by the two rules above (at most 20,000 per round; while a backlog lasts, rounds follow 1 s apart)")
 	fl.BoolVar(&f.insecure, "insecure", false, "serve plaintext with no authentication or authorization: anyone who reaches the port owns the cluster (development only; exclusive with --tls-*)")
 	fl.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", cluster.DefaultConnLimits().PerIP, "connections one remote IP may hold open; more are refused at accept")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "host:port for an HTTP listener apart from --bind serving /metrics (Prometheus), /healthz and /readyz; off when empty. With TLS it is HTTPS with this server's certificate and /metrics needs a reader token (Authorization: Bearer) once ACLs are bootstrapped; /healthz and /readyz are open and show only raft state, term, indexes and the leader's id. Bind it where only your monitoring reaches, e.g. 10.0.1.5:9100 (docs/operations.md, Monitoring)")
+	fl.Uint64Var(&f.readyMaxLag, "ready-max-lag", cluster.DefaultReadyMaxLag, "/readyz answers 503 while this server has more than this many committed log entries left to apply (it also needs a known leader, and on a follower contact with it within the --timing profile's election timeout)")
 	fl.IntVar(&f.maxConns, "max-conns", cluster.DefaultConnLimits().Total, "connections the server holds open in all; more are refused at accept (default: the open-file limit, ulimit -n, less 1024 kept for raft and snapshots; 10,000 agents hold 10,000 on the leader)")
 	return cmd
 }
@@ -154,7 +167,20 @@ func runServe(g *globals, f *serveFlags) error {
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
-	srv, err := cluster.New(cfg)
+	var options []cluster.Option
+	if f.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(f.metricsAddr); err != nil {
+			return usagef("--metrics-addr %q is not host:port: %v", f.metricsAddr, err)
+		}
+		if f.metricsAddr == f.bind {
+			return usagef("--metrics-addr must differ from --bind (%s): metrics get their own listener", f.bind)
+		}
+		if f.readyMaxLag == 0 {
+			return usagef("--ready-max-lag must be at least 1")
+		}
+		options = append(options, cluster.WithMetrics(cluster.MetricsConfig{Addr: f.metricsAddr, ReadyMaxLag: f.readyMaxLag}))
+	}
+	srv, err := cluster.New(cfg, options...)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -58,11 +58,13 @@ func (s *Server) leaderDuties(stop <-chan struct{}) {
 func (s *Server) judge(lv *liveness) {
 	for _, ch := range lv.Judge(s.fsm.Nodes()) {
 		e := &fsm.NodeStatusEntry{NodeID: ch.NodeID, Status: ch.To, Time: s.clock.Now().UnixNano()}
+		held := s.metrics.heldBefore(s, ch.NodeID, ch.To) // what an unreachable verdict requeues
 		if err := s.propose(e); err != nil {
 			s.log.Warn("liveness: status change not committed", "node", ch.NodeID, "to", ch.To, "err", err)
 			return
 		}
 		s.log.Info("node status changed", "event", "node_status", "node", ch.NodeID, "from", ch.From, "to", ch.To)
+		s.metrics.nodeJudged(lv, ch.NodeID, ch.To, held)
 	}
 }
 

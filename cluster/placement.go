@@ -173,6 +173,7 @@ func (s *Server) placementLoop(stop <-chan struct{}) {
 		lastTry = s.clock.Now()
 		s.log.Info("leader placement: handing leadership to the preferred cloud", "event", "leader_placement",
 			"from_cloud", s.cfg.Cloud, "to", c.id, "lag", c.lag)
+		s.metrics.placementMove()
 		if err := s.raft.LeadershipTransferToServer(raft.ServerID(c.id), raft.ServerAddress(c.addr)).Error(); err != nil {
 			s.log.Warn("leader placement: transfer failed; will retry after the backoff", "to", c.id, "err", err)
 		}

@@ -39,6 +39,10 @@ type Server struct {
 	raft  *raft.Raft
 	rpc   *rpc.Server
 
+	metricsCfg MetricsConfig  // WithMetrics; Addr "" for none
+	metrics    *metrics       // nil without a metrics listener
+	metricsSrv *metricsServer // metrics.go
+
 	clock  Clock
 	liveMu sync.Mutex
 	live   *liveness // non-nil while leading
@@ -73,8 +77,9 @@ var _ rpc.Backend = (*Server)(nil)
 // New opens the data directory, starts Raft and begins serving on
 // cfg.Bind. On a fresh data directory it bootstraps from cfg.Peers (or as
 // a single-server cluster when neither Peers nor Join is set) and joins
-// through cfg.Join otherwise. On error nothing is left running.
-func New(cfg Config) (_ *Server, err error) {
+// through cfg.Join otherwise. Options add what Config does not hold
+// (WithMetrics). On error nothing is left running.
+func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -83,6 +88,9 @@ func New(cfg Config) (_ *Server, err error) {
 		cfg: cfg, log: cfg.Logger.With("node_id", cfg.NodeID), timing: timing,
 		fsm: fsm.New(), notifyCh: make(chan bool, 16), observerCh: make(chan raft.Observation, 256),
 		shutdownCh: make(chan struct{}), clock: cfg.Clock, leaderCh: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -135,6 +143,13 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	s.mux.raftClosed = s.raftConnClosed
 	cleanup = append(cleanup, s.mux.close)
+	var metricsLn net.Listener
+	if s.metricsCfg.Addr != "" {
+		if metricsLn, err = s.listenMetrics(); err != nil {
+			return nil, err
+		}
+		cleanup = append(cleanup, func() { metricsLn.Close() })
+	}
 	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:          (*raftLayer)(s.mux),
 		MaxPool:         3,
@@ -191,10 +206,22 @@ func New(cfg Config) (_ *Server, err error) {
 	s.observer = raft.NewObserver(s.observerCh, false, nil)
 	s.raft.RegisterObserver(s.observer)
 
-	s.rpc = rpc.NewServer(rpc.Config{Backend: s, Logger: s.log, Version: cfg.Version,
-		Dial: s.credentials().Dialer(), Insecure: cfg.Insecure})
+	rcfg := rpc.Config{Backend: s, Logger: s.log, Version: cfg.Version,
+		Dial: s.credentials().Dialer(), Insecure: cfg.Insecure}
+	if s.metricsCfg.Addr != "" {
+		s.metrics = newMetrics(s)
+		rcfg.Observer = s.metrics
+	}
+	s.rpc = rpc.NewServer(rcfg)
+	if s.metrics != nil {
+		// Before the first call can arrive (mux.serve starts below).
+		s.metrics.resolveMethods(s.rpc.Methods())
+	}
 	s.mux.rpc = s.rpc.ServeConn
 	s.mux.snap = s.rpc.ServeSnapshot
+	if metricsLn != nil {
+		s.serveMetrics(metricsLn)
+	}
 
 	s.goFunc(s.mux.serve)
 	s.goFunc(s.observe)
@@ -272,6 +299,7 @@ func (s *Server) Shutdown() error {
 		}
 		close(s.shutdownCh)
 		s.cancel()
+		s.stopMetrics()
 		s.rpc.Shutdown()
 		// Refuse new connections first, then close the raft streams we
 		// hold open to our peers: a leader's followers then see it gone
@@ -321,8 +349,13 @@ func (s *Server) handOver() {
 // Done is closed when Shutdown starts.
 func (s *Server) Done() <-chan struct{} { return s.shutdownCh }
 
-// observe logs raft events as structured lines.
+// observe logs raft events as structured lines with stable keys: event,
+// term, leader (the leader's id, "" when none is known), and from/to for
+// changes (previous and new leader, previous and new state).
+// docs/operations.md, "Monitoring", lists them.
 func (s *Server) observe() {
+	var lastLeader raft.ServerID
+	lastState := raft.Follower // raft starts every server as a follower
 	for {
 		select {
 		case <-s.shutdownCh:
@@ -332,21 +365,29 @@ func (s *Server) observe() {
 			case raft.LeaderObservation:
 				s.lastLeaderChange.Store(time.Now().UnixNano())
 				s.leaderChanged()
+				s.metrics.leaderObserved(d.LeaderID)
 				if d.LeaderID == "" {
-					s.log.Warn("raft: leader lost", "event", "leader_change", "term", s.raft.CurrentTerm())
+					s.log.Warn("raft: leader lost", "event", "leader_change", "term", s.raft.CurrentTerm(),
+						"leader", "", "from", string(lastLeader))
 				} else {
 					s.rememberLeader(d.LeaderAddr, d.LeaderID)
 					s.log.Info("raft: leader elected", "event", "leader_change", "leader_id", string(d.LeaderID),
-						"leader_addr", string(d.LeaderAddr), "term", s.raft.CurrentTerm())
+						"leader_addr", string(d.LeaderAddr), "term", s.raft.CurrentTerm(),
+						"leader", string(d.LeaderID), "from", string(lastLeader), "to", string(d.LeaderID))
+					lastLeader = d.LeaderID
 				}
 			case raft.RaftState:
-				s.log.Info("raft: state changed", "event", "state_change", "state", d.String(), "term", s.raft.CurrentTerm())
+				s.log.Info("raft: state changed", "event", "state_change", "state", d.String(), "term", s.raft.CurrentTerm(),
+					"from", lastState.String(), "to", d.String(), "leader", s.leaderIDNow())
+				lastState = d
 			case raft.PeerObservation:
 				if d.Removed {
-					s.log.Info("raft: peer removed", "event", "membership_change", "peer_id", string(d.Peer.ID))
+					s.log.Info("raft: peer removed", "event", "membership_change", "peer_id", string(d.Peer.ID),
+						"change", "removed", "term", s.raft.CurrentTerm(), "leader", s.leaderIDNow())
 				} else {
 					s.log.Info("raft: peer added", "event", "membership_change", "peer_id", string(d.Peer.ID),
-						"peer_addr", string(d.Peer.Address), "suffrage", d.Peer.Suffrage.String())
+						"peer_addr", string(d.Peer.Address), "suffrage", d.Peer.Suffrage.String(),
+						"change", "added", "term", s.raft.CurrentTerm(), "leader", s.leaderIDNow())
 				}
 			case raft.FailedHeartbeatObservation:
 				s.log.Warn("raft: heartbeat to follower failing", "event", "heartbeat_failed", "peer_id", string(d.PeerID),
@@ -356,6 +397,11 @@ func (s *Server) observe() {
 			}
 		}
 	}
+}
+
+func (s *Server) leaderIDNow() string {
+	_, id := s.raft.LeaderWithID()
+	return string(id)
 }
 
 // monitorLeadership runs the leader's duties while this server leads.
@@ -373,6 +419,7 @@ func (s *Server) monitorLeadership() {
 		case isLeader := <-s.notifyCh:
 			switch {
 			case isLeader && stop == nil:
+				s.metrics.becameLeader()
 				stop = make(chan struct{})
 				done.Add(1)
 				go func(stop chan struct{}) {
@@ -425,6 +472,7 @@ func (s *Server) NodeHeartbeat(nodeID string, draining bool) (interval, ttl time
 		return 0, 0, false
 	}
 	lv.Heartbeat(nodeID, draining)
+	s.metrics.heartbeat()
 	n := s.fsm.NodeCount()
 	return lv.Interval(n), lv.TTL(n), true
 }

@@ -305,6 +305,7 @@ func (s *Server) succeed(gone raft.ServerID, confirm bool) succession {
 		return outcome
 	}
 	s.lastSuccessor.Store(stand.id)
+	s.metrics.succession()
 	outcome = stood
 	s.log.Info("successor stands for election in place of the lost leader", "event", "succession",
 		"leader_id", string(gone), "successor", stand.id, "successor_rank", rank,

@@ -254,3 +254,34 @@ func RefusePlaintext(c net.Conn, self string) {
 	_ = writeFrame(c, handle, &Response{Seq: req.Seq, Error: Errorf(CodePermissionDenied,
 		"server %s requires mutual TLS: pass --tls-ca, --tls-cert and --tls-key (docs/security.md)", self)})
 }
+
+// AuthorizeToken decides a request that arrives outside the RPC port
+// (the metrics listener, cluster/metrics.go) by its ACL token alone, with
+// the RPC side's rules: an --insecure server allows everything; otherwise
+// secret must be a token of at least role (reader, operator or
+// management), looked up by its hash as for RPC calls (an unknown secret
+// costs its sender up to 500 ms). Before ACLs are bootstrapped no token
+// exists, so every secret is refused, as on the RPC side. A refusal is a
+// permission_denied *Error whose sentence says what was missing.
+func (s *Server) AuthorizeToken(secret, role string) error {
+	if s.cfg.Insecure {
+		return nil
+	}
+	need := tokenLevel(role)
+	if need == levelNone {
+		return Errorf(CodeInternal, "unknown ACL role %q", role)
+	}
+	if secret == "" {
+		return Errorf(CodePermissionDenied, "an ACL token with the %s role (or higher) is required: send Authorization: Bearer <secret>", role)
+	}
+	t := s.lookupToken(HashSecret(secret))
+	switch {
+	case t == nil && !s.fsm.ACLBootstrapped():
+		return Errorf(CodePermissionDenied, "ACLs are not bootstrapped yet, so no token is valid: run rctl acl bootstrap, then rctl acl token create --role %s", role)
+	case t == nil:
+		return Errorf(CodePermissionDenied, "the ACL token is unknown or revoked")
+	case tokenLevel(t.Role) < need:
+		return Errorf(CodePermissionDenied, "the %s role is required; token %s has %s", role, t.AccessorID, t.Role)
+	}
+	return nil
+}
