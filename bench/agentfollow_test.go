@@ -45,8 +45,24 @@ func BenchmarkAgentFollow(b *testing.B) {
 		}
 		n = v
 	}
-	// Every agent holds up to two connections here, the servers one each.
-	if need := 2*n + 1024; !raiseFileLimit(uint64(need)) {
+	// Agents share heartbeat connections, perConn each (default 25): one
+	// connection per agent, as real agents hold, made this 2-core machine
+	// the bottleneck (the load generator and three servers on it timed
+	// heartbeats out before any kill). RCTL_BENCH_FOLLOW_PER_CONN=1 gives
+	// every agent its own (and, under TLS, its own certificate).
+	perConn := 25
+	if s := os.Getenv("RCTL_BENCH_FOLLOW_PER_CONN"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v <= 0 {
+			b.Fatalf("RCTL_BENCH_FOLLOW_PER_CONN=%q: want a positive number", s)
+		}
+		perConn = v
+	}
+	need := n/perConn + 3*watchConns + 1024
+	if perConn == 1 {
+		need = 3*n + 1024 // a connection to each server, as real agents keep
+	}
+	if !raiseFileLimit(uint64(need)) {
 		b.Skipf("needs an open-file limit of %d for %d agents (ulimit -n; root may raise it)", need, n)
 	}
 	for _, mode := range []struct {
@@ -57,7 +73,7 @@ func BenchmarkAgentFollow(b *testing.B) {
 			sec = "tls"
 		}
 		b.Run(fmt.Sprintf("agents=%d/%s/watch=%v", n, sec, mode.watch), func(b *testing.B) {
-			runFollow(b, n, mode.tls, mode.watch, 3)
+			runFollow(b, n, perConn, mode.tls, mode.watch, 3)
 		})
 	}
 }
@@ -125,14 +141,18 @@ func raiseFileLimit(want uint64) bool {
 	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r) == nil
 }
 
-func runFollow(b *testing.B, n int, secure, watch bool, rounds int) {
+func runFollow(b *testing.B, n, perConn int, secure, watch bool, rounds int) {
 	var p *followPKI
 	var c *cluster
 	cred := rpc.Credentials{}
 	if secure {
+		certs := 0 // shared connections carry the observer's certificate
+		if perConn == 1 {
+			certs = n
+		}
 		t0 := time.Now()
-		p = newFollowPKI(b, n)
-		fmt.Printf("agents=%d: %d agent certificates made in %s\n", n, n, time.Since(t0).Round(time.Millisecond))
+		p = newFollowPKI(b, certs)
+		fmt.Printf("agents=%d: %d agent certificates made in %s\n", n, certs, time.Since(t0).Round(time.Millisecond))
 		c = startClusterTLS(b, 3, "lan", p.caDir)
 		cred = p.observer
 	} else {
@@ -142,10 +162,13 @@ func runFollow(b *testing.B, n int, secure, watch bool, rounds int) {
 	defer cl.Close()
 	l := c.leader(cl, 10*time.Second)
 	f := newFollowFleet(b, c, n, watch, p)
+	f.cred, f.perConn = cred, perConn
 	defer f.close()
 	f.register(b, l.addr, cred)
 	f.start(l)
 	time.Sleep(5 * time.Second) // every agent heartbeating, past the new-leader grace
+	_, rss := procStat(l.cmd.Process.Pid)
+	fmt.Printf("agents=%d tls=%v: leader RSS %.0f MiB with every agent connected\n", n, secure, rss)
 
 	var follow []time.Duration
 	var peaks []float64
@@ -153,7 +176,8 @@ func runFollow(b *testing.B, n int, secure, watch bool, rounds int) {
 	for round := 0; round < rounds; round++ {
 		old := c.leader(cl, 10*time.Second)
 		if !f.allFollow(old.id, 10*time.Second) {
-			b.Fatalf("round %d: not every agent follows %s before the kill", round+1, old.id)
+			b.Fatalf("round %d: %d agents do not follow %s before the kill; %d heartbeat errors, the last: %v",
+				round+1, f.notFollowing(old.id), old.id, f.errs.Load(), f.lastErr.Load())
 		}
 		f.beginRound()
 		c.kill(old)
@@ -183,7 +207,8 @@ func runFollow(b *testing.B, n int, secure, watch bool, rounds int) {
 		cpu0, _ := procStat(nl.cmd.Process.Pid)
 		cpuAt := time.Now()
 		if !f.allFollow(nl.id, 20*time.Second) {
-			b.Fatalf("round %d: agents still not following %s after 20 s", round+1, nl.id)
+			b.Fatalf("round %d: %d agents still not following %s after 20 s; %d heartbeat errors, the last: %v",
+				round+1, f.notFollowing(nl.id), nl.id, f.errs.Load(), f.lastErr.Load())
 		}
 		time.Sleep(max(0, 2*time.Second-time.Since(elected)))
 		cpu1, _ := procStat(nl.cmd.Process.Pid)
@@ -209,16 +234,22 @@ func runFollow(b *testing.B, n int, secure, watch bool, rounds int) {
 
 // followFleet simulates agents that each keep their own connections.
 type followFleet struct {
-	c      *cluster
-	watch  bool
-	agents []*simAgent
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	errs   atomic.Int64
+	c       *cluster
+	watch   bool
+	agents  []*simAgent
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	errs    atomic.Int64
+	lastErr atomic.Value // string: the last heartbeat error
 
 	mu     sync.Mutex
 	acks   []ack // heartbeats acknowledged this round
 	record bool
+
+	cred    rpc.Credentials // the shared connections'
+	perConn int             // agents per heartbeat connection; 1: one each
+	wmu     sync.Mutex
+	wconns  map[string][]*rpc.Conn // pooled: watch and shared heartbeat connections
 }
 
 type ack struct {
@@ -250,7 +281,7 @@ func newFollowFleet(b *testing.B, c *cluster, n int, watch bool, p *followPKI) *
 		// comes from many hosts (and within --max-conns-per-ip).
 		ip := net.IPv4(127, 1, byte(i/200/250), byte(1+(i/200)%250))
 		a := &simAgent{i: i, local: ip, f: f, wake: make(chan struct{}, 1), conns: map[string]*rpc.Conn{}}
-		if p != nil {
+		if p != nil && i < len(p.agents) {
 			a.tls = p.agents[i]
 		}
 		f.agents = append(f.agents, a)
@@ -303,6 +334,15 @@ func (f *followFleet) start(leader *server) {
 
 func (f *followFleet) close() {
 	close(f.stop)
+	f.wmu.Lock()
+	for _, cs := range f.wconns {
+		for _, c := range cs {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}
+	f.wmu.Unlock()
 	for _, a := range f.agents {
 		a.mu.Lock()
 		for _, c := range a.conns {
@@ -340,6 +380,18 @@ func (f *followFleet) allFollow(id string, within time.Duration) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return false
+}
+
+func (f *followFleet) notFollowing(id string) int {
+	n := 0
+	for _, a := range f.agents {
+		a.mu.Lock()
+		if a.acked != id {
+			n++
+		}
+		a.mu.Unlock()
+	}
+	return n
 }
 
 // roundResult: each agent's first heartbeat acknowledged by leader id after
@@ -396,6 +448,9 @@ func (a *simAgent) conn(addr string) (*rpc.Conn, error) {
 		return nil, err
 	}
 	a.mu.Lock()
+	// Like a real agent, keep the connections made to every server (its
+	// watch rotates over the followers), so the one to a new leader is
+	// usually open already: no handshake when following an election.
 	if old := a.conns[addr]; old != nil {
 		old.Close()
 	}
@@ -435,7 +490,13 @@ func (a *simAgent) heartbeats() {
 		sent := time.Now()
 		var r rpc.HeartbeatReply
 		err := func() error {
-			c, err := a.conn(addr)
+			var c *rpc.Conn
+			var err error
+			if a.f.perConn > 1 {
+				c, err = a.f.sharedConn(addr, a.i/a.f.perConn)
+			} else {
+				c, err = a.conn(addr)
+			}
 			if err != nil {
 				return err
 			}
@@ -465,6 +526,7 @@ func (a *simAgent) heartbeats() {
 			continue
 		}
 		a.f.errs.Add(1)
+		a.f.lastErr.Store(fmt.Sprintf("%s: %v", addr, err))
 		a.mu.Lock()
 		if a.leader == addr {
 			a.leader = ""
@@ -498,7 +560,11 @@ func (a *simAgent) watcher() {
 		}
 		var st rpc.StatusReply
 		err := func() error {
-			c, err := a.conn(addr)
+			watchConn := a.f.watchConn
+			if a.f.perConn == 1 {
+				watchConn = func(addr string, _ int) (*rpc.Conn, error) { return a.conn(addr) }
+			}
+			c, err := watchConn(addr, a.i)
 			if err != nil {
 				return err
 			}
@@ -532,6 +598,50 @@ func (a *simAgent) watcher() {
 		default:
 		}
 	}
+}
+
+// watchConns is how many connections to each server the fleet's leader
+// watches share. A real agent holds its watch on a connection of its own;
+// the simulation multiplexes them (a waiting watch costs the server a
+// goroutine either way) so that the fleet's heartbeat connections, one
+// per agent, fit the open-file limit of one process.
+const watchConns = 64
+
+// watchConn is the connection agent i's watch at addr goes through.
+func (f *followFleet) watchConn(addr string, i int) (*rpc.Conn, error) {
+	return f.pooled("watch "+addr, addr, i%watchConns)
+}
+
+// sharedConn is heartbeat connection group at addr, shared by perConn
+// agents (RCTL_BENCH_FOLLOW_PER_CONN).
+func (f *followFleet) sharedConn(addr string, group int) (*rpc.Conn, error) {
+	return f.pooled("heartbeat "+addr, addr, group)
+}
+
+// pooled is connection k of the pool named key, dialled to addr with the
+// fleet's credentials (the observer's under TLS: every right).
+func (f *followFleet) pooled(key, addr string, k int) (*rpc.Conn, error) {
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	if f.wconns == nil {
+		f.wconns = map[string][]*rpc.Conn{}
+	}
+	cs := f.wconns[key]
+	for len(cs) <= k {
+		cs = append(cs, nil)
+	}
+	f.wconns[key] = cs
+	if cs[k] != nil && !cs[k].Dead() {
+		return cs[k], nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	c, err := rpc.DialWith(ctx, addr, f.cred.Dialer())
+	if err != nil {
+		return nil, err
+	}
+	cs[k] = c
+	return c, nil
 }
 
 func (f *followFleet) learned(leader string, agent int) {
