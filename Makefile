@@ -1,7 +1,8 @@
 # rctl — build, test and benchmark entry points.
 #   make test    the whole suite (what CI runs): Go vet/format/race tests,
 #                end-to-end process tests, the Python agent's lint/type/tests,
-#                and a client written from docs/rpc.md alone (e2e/docclient).
+#                a client written from docs/rpc.md alone (e2e/docclient),
+#                ansible-lint, the package checks and (root) the Ansible rollout.
 #                Installs what it needs itself (Go modules, agent virtualenv).
 #   make dev     a local cluster: 5 servers and 3 Python agents (rctl dev).
 #   make bench   benchmarks that print figures (bench/RESULTS.md, bench/RESULTS-peer.md);
@@ -17,14 +18,21 @@ BIN     := bin/rctl
 # running as root (as CI does); without them those tests skip.
 DEB_PKGS := tmux iproute2
 
-.PHONY: deps all build test test-go lint lint-go agent-venv test-agent lint-agent dev bench bench-quick bench-tls chaos fuzz clean
+.PHONY: deps all build test test-rollout test-go lint lint-go agent-venv test-agent lint-agent dev bench bench-quick bench-tls chaos fuzz clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) .
 
-test: deps lint test-go test-agent test-docclient
+# make test also runs the release and rollout checks: the packages
+# (package-test: goreleaser snapshot, contents, systemd-analyze verify,
+# install/upgrade/purge) and, as root, the Ansible rollout on five
+# namespace hosts (rollout-test; skipped with a message when not root).
+test: deps lint test-go test-agent test-docclient lint-ansible package-test test-rollout
+
+test-rollout:
+	@if [ "$$(id -u)" != 0 ]; then echo "rollout-test: skipped: it needs root (network namespaces, sshd); CI runs it as root"; else $(MAKE) rollout-test; fi
 
 deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
