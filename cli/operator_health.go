@@ -87,12 +87,12 @@ func (r *healthReport) failed() []string {
 	return out
 }
 
-// errUnhealthy is returned when the checks ran and at least one failed. It
-// is a usageError only so that Run exits with status 2 (the documented
-// "not safe" status, distinct from 1 = could not ask the cluster).
+// errUnhealthy is returned when the checks ran and at least one failed:
+// exit status 3 (ExitUnhealthy), apart from 1 (the cluster could not be
+// asked) and 2 (a usage mistake).
 func errUnhealthy(r *healthReport) error {
 	n := len(r.failed())
-	return usageError{fmt.Errorf("cluster is not healthy: %d of %d checks failed", n, len(r.Checks))}
+	return exitError{ExitUnhealthy, fmt.Errorf("cluster is not healthy: %d of %d checks failed", n, len(r.Checks))}
 }
 
 func newOperatorHealthCommand(g *globals) *cobra.Command {
@@ -130,8 +130,8 @@ server restarts one healthy answer may describe it as it was before; --wait
 therefore requires the cluster to stay healthy for --stable (default 3s)
 before it succeeds.
 
-Exit status: 0 healthy; 2 not healthy (the checks ran and one failed, or
---wait ran out while it was not healthy) or a usage mistake; 1 the cluster
+Exit status: 0 healthy; 3 not healthy (the checks ran and one failed, or
+--wait ran out while it was not healthy); 2 a usage mistake; 1 the cluster
 could not be asked (no server reachable, permission denied, ...), as for
 every other command.
 

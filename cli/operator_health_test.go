@@ -93,7 +93,7 @@ func (c *healthCluster) health(args ...string) (int, string, string) {
 }
 
 // TestOperatorHealth: on a real three-server cluster the gate passes when
-// all is well, fails with exit 2 and one line per failed check when a
+// all is well, fails with exit 3 and one line per failed check when a
 // voter is stopped, and --wait returns 0 once the voter is back.
 func TestOperatorHealth(t *testing.T) {
 	c := startHealthCluster(t, 3)
@@ -120,10 +120,11 @@ func TestOperatorHealth(t *testing.T) {
 		t.Fatalf("-o json: want healthy, 3 voters, 3 healthy, quorum 2, tolerance 1, a leader, 3 servers; got %+v", r)
 	}
 
-	// Stricter demands than this cluster meets: exit 2 with the reasons.
+	// Stricter demands than this cluster meets: exit 3 with the reasons,
+	// and no usage hint (the command was used right).
 	code, _, errOut = c.health("--min-voters", "5", "--min-failure-tolerance", "2")
-	if code != ExitUsage {
-		t.Fatalf("--min-voters 5: exit %d, want 2\nstderr:\n%s", code, errOut)
+	if code != ExitUnhealthy || strings.Contains(errOut, "--help") {
+		t.Fatalf("--min-voters 5: exit %d, want 3 without a usage hint\nstderr:\n%s", code, errOut)
 	}
 	for _, want := range []string{"rctl: min_voters: 3 voters (need >= 5)", "rctl: failure_tolerance: 3 healthy of 3 voters, quorum 2: tolerance 1 (need >= 2)"} {
 		if !strings.Contains(errOut, want) {
@@ -147,8 +148,8 @@ func TestOperatorHealth(t *testing.T) {
 	wantReason := fmt.Sprintf("rctl: voters: 1 of 3 voters not answering: %s (unreachable)", id)
 	testutil.Eventually(t, 30*time.Second, func() error {
 		code, out, errOut := c.health()
-		if code != ExitUsage {
-			return fmt.Errorf("exit %d with %s stopped, want 2\nstdout:\n%s\nstderr:\n%s", code, id, out, errOut)
+		if code != ExitUnhealthy {
+			return fmt.Errorf("exit %d with %s stopped, want 3\nstdout:\n%s\nstderr:\n%s", code, id, out, errOut)
 		}
 		for _, want := range []string{wantReason, "rctl: failure_tolerance: 2 healthy of 3 voters, quorum 2: tolerance 0 (need >= 1)", "rctl: cluster is not healthy: 2 of 4 checks failed"} {
 			if !strings.Contains(errOut, want) {
@@ -158,10 +159,10 @@ func TestOperatorHealth(t *testing.T) {
 		return nil
 	})
 
-	// --wait that runs out while a voter is down: exit 2, same reasons.
+	// --wait that runs out while a voter is down: exit 3, same reasons.
 	code, _, errOut = c.health("--wait", "1500ms", "--interval", "500ms")
-	if code != ExitUsage || !strings.Contains(errOut, wantReason) {
-		t.Fatalf("--wait with %s down: exit %d, want 2 with %q\nstderr:\n%s", id, code, wantReason, errOut)
+	if code != ExitUnhealthy || !strings.Contains(errOut, wantReason) {
+		t.Fatalf("--wait with %s down: exit %d, want 3 with %q\nstderr:\n%s", id, code, wantReason, errOut)
 	}
 
 	// Back again: --wait returns 0 once it has stayed healthy.

@@ -26,7 +26,20 @@ const (
 	ExitOK    = 0
 	ExitError = 1
 	ExitUsage = 2
+	// ExitUnhealthy: a check ran and found the cluster not as asked
+	// (rctl operator health).
+	ExitUnhealthy = 3
 )
+
+// exitError ends the command with its own exit status and one line,
+// without the usage hint: the command ran as asked and reports a verdict.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
 
 // usageError marks a mistake in how the command was called (exit 2).
 type usageError struct{ err error }
@@ -189,6 +202,11 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	err := root.Execute()
 	if err == nil {
 		return ExitOK
+	}
+	var xe exitError
+	if errors.As(err, &xe) {
+		fmt.Fprintf(stderr, "rctl: %s\n", termsafe.Field(err.Error()))
+		return xe.code
 	}
 	var ue usageError
 	if errors.As(err, &ue) || isCobraUsage(err) {
