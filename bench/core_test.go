@@ -122,6 +122,17 @@ func (c *cluster) addrs(except *server) []string {
 	return out
 }
 
+// other returns the first server that is not s (a follower of leader s).
+func (c *cluster) other(s *server) *server {
+	for _, o := range c.servers {
+		if o != s {
+			return o
+		}
+	}
+	c.b.Fatal("a one-server cluster has no other server")
+	return nil
+}
+
 // leader polls until some server names a leader and returns it.
 func (c *cluster) leader(cl *rpc.Client, within time.Duration) *server {
 	deadline := time.Now().Add(within)

@@ -134,13 +134,7 @@ func BenchmarkManifestScale(b *testing.B) {
 		total, time.Since(t4).Round(time.Millisecond))
 
 	// A follower loses its disk and rejoins with the same id.
-	var f *server
-	for _, s := range c.servers {
-		if s != l {
-			f = s
-			break
-		}
-	}
+	f := c.other(l)
 	c.kill(f)
 	if err := os.RemoveAll(f.dir); err != nil {
 		b.Fatal(err)

@@ -143,13 +143,7 @@ func BenchmarkRetention(b *testing.B) {
 		before.restore.Round(time.Millisecond), after.restore.Round(time.Millisecond), before.rss, after.rss)
 
 	// A follower restarted on the bounded manifest.
-	var f *server
-	for _, s := range c.servers {
-		if s != l {
-			f = s
-			break
-		}
-	}
+	f := c.other(l)
 	c.kill(f)
 	t3 := time.Now()
 	start(f)
