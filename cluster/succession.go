@@ -27,8 +27,8 @@ import (
 //
 // Every server computes the same order of successors to a lost leader:
 // voters of the preferred leader cloud first (placement.go), then the
-// others, each group by id. The first stands; the next one an election
-// timeout later if no leader has appeared, and so on. Two kinds of
+// others, each group by id. The first stands; the next one successionGap
+// later if no leader has appeared and no election started, and so on. Two kinds of
 // evidence start it:
 //
 //   - the leader's process is gone: its raft connections to us closed and
@@ -148,6 +148,16 @@ func (s *Server) succeedIfLeaderGone(addr raft.ServerAddress, id raft.ServerID) 
 	s.succeed(id, false)
 }
 
+// successionGap is how long each successor waits after the one before it
+// in the order stands: longer than a successor's election takes (TimeoutNow
+// and one round of votes, across clouds at worst), and well short of raft's
+// own election timers (HeartbeatTimeout to twice that after the last
+// contact). A whole ElectionTimeout per rank made the second successor
+// stand just as raft's random candidates did: with the first successor
+// silent (restarted a moment before, it had not seen the leader's
+// connection close), votes split and a wan failover took 5.5 s.
+func (s *Server) successionGap() time.Duration { return s.timing.ElectionTimeout / 3 }
+
 // recentLeaderWindow is how long after losing sight of a leader a closed
 // raft connection still makes this server probe it.
 func (s *Server) recentLeaderWindow() time.Duration { return 2 * s.timing.ElectionTimeout }
@@ -256,16 +266,20 @@ func (s *Server) succeed(gone raft.ServerID, confirm bool) succession {
 			"event", "leader_gone", "leader_id", string(gone), "last_index", last, "commit_index", commit)
 		return outcome
 	}
-	wait := time.Duration(rank) * s.timing.ElectionTimeout
+	wait := time.Duration(rank) * s.successionGap()
+	startTerm := s.raft.CurrentTerm()
 	if !confirm {
 		s.log.Info("leader's process is gone (its port refuses connections)", "event", "leader_gone",
 			"leader_id", string(gone), "successor_rank", rank, "stand_in", wait.String())
 	}
 	// Stand only if nothing moves on meanwhile: still a follower, no new
-	// leader heard of, and (for silence) still no word from the old one.
+	// leader heard of, no election started by an earlier successor (a
+	// higher term: standing now would only disrupt it; raft's own timers
+	// remain if it fails), and (for silence) still no word from the old
+	// one.
 	movedOn := func() bool {
 		_, cur := s.raft.LeaderWithID()
-		if s.raft.State() != raft.Follower || (cur != "" && cur != gone) {
+		if s.raft.State() != raft.Follower || (cur != "" && cur != gone) || s.raft.CurrentTerm() > startTerm {
 			return true
 		}
 		return confirm && !s.leaderSilent()
