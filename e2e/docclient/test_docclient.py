@@ -614,6 +614,22 @@ def test_status_get_blocking(env: Env) -> None:
         c.close()
 
 
+def test_status_get_known_leader(env: Env) -> None:
+    # "block until the server knows a leader whose id differs from it"
+    lead = env.leader()
+    s = env.follower()
+    r = env.client.call(
+        "Status.Get", {"known_leader": "nobody", "max_wait_ms": 20000}, addr=s.addr
+    )
+    assert (r["leader_id"], r["leader_addr"]) == (lead.id, lead.addr)  # at once
+    t0 = time.monotonic()
+    r = env.client.call(
+        "Status.Get", {"known_leader": lead.id, "max_wait_ms": 400}, addr=s.addr
+    )
+    assert time.monotonic() - t0 >= 0.35  # still that leader: held to max_wait_ms
+    assert r["leader_id"] == lead.id
+
+
 def test_status_members_every_field(env: Env) -> None:
     lead = env.leader()
     for s in env.cluster.live():
@@ -1072,6 +1088,7 @@ def test_node_register_heartbeat_and_reports(env: Env) -> None:
         "index",
         "heartbeat_interval_ms",
         "ttl_ms",
+        "follow_spread_ms",
         "leader_id",
         "leader_addr",
         "servers",
@@ -1091,6 +1108,10 @@ def test_node_register_heartbeat_and_reports(env: Env) -> None:
     assert is_int(r["heartbeat_interval_ms"])
     assert r["heartbeat_interval_ms"] > 0
     assert r["ttl_ms"] > r["heartbeat_interval_ms"]
+    # a handful of nodes spread their first heartbeat to a new leader over
+    # nodes / 40,000 s: nothing; never more than a quarter interval
+    assert is_int(r["follow_spread_ms"])
+    assert 0 <= r["follow_spread_ms"] <= r["heartbeat_interval_ms"] // 4
     lead = env.leader()
     assert (r["leader_id"], r["leader_addr"]) == (lead.id, lead.addr)
     check_servers(r["servers"], cl)
@@ -1126,6 +1147,7 @@ def test_node_register_heartbeat_and_reports(env: Env) -> None:
         "status",
         "heartbeat_interval_ms",
         "ttl_ms",
+        "follow_spread_ms",
         "tasks",
         "leader_id",
         "leader_addr",
@@ -1134,6 +1156,7 @@ def test_node_register_heartbeat_and_reports(env: Env) -> None:
     }
     assert hb["status"] == "healthy"
     assert hb["ttl_ms"] == r["ttl_ms"]
+    assert hb["follow_spread_ms"] == r["follow_spread_ms"]
     assert (hb["leader_id"], hb["leader_addr"]) == (lead.id, lead.addr)
     check_servers(hb["servers"], cl)
     for t in hb["tasks"]:
