@@ -122,6 +122,18 @@ func (c *cluster) addrs(except *server) []string {
 	return out
 }
 
+// leaderClients returns a client of every server, the leader (waited
+// for up to 10 s) and a client of the leader alone; both clients are
+// closed when the benchmark ends.
+func (c *cluster) leaderClients() (cl *rpc.Client, l *server, lc *rpc.Client) {
+	cl = rpc.NewClient(c.addrs(nil))
+	c.b.Cleanup(cl.Close)
+	l = c.leader(cl, 10*time.Second)
+	lc = rpc.NewClient([]string{l.addr})
+	c.b.Cleanup(lc.Close)
+	return cl, l, lc
+}
+
 // other returns the first server that is not s (a follower of leader s).
 func (c *cluster) other(s *server) *server {
 	for _, o := range c.servers {

@@ -81,11 +81,7 @@ func BenchmarkManifestScale(b *testing.B) {
 			c.start(s)
 		}
 	}
-	cl := rpc.NewClient(c.addrs(nil))
-	defer cl.Close()
-	l := c.leader(cl, 10*time.Second)
-	lc := rpc.NewClient([]string{l.addr})
-	defer lc.Close()
+	_, l, lc := c.leaderClients()
 
 	t0 := time.Now()
 	step := min(100_000, total)

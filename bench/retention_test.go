@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/rctl-dev/rctl/fsm"
+	"github.com/rctl-dev/rctl/internal/testutil"
 	"github.com/rctl-dev/rctl/rpc"
 )
 
@@ -62,11 +63,7 @@ func BenchmarkRetention(b *testing.B) {
 		s.args = append(s.args, "--retain-finished", "0", "--retain-finished-max", "0")
 		start(s)
 	}
-	cl := rpc.NewClient(c.addrs(nil))
-	defer cl.Close()
-	l := c.leader(cl, 10*time.Second)
-	lc := rpc.NewClient([]string{l.addr})
-	defer lc.Close()
+	_, l, lc := c.leaderClients()
 
 	t0 := time.Now()
 	fill(b, lc, 0, total)
@@ -127,7 +124,7 @@ func BenchmarkRetention(b *testing.B) {
 	fmt.Printf("retention: Task.Add latency while retiring: %s (before retention: %s)\n", summary(during), summary(before.adds))
 	fmt.Printf("retention: leader %s RSS %.0f MiB at %d tasks → %.0f MiB after retiring down to %d (same process)\n",
 		l.id, rssLeader1M, total, rssRetired, total-excess)
-	eventuallyB(b, time.Minute, func() error {
+	testutil.Eventually(b, time.Minute, func() error {
 		for _, s := range c.servers {
 			n := staleCount(s.addr, "cancelled")
 			if n != keep {
@@ -391,7 +388,7 @@ func staleCount(addr, status string) int {
 // waitApplied waits until the server behind cl has applied its whole
 // log (applied index = last index).
 func waitApplied(b *testing.B, cl *rpc.Client, within time.Duration) {
-	eventuallyB(b, within, func() error {
+	testutil.Eventually(b, within, func() error {
 		var st rpc.StatusReply
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -415,7 +412,7 @@ func waitCaughtUp(b *testing.B, lc, fc *rpc.Client, within time.Duration) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	eventuallyB(b, within, func() error {
+	testutil.Eventually(b, within, func() error {
 		var st rpc.StatusReply
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -427,19 +424,4 @@ func waitCaughtUp(b *testing.B, lc, fc *rpc.Client, within time.Duration) {
 		}
 		return nil
 	})
-}
-
-func eventuallyB(b *testing.B, within time.Duration, fn func() error) {
-	b.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("not true after %s: %v", within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

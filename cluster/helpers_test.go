@@ -44,25 +44,33 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 // passed through tweak (if not nil) before it starts.
 func newTestClusterWith(t *testing.T, n int, tweak func(i int, cfg *Config)) *testCluster {
 	t.Helper()
+	c := &testCluster{t: t, cfgs: testClusterConfigs(t, n, tweak)}
+	for i := range c.cfgs {
+		c.start(i)
+	}
+	t.Cleanup(c.stopAll)
+	return c
+}
+
+// testClusterConfigs are the configurations of n servers s1…sN on free
+// loopback addresses, bootstrapped together, each passed through tweak.
+func testClusterConfigs(t *testing.T, n int, tweak func(i int, cfg *Config)) []Config {
+	t.Helper()
 	addrs := freeAddrs(t, n)
 	var peers []Peer
 	for i, a := range addrs {
 		peers = append(peers, Peer{ID: fmt.Sprintf("s%d", i+1), Address: a})
 	}
-	c := &testCluster{t: t}
+	var cfgs []Config
 	for i, a := range addrs {
 		cfg := testConfig(t, peers[i].ID, a, t.TempDir())
 		cfg.Peers = peers
 		if tweak != nil {
 			tweak(i, &cfg)
 		}
-		c.cfgs = append(c.cfgs, cfg)
+		cfgs = append(cfgs, cfg)
 	}
-	for i := range c.cfgs {
-		c.start(i)
-	}
-	t.Cleanup(c.stopAll)
-	return c
+	return cfgs
 }
 
 func (c *testCluster) start(i int) {

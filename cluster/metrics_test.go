@@ -27,20 +27,9 @@ import (
 // restarted with c.start comes back without it.
 func newMetricsCluster(t *testing.T, n int, tweak func(i int, cfg *Config)) *testCluster {
 	t.Helper()
-	addrs := freeAddrs(t, n)
-	var peers []Peer
-	for i, a := range addrs {
-		peers = append(peers, Peer{ID: fmt.Sprintf("s%d", i+1), Address: a})
-	}
-	c := &testCluster{t: t}
+	c := &testCluster{t: t, cfgs: testClusterConfigs(t, n, tweak)}
 	t.Cleanup(c.stopAll)
-	for i, a := range addrs {
-		cfg := testConfig(t, peers[i].ID, a, t.TempDir())
-		cfg.Peers = peers
-		if tweak != nil {
-			tweak(i, &cfg)
-		}
-		c.cfgs = append(c.cfgs, cfg)
+	for _, cfg := range c.cfgs {
 		s, err := New(cfg, WithMetrics(MetricsConfig{Addr: "127.0.0.1:0"}))
 		if err != nil {
 			t.Fatalf("start %s: %v", cfg.NodeID, err)
