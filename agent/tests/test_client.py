@@ -108,6 +108,45 @@ def test_unreachable_cluster_backs_off_without_hot_loop() -> None:
     client.close()
 
 
+def test_limit_cuts_backoff_and_attempts_short() -> None:
+    """``limit`` is hard: with a long budget and a backoff deep into its
+    growth, the call still returns (unavailable) at the limit, not later."""
+    t = FakeTime()
+    policy = RetryPolicy(base_delay=1.0, max_delay=8.0, sleep=t.sleep, clock=t.clock)
+    client = ClusterClient([dead_addr()], policy=policy, connect_timeout=0.2)
+    for _ in range(3):  # grow the shared backoff to 4 s
+        with pytest.raises(ClusterUnavailable):
+            client.call("Node.Heartbeat", {"node_id": "n1"}, timeout=1, budget=0)
+    start = t.now
+    with pytest.raises(ClusterUnavailable):
+        client.call("Node.Heartbeat", {"node_id": "n1"}, timeout=5, budget=30, limit=0.5)
+    assert t.now - start == pytest.approx(0.5)  # waited to the limit, no more
+    assert t.sleeps[-1] == pytest.approx(0.5)
+    # Without the limit the same call waits the backoff out.
+    start = t.now
+    with pytest.raises(ClusterUnavailable):
+        client.call("Node.Heartbeat", {"node_id": "n1"}, timeout=5, budget=0)
+    assert t.now - start > 1.0
+    client.close()
+
+
+def test_limit_shortens_the_attempt_timeout(cluster: FakeCluster) -> None:
+    """An attempt that would hang (a server that never answers) ends at the limit."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    try:
+        client = make_client([f"127.0.0.1:{silent.getsockname()[1]}"])
+        start = time.monotonic()
+        with pytest.raises(ClusterUnavailable):
+            client.call("Node.Heartbeat", {"node_id": "n1"}, timeout=5, budget=5, limit=0.3)
+        took = time.monotonic() - start
+        assert 0.25 <= took < 1.5, took
+        client.close()
+    finally:
+        silent.close()
+
+
 def test_backoff_resets_after_success(cluster: FakeCluster) -> None:
     t = FakeTime()
     policy = RetryPolicy(base_delay=0.1, max_delay=1.0, sleep=t.sleep, clock=t.clock)

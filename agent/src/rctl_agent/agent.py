@@ -333,9 +333,16 @@ class Agent:
         args = {"node_id": self.config.node_id, "draining": self._draining, "running": running}
         timeout = max(self._interval, self.config.min_heartbeat_timeout)
         sent = self._clock()
+        fence_at = self._fence_deadline()
         try:
             reply = self.client.call(
-                "Node.Heartbeat", args, timeout=timeout, budget=timeout, leader_only=True
+                "Node.Heartbeat",
+                args,
+                timeout=timeout,
+                budget=timeout,
+                leader_only=True,
+                # the loop must be free to fence in time
+                limit=None if fence_at is None else max(fence_at - sent, 0.0),
             )
         except RpcError as e:
             if e.code == "not_found" and not self._draining:

@@ -92,6 +92,9 @@ RETRYABLE_CODES = frozenset({"not_leader", "unavailable"})
 IDEMPOTENT_RETRYABLE_CODES = RETRYABLE_CODES | {"deadline_exceeded"}
 """Error codes retried only for idempotent calls (a write may have committed)."""
 
+MIN_ATTEMPT_TIMEOUT = 0.05
+"""Shortest attempt ``call(limit=…)`` makes, seconds."""
+
 WATCH_MIN_DELAY = 0.1
 """Shortest pause, in seconds, after a leader watch that told nothing new."""
 
@@ -266,6 +269,7 @@ class ClusterClient:
         budget: float | None = None,
         leader_only: bool = False,
         idempotent: bool = True,
+        limit: float | None = None,
     ) -> Any:
         """Make one call, retrying across servers; return its ``result``.
 
@@ -277,6 +281,9 @@ class ClusterClient:
             the first attempt may first wait out the shared backoff.
         :param leader_only: the call must reach the leader (``Node.Heartbeat``);
             its success is what keeps the state ``FOLLOWING``.
+        :param limit: seconds from now past which no wait (backoff or
+            attempt) runs, unlike ``budget``; for a caller with something
+            else due then (the agent fences its tasks).
         :param idempotent: whether repeating the call is harmless.  When
             true, the call may be sent again after a timeout or broken
             connection, so its side effect may be applied more than once
@@ -288,16 +295,23 @@ class ClusterClient:
         """
         clock = self.policy.clock
         deadline = clock() + (timeout if budget is None else budget)
+        not_after = None if limit is None else clock() + limit
+        if not_after is not None:
+            deadline = min(deadline, not_after)
         retryable = IDEMPOTENT_RETRYABLE_CODES if idempotent else RETRYABLE_CODES
         redirects = 0
         tried: list[str] = []
+        last: BaseException | None = None
         while True:
-            self._wait_backoff()
+            if not self._wait_backoff(not_after):
+                raise ClusterUnavailable(method, tried, last)
             addr = self._pick()
             tried.append(addr)
-            last: BaseException
+            attempt_timeout = timeout
+            if not_after is not None:
+                attempt_timeout = min(timeout, max(not_after - clock(), MIN_ATTEMPT_TIMEOUT))
             try:
-                result = self._attempt(addr, method, args, timeout, idempotent)
+                result = self._attempt(addr, method, args, attempt_timeout, idempotent)
             except RpcError as e:
                 if e.code == "not_leader" and e.leader_addr and e.leader_addr != addr:
                     if redirects < self._max_redirects and self._trusted(e.leader_addr.strip()):
@@ -541,16 +555,26 @@ class ClusterClient:
             if self._conns.get(addr) is conn:
                 del self._conns[addr]
 
-    def _wait_backoff(self) -> None:
+    def _wait_backoff(self, not_after: float | None = None) -> bool:
+        """Wait out the shared backoff (ended early by another call's
+        success); False, after waiting until ``not_after``, if it lasts past
+        that."""
         with self._backoff_over:
             while True:
-                wait = self._next_attempt_at - self.policy.clock()
+                now = self.policy.clock()
+                wait = self._next_attempt_at - now
                 if wait <= 0:
-                    return
+                    return True
+                if not_after is not None and now >= not_after:
+                    return False
+                clipped = not_after is not None and now + wait > not_after
+                if clipped:
+                    wait = not_after - now  # type: ignore[operator]
                 if self.policy.sleep is not None:
                     break
                 self._backoff_over.wait(wait)  # woken early by a success
         self.policy.sleep(wait)
+        return not clipped
 
     def _pick(self) -> str:
         with self._lock:
