@@ -62,9 +62,11 @@ func newMembersCommand(g *globals) *cobra.Command {
 		Use:   "members",
 		Short: "List every server: labels, suffrage, state, leader, last contact and replication lag",
 		Long: `List every Raft server. The leader probes each server, so state, last contact
-(how long ago the server heard from the leader) and lag (log entries its applied
-index trails the leader's last index) are live. A warning line follows when the
-voters' layout cannot survive the loss of one cloud (e.g. 3 AWS + 3 GCP).
+(how long ago the server heard from the leader), lag (log entries its applied
+index trails the leader's last index) and rtt (the round trip from the leader,
+the least of its last few probes) are live. A warning line follows when the
+voters' layout cannot survive the loss of one cloud (e.g. 3 AWS + 3 GCP), or
+when a round trip is longer than the --timing profile is made for.
 With --stale the contacted server answers alone, without probes.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(*cobra.Command, []string) error {
@@ -75,13 +77,17 @@ With --stale the contacted server answers alone, without probes.`,
 			if g.json() {
 				return g.printJSON(&reply)
 			}
-			t := newTable(g.stdout, "ID", "ADDRESS", "CLOUD", "REGION", "SUFFRAGE", "STATE", "LEADER", "LAST_CONTACT", "LAG")
+			t := newTable(g.stdout, "ID", "ADDRESS", "CLOUD", "REGION", "SUFFRAGE", "STATE", "LEADER", "LAST_CONTACT", "LAG", "RTT")
 			for _, m := range reply.Members {
 				lag := "-"
 				if m.Lag >= 0 {
 					lag = fmt.Sprint(m.Lag)
 				}
-				t.row(m.ID, m.Address, dash(m.Cloud), dash(m.Region), m.Suffrage, m.State, fmt.Sprint(m.Leader), msOrDash(m.LastContactMS), lag)
+				rtt := "-"
+				if m.RTTMS >= 0 {
+					rtt = fmtMS(m.RTTMS)
+				}
+				t.row(m.ID, m.Address, dash(m.Cloud), dash(m.Region), m.Suffrage, m.State, fmt.Sprint(m.Leader), msOrDash(m.LastContactMS), lag, rtt)
 			}
 			if err := t.flush(); err != nil {
 				return err

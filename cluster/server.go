@@ -283,6 +283,12 @@ func (s *Server) LastLeaderChange() time.Time {
 	return time.Time{}
 }
 
+// TimingProfile is the name of this server's --timing profile and the
+// largest server-to-server round trip it is made for.
+func (s *Server) TimingProfile() (name string, maxRTT time.Duration) {
+	return s.timing.Name, s.timing.MaxRTT
+}
+
 // Addr is the advertised address.
 func (s *Server) Addr() string { return s.cfg.Advertise }
 

@@ -37,6 +37,10 @@ type Timing struct {
 	// 55 ms per write (bench/peer throughput: 235 writes/s at 2, 289 at 16,
 	// 284 at 64; 64 clients 871, 1113, 1070).
 	MaxRPCsInFlight int
+	// MaxRTT is the largest round trip between two servers the profile is
+	// made for. Status.Members and Operator.RTT warn above it: the
+	// timeouts leave no margin (docs/operations.md, "Timing profiles").
+	MaxRTT time.Duration
 }
 
 var timings = map[string]Timing{
@@ -44,7 +48,8 @@ var timings = map[string]Timing{
 	// Short enough for sub-2 s failover, long enough that a loaded 2-core
 	// machine running five servers under the race detector elects once.
 	"lan": {Name: "lan", HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
-		LeaderLeaseTimeout: 250 * time.Millisecond, CommitTimeout: 20 * time.Millisecond},
+		LeaderLeaseTimeout: 250 * time.Millisecond, CommitTimeout: 20 * time.Millisecond,
+		MaxRTT: 20 * time.Millisecond},
 	// wan: servers split over AWS and GCP, intra-cloud RTT ≈ 25 ms and
 	// cross-cloud RTT ≈ 243 ms. Failover here is succession's job
 	// (succession.go): the first successor stands when the leader's port
@@ -60,7 +65,8 @@ var timings = map[string]Timing{
 	// two-server cloud would step down on an idle cluster.
 	"wan": {Name: "wan", HeartbeatTimeout: 1500 * time.Millisecond, ElectionTimeout: 1500 * time.Millisecond,
 		LeaderLeaseTimeout: 800 * time.Millisecond, CommitTimeout: 50 * time.Millisecond,
-		SuccessionSilence: 600 * time.Millisecond, MaxRPCsInFlight: 16},
+		SuccessionSilence: 600 * time.Millisecond, MaxRPCsInFlight: 16,
+		MaxRTT: 500 * time.Millisecond},
 }
 
 // TimingProfile returns the named profile.

@@ -15,13 +15,14 @@ import (
 type RTT struct {
 	From, To string
 	Connect  time.Duration // TCP handshake (SYN → SYN/ACK): one round trip
+	Min      time.Duration // least 1-byte echo round trip
 	Median   time.Duration // median 1-byte echo round trip
 	Max      time.Duration
 }
 
 func (r RTT) String() string {
-	return fmt.Sprintf("%s→%s: connect %s, echo median %s, max %s", r.From, r.To,
-		r.Connect.Round(100*time.Microsecond), r.Median.Round(100*time.Microsecond), r.Max.Round(100*time.Microsecond))
+	return fmt.Sprintf("%s→%s: connect %s, echo min %s, median %s, max %s", r.From, r.To,
+		r.Connect.Round(100*time.Microsecond), r.Min.Round(100*time.Microsecond), r.Median.Round(100*time.Microsecond), r.Max.Round(100*time.Microsecond))
 }
 
 // MeasureRTT opens a TCP connection from one node to an echo listener on
@@ -33,15 +34,15 @@ func MeasureRTT(from, to *Node, rounds int) (RTT, error) {
 		return r, err
 	}
 	defer ln.Close()
-	r.Connect, r.Median, r.Max, err = EchoRTT(ln, func() (net.Conn, error) {
+	r.Connect, r.Min, r.Median, r.Max, err = EchoRTT(ln, func() (net.Conn, error) {
 		return from.Dial(context.Background(), ln.Addr().String())
 	}, rounds)
 	return r, err
 }
 
 // EchoRTT serves one echo connection on ln, dials it and times the
-// handshake and rounds 1-byte echoes: their median and maximum.
-func EchoRTT(ln net.Listener, dial func() (net.Conn, error), rounds int) (connect, median, max time.Duration, err error) {
+// handshake and rounds 1-byte echoes: their least, median and greatest.
+func EchoRTT(ln net.Listener, dial func() (net.Conn, error), rounds int) (connect, least, median, most time.Duration, err error) {
 	go func() {
 		c, err := ln.Accept()
 		if err != nil {
@@ -53,7 +54,7 @@ func EchoRTT(ln net.Listener, dial func() (net.Conn, error), rounds int) (connec
 	start := time.Now()
 	c, err := dial()
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	defer c.Close()
 	connect = time.Since(start)
@@ -63,16 +64,16 @@ func EchoRTT(ln net.Listener, dial func() (net.Conn, error), rounds int) (connec
 	for range rounds {
 		t0 := time.Now()
 		if _, err := c.Write(b); err != nil {
-			return connect, 0, 0, err
+			return connect, 0, 0, 0, err
 		}
 		if _, err := io.ReadFull(c, b); err != nil {
-			return connect, 0, 0, err
+			return connect, 0, 0, 0, err
 		}
 		samples = append(samples, time.Since(t0))
 	}
 	slices.Sort(samples)
 	if len(samples) > 0 {
-		median, max = samples[len(samples)/2], samples[len(samples)-1]
+		least, median, most = samples[0], samples[len(samples)/2], samples[len(samples)-1]
 	}
-	return connect, median, max, nil
+	return connect, least, median, most, nil
 }

@@ -65,6 +65,7 @@ func TestAuthorizeDecisions(t *testing.T) {
 		{MethodStatus, []*caller{server, agent, reader, insecure}, []*caller{anon}},
 		{MethodTaskList, []*caller{server, reader, operator, mgmt}, []*caller{anon, agent}},
 		{MethodTaskAdd, []*caller{server, operator, mgmt, insecure}, []*caller{anon, agent, reader}},
+		{MethodOperatorRTT, []*caller{server, reader, operator, mgmt, insecure}, []*caller{anon, agent}},
 		{MethodRaftRemovePeer, []*caller{server, mgmt}, []*caller{anon, agent, reader, operator}},
 		{MethodRaftJoin, []*caller{server, insecure}, []*caller{anon, agent, reader, operator, mgmt}},
 		{MethodServerLabels, []*caller{server}, []*caller{mgmt, agent}},

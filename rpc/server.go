@@ -70,6 +70,9 @@ type Backend interface {
 	NodeHeartbeatAge(nodeID string) (time.Duration, bool)
 	// HeartbeatParams is the interval and TTL for the current fleet.
 	HeartbeatParams() (interval, ttl time.Duration)
+	// TimingProfile is the name of the server's --timing profile and the
+	// largest server-to-server round trip it is made for.
+	TimingProfile() (name string, maxRTT time.Duration)
 	// FollowSpread is how long node agents spread their first heartbeat
 	// to a new leader (docs/rpc.md, "Following elections").
 	FollowSpread() time.Duration
@@ -143,6 +146,7 @@ type Server struct {
 
 	snapStreams  chan struct{} // semaphore: snapshot streams in progress
 	memberProbes membersCache  // the leader's probe of the servers (Status.Members)
+	rtts         rttHistory    // round trips of those probes
 }
 
 // NewServer builds a Server.
@@ -183,6 +187,7 @@ func (s *Server) declarations() map[string]method {
 		MethodRaftTransfer:    {h: s.transferLeader, a: access{token: levelManagement}},
 		MethodServerLabels:    {h: s.serverLabels, a: access{serverOnly: true}},
 		MethodSnapshotInspect: {h: s.snapshotInspect, a: access{token: levelReader}, bigArgs: true},
+		MethodOperatorRTT:     {h: s.operatorRTT, a: access{token: levelReader}},
 		MethodNodeRegister:    {h: s.nodeRegister, a: access{agent: true}},
 		MethodNodeHeartbeat:   {h: s.nodeHeartbeat, a: access{agent: true}},
 		MethodNodeDeregister:  {h: s.nodeDeregister, a: access{agent: true, token: levelManagement}},

@@ -129,7 +129,7 @@ func (s *Server) members(ctx context.Context, req *Request) (any, error) {
 		m.ID, m.Address = string(srv.ID), string(srv.Address)
 		m.Suffrage = suffrage(srv.Suffrage)
 		m.Leader = string(srv.ID) == leaderID
-		m.LastContactMS, m.Lag = -1, -1
+		m.LastContactMS, m.Lag, m.RTTMS = -1, -1, -1
 		// The manifest's labels are the one answer every server gives; a
 		// server's own report fills in only until its labels are recorded.
 		lbl := s.fsm.Server(m.ID)
@@ -142,7 +142,7 @@ func (s *Server) members(ctx context.Context, req *Request) (any, error) {
 			}
 			m.State, m.Term = self.State, self.Term
 			if amLeader {
-				m.LastContactMS, m.Lag = 0, 0
+				m.LastContactMS, m.Lag, m.RTTMS = 0, 0, 0
 			}
 			continue
 		}
@@ -156,12 +156,20 @@ func (s *Server) members(ctx context.Context, req *Request) (any, error) {
 			continue
 		}
 		m.State, m.Term, m.LastContactMS, m.Lag = p.state, p.term, p.lastContactMS, p.lag
+		m.RTTMS = millis(p.rtt)
 		if lbl == nil && p.cloud != "" {
 			m.Cloud, m.Region = p.cloud, p.region
 		}
 	}
 	sort.Slice(reply.Members, func(i, j int) bool { return reply.Members[i].ID < reply.Members[j].ID })
 	reply.Warnings = GeometryWarnings(reply.Members)
+	if profile, maxRTT := s.b.TimingProfile(); maxRTT > 0 {
+		for _, m := range reply.Members {
+			if m.RTTMS > millis(maxRTT) {
+				reply.Warnings = append(reply.Warnings, rttWarning(self.ID, m.ID, m.RTTMS, profile, millis(maxRTT)))
+			}
+		}
+	}
 	return &reply, nil
 }
 
@@ -181,6 +189,7 @@ type memberProbe struct {
 	term               uint64
 	lastContactMS, lag int64
 	cloud, region      string
+	rtt                time.Duration // least of the last few probes
 }
 
 // membersCache holds the leader's last probe of the other servers.
@@ -260,9 +269,15 @@ func probeServers(ctx context.Context, s *Server, servers []raft.Server, self *S
 			defer cancel()
 			var st StatusReply
 			var p memberProbe
-			if err := s.pool.Call(pctx, string(srv.Address), MethodStatus, &StatusArgs{}, &st); err == nil {
-				p = memberProbe{ok: true, state: st.State, term: st.Term, lastContactMS: st.LastContactMS,
-					lag: max(int64(self.LastIndex)-int64(st.LastIndex), 0), cloud: st.Cloud, region: st.Region}
+			// Dial first (untimed) so that the call times one round trip.
+			conn, err := s.pool.Get(pctx, string(srv.Address))
+			if err == nil {
+				t0 := time.Now()
+				if err = conn.Call(pctx, MethodStatus, &StatusArgs{}, &st); err == nil {
+					p = memberProbe{ok: true, state: st.State, term: st.Term, lastContactMS: st.LastContactMS,
+						lag: max(int64(self.LastIndex)-int64(st.LastIndex), 0), cloud: st.Cloud, region: st.Region,
+						rtt: s.rtts.record(string(srv.ID), time.Since(t0))}
+				}
 			}
 			mu.Lock()
 			out[string(srv.ID)] = p

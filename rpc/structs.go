@@ -17,6 +17,7 @@ const (
 	MethodRaftTransfer    = "Operator.TransferLeader"
 	MethodServerLabels    = "Operator.ServerLabels"
 	MethodSnapshotInspect = "Operator.SnapshotInspect"
+	MethodOperatorRTT     = "Operator.RTT"
 	MethodNodeRegister    = "Node.Register"
 	MethodNodeHeartbeat   = "Node.Heartbeat"
 	MethodNodeDeregister  = "Node.Deregister"
@@ -211,6 +212,10 @@ type Member struct {
 	// leader's (-1 unknown).
 	Lag  int64  `codec:"lag" json:"lag"`
 	Term uint64 `codec:"term" json:"term"`
+	// RTTMS is the round trip from the leader to the server, in
+	// milliseconds: the least of the leader's last few probes (0 on the
+	// leader itself, -1 unknown).
+	RTTMS float64 `codec:"rtt_ms" json:"rtt_ms"`
 }
 
 // MembersReply is the reply of Status.Members.
@@ -221,6 +226,47 @@ type MembersReply struct {
 	Warnings []string `codec:"warnings" json:"warnings"`
 	// From is the id of the server that produced the list.
 	From string `codec:"from" json:"from"`
+}
+
+// RTTArgs are the arguments of Operator.RTT.
+type RTTArgs struct {
+	// Samples is how many round trips are timed per pair of servers
+	// (1–20; 0 means 5).
+	Samples int `codec:"samples" json:"samples"`
+	// Local measures only from the answering server to the others; without
+	// it the answering server also asks every other server for its own.
+	Local bool `codec:"local" json:"local"`
+}
+
+// RTTPair is the round trip from one server to another, measured by the
+// first on a warm connection with Status.Get calls.
+type RTTPair struct {
+	From      string `codec:"from" json:"from"`
+	To        string `codec:"to" json:"to"`
+	FromCloud string `codec:"from_cloud" json:"from_cloud"`
+	ToCloud   string `codec:"to_cloud" json:"to_cloud"`
+	// Samples is how many round trips were timed (0: see Error).
+	Samples  int     `codec:"samples" json:"samples"`
+	MinMS    float64 `codec:"min_ms" json:"min_ms"`
+	MedianMS float64 `codec:"median_ms" json:"median_ms"`
+	MaxMS    float64 `codec:"max_ms" json:"max_ms"`
+	// Error says why From could not measure To ("" when it did).
+	Error string `codec:"error" json:"error"`
+}
+
+// RTTReply is the reply of Operator.RTT.
+type RTTReply struct {
+	// From is the id of the server that answered.
+	From string `codec:"from" json:"from"`
+	// Timing is the answering server's --timing profile and MaxRTTMS the
+	// largest round trip the profile is made for.
+	Timing   string  `codec:"timing" json:"timing"`
+	MaxRTTMS float64 `codec:"max_rtt_ms" json:"max_rtt_ms"`
+	// Pairs are sorted by From, then To.
+	Pairs []RTTPair `codec:"pairs" json:"pairs"`
+	// Warnings name the pairs whose median is above MaxRTTMS, and the
+	// servers that could not be asked.
+	Warnings []string `codec:"warnings" json:"warnings"`
 }
 
 // RaftPeer is one entry of the Raft configuration.

@@ -873,6 +873,18 @@ func age(d time.Duration) string { return humanize.Age(d) }
 
 func msAge(ms int64) string { return humanize.AgeMS(ms) }
 
+// rttText is the leader's round trip to a server ("-" for the leader
+// itself and when unknown).
+func rttText(s rpc.Member) string {
+	switch {
+	case s.State == "leader" || s.RTTMS < 0:
+		return "-"
+	case s.RTTMS < 10:
+		return fmt.Sprintf("%.1fms", s.RTTMS)
+	}
+	return fmt.Sprintf("%.0fms", s.RTTMS)
+}
+
 func nsAge(now time.Time, unixNano int64) string {
 	if unixNano == 0 {
 		return "-"

@@ -77,7 +77,7 @@ func (m *Model) Plain() string {
 		}
 		fmt.Fprintf(&b, "SERVERS %d, %d ok%s\n", len(m.members.Members), ok, note(m.membersErr, m.membersStale))
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		tabRow(tw, "ID", "ADDRESS", "CLOUD/REGION", "SUFFRAGE", "STATE", "LAST_CONTACT", "LAG", "TERM", "HEALTH")
+		tabRow(tw, "ID", "ADDRESS", "CLOUD/REGION", "SUFFRAGE", "STATE", "LAST_CONTACT", "LAG", "RTT", "TERM", "HEALTH")
 		for _, s := range m.members.Members {
 			id := s.ID
 			if s.Address == m.connAddr || s.ID == m.connID {
@@ -94,7 +94,7 @@ func (m *Model) Plain() string {
 				contact = "-"
 			}
 			tabRow(tw, id, s.Address, cloudRegion(s.Cloud, s.Region),
-				s.Suffrage, orDefault(s.State, "unknown"), contact, lag, term, healthName(m.serverHealth(s)))
+				s.Suffrage, orDefault(s.State, "unknown"), contact, lag, rttText(s), term, healthName(m.serverHealth(s)))
 		}
 		tw.Flush()
 		b.WriteString("(* = the connected server)\n")

@@ -296,8 +296,9 @@ var serverCols = []column{
 	{title: "VOTE", drop: 3},
 	{title: "CONTACT", right: true},
 	{title: "LAG", right: true},
-	{title: "TERM", right: true, drop: 4},
-	{title: "ADDRESS", drop: 5},
+	{title: "RTT", right: true, drop: 4},
+	{title: "TERM", right: true, drop: 5},
+	{title: "ADDRESS", drop: 6},
 }
 
 // health classifies a server as the leader sees it.
@@ -373,7 +374,7 @@ func (m *Model) serversPanel(w, h int) []string {
 				term = fmt.Sprint(s.Term)
 			}
 			rows = append(rows, []cell{styled(id, st), txt(cloudRegion(s.Cloud, s.Region)), styled(role, st),
-				txt(s.Suffrage), styled(contact, st), styled(lag, st), txt(term), txt(s.Address)})
+				txt(s.Suffrage), styled(contact, st), styled(lag, st), txt(rttText(s)), txt(term), txt(s.Address)})
 		}
 	}
 	count, note := "", m.dataNote(m.membersErr, m.membersStale, m.membersAt, m.membersOld)
