@@ -17,6 +17,13 @@
 //  4. On gaining leadership, a server applies a barrier before it serves
 //     linearizable reads (LeaderReady).
 //
+// # Raft behind the RPC layer
+//
+// cluster is the only package that calls hashicorp/raft. The RPC layer
+// sees the Server as an rpc.Backend (consensus.go): the raft state and
+// configuration as plain values, and intents — Propose, ReadBarrier,
+// AddServer, RemoveServer, Restore — that map raft's errors to rpc codes.
+//
 // # Timing
 //
 // Raft timeouts come from named profiles (lan, wan) in timing.go, chosen

@@ -81,13 +81,13 @@ func (s *Server) retireLoop(stop <-chan struct{}) {
 // were retired and the index of the last retire entry.
 func (s *Server) RetireNow(ctx context.Context, olderThan time.Duration) (int, uint64, error) {
 	if s.raft.State() != raft.Leader {
-		return 0, 0, raft.ErrNotLeader
+		return 0, 0, raftError(raft.ErrNotLeader)
 	}
 	if olderThan <= 0 {
 		return 0, 0, errors.New("older-than must be positive")
 	}
 	n, index, _, err := s.retire(ctx, olderThan, 0, "manual", 0)
-	return n, index, err
+	return n, index, raftError(err)
 }
 
 // retire proposes retire entries of at most fsm.MaxRetireBatch tasks

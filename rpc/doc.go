@@ -21,10 +21,20 @@
 //     or randomness. The leader first runs the fsm's own checks on the
 //     entry against its state (fsm.Check): a write the fsm would refuse
 //     never reaches the log;
-//  4. linearizable reads pass readBarrier (leadership confirmed by a quorum
-//     after the read arrived, state applied up to the commit index seen
-//     then); stale reads read the local fsm.
+//  4. linearizable reads pass the Backend's ReadBarrier (leadership
+//     confirmed by a quorum after the read arrived, state applied up to the
+//     commit index seen then); stale reads read the local fsm.
+//
+// # The Backend
+//
+// rpc does not touch Raft. The cluster package provides a Backend
+// (backend.go): a read-only view of the raft state and configuration, a
+// leader-change signal, and intents — Propose, ReadBarrier, AddServer,
+// RemoveServer, Restore, TransferLeadership — whose errors are already
+// *Error values (cluster/consensus.go maps raft's). Membership checks
+// that need only the view (is the address taken, is the target a voter)
+// stay in the endpoints.
 //
 // Errors leave endpoints as *Error with a documented Code; toError maps fsm
-// refusals and hashicorp/raft errors onto codes at the edge.
+// refusals, deadlines and network errors onto codes at the edge.
 package rpc

@@ -7,8 +7,6 @@ import (
 	"os"
 	"syscall"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/rctl-dev/rctl/fsm"
 )
 
@@ -68,13 +66,6 @@ func toError(err error) *Error {
 		return &Error{Code: CodeConflict, Message: err.Error()}
 	case errors.Is(err, fsm.ErrNotFound):
 		return &Error{Code: CodeNotFound, Message: err.Error()}
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
-		errors.Is(err, raft.ErrLeadershipTransferInProgress):
-		return &Error{Code: CodeUnavailable, Message: "leadership changed while the request was in flight; retry"}
-	case errors.Is(err, raft.ErrEnqueueTimeout):
-		return &Error{Code: CodeUnavailable, Message: "the leader did not take the write in time (cluster overloaded or losing quorum); retry"}
-	case errors.Is(err, raft.ErrRaftShutdown):
-		return &Error{Code: CodeUnavailable, Message: "the server is shutting down; retry on another server"}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		return &Error{Code: CodeDeadlineExceeded, Message: "the request deadline passed before the cluster answered"}
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):

@@ -10,12 +10,12 @@ import (
 
 func (s *Server) serverList() []ServerAddr {
 	out := []ServerAddr{}
-	f := s.raft.GetConfiguration()
-	if f.Error() != nil {
+	servers, err := s.b.Servers()
+	if err != nil {
 		return out
 	}
-	for _, srv := range f.Configuration().Servers {
-		out = append(out, ServerAddr{ID: string(srv.ID), Address: string(srv.Address)})
+	for _, srv := range servers {
+		out = append(out, ServerAddr{ID: srv.ID, Address: srv.Address})
 	}
 	return out
 }

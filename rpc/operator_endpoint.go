@@ -2,28 +2,20 @@ package rpc
 
 import (
 	"context"
-	"fmt"
-	"time"
-
-	"github.com/hashicorp/raft"
 
 	"github.com/rctl-dev/rctl/fsm"
 )
 
-// membershipTimeout bounds a configuration change.
-const membershipTimeout = 10 * time.Second
-
 func (s *Server) raftPeers(ctx context.Context, req *Request) (any, error) {
-	f := s.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
+	servers, err := s.b.Servers()
+	if err != nil {
 		return nil, err
 	}
 	_, leaderID := s.leader()
 	reply := &RaftPeersReply{Index: s.b.ConfigIndex(), Peers: []RaftPeer{}}
-	for _, srv := range f.Configuration().Servers {
+	for _, srv := range servers {
 		reply.Peers = append(reply.Peers, RaftPeer{
-			ID: string(srv.ID), Address: string(srv.Address),
-			Suffrage: suffrage(srv.Suffrage), Leader: string(srv.ID) == leaderID,
+			ID: srv.ID, Address: srv.Address, Suffrage: suffrage(srv.Voter), Leader: srv.ID == leaderID,
 		})
 	}
 	return reply, nil
@@ -45,33 +37,22 @@ func (s *Server) join(ctx context.Context, req *Request) (any, error) {
 	if done, err := s.forward(ctx, req, &reply); done {
 		return &reply, err
 	}
-	f := s.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
+	servers, err := s.b.Servers()
+	if err != nil {
 		return nil, err
 	}
-	want := raft.Voter
-	if !a.Voter {
-		want = raft.Nonvoter
-	}
-	for _, srv := range f.Configuration().Servers {
+	for _, srv := range servers {
 		switch {
-		case srv.ID == raft.ServerID(a.ID) && srv.Address == raft.ServerAddress(a.Address) && srv.Suffrage == want:
+		case srv.ID == a.ID && srv.Address == a.Address && srv.Voter == a.Voter:
 			// Already a member as asked: a retried join is a no-op.
 			return s.upsertLabels(ctx, lbl)
-		case srv.Address == raft.ServerAddress(a.Address) && srv.ID != raft.ServerID(a.ID):
+		case srv.Address == a.Address && srv.ID != a.ID:
 			return nil, Errorf(CodeConflict, "address %s already belongs to server %s; remove it first with `rctl operator raft remove-peer %s`", a.Address, srv.ID, srv.ID)
 		}
 	}
-	var fut raft.IndexFuture
-	if a.Voter {
-		fut = s.raft.AddVoter(raft.ServerID(a.ID), raft.ServerAddress(a.Address), 0, membershipTimeout)
-	} else {
-		fut = s.raft.AddNonvoter(raft.ServerID(a.ID), raft.ServerAddress(a.Address), 0, membershipTimeout)
+	if _, err := s.b.AddServer(ctx, a.ID, a.Address, a.Voter); err != nil {
+		return nil, err
 	}
-	if err := fut.Error(); err != nil {
-		return nil, fmt.Errorf("add server %s: %w", a.ID, err)
-	}
-	s.log.Info("server added to the raft configuration", "id", a.ID, "address", a.Address, "voter", a.Voter)
 	return s.upsertLabels(ctx, lbl)
 }
 
@@ -132,13 +113,13 @@ func (s *Server) removePeer(ctx context.Context, req *Request) (any, error) {
 	if done, err := s.forward(ctx, req, &reply); done {
 		return &reply, err
 	}
-	f := s.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
+	servers, err := s.b.Servers()
+	if err != nil {
 		return nil, err
 	}
 	found := false
-	for _, srv := range f.Configuration().Servers {
-		found = found || srv.ID == raft.ServerID(a.ID)
+	for _, srv := range servers {
+		found = found || srv.ID == a.ID
 	}
 	if !found {
 		return nil, Errorf(CodeNotFound, "server %q is not in the raft configuration; see `rctl operator raft list-peers`", a.ID)
@@ -148,12 +129,11 @@ func (s *Server) removePeer(ctx context.Context, req *Request) (any, error) {
 	if _, err := s.apply(ctx, &fsm.ServerRemoveEntry{ID: a.ID}); err != nil {
 		return nil, err
 	}
-	fut := s.raft.RemoveServer(raft.ServerID(a.ID), 0, membershipTimeout)
-	if err := fut.Error(); err != nil {
-		return nil, fmt.Errorf("remove server %s: %w", a.ID, err)
+	idx, err := s.b.RemoveServer(ctx, a.ID)
+	if err != nil {
+		return nil, err
 	}
-	s.log.Info("server removed from the raft configuration", "id", a.ID)
-	return &Empty{Index: fut.Index()}, nil
+	return &Empty{Index: idx}, nil
 }
 
 func (s *Server) transferLeader(ctx context.Context, req *Request) (any, error) {
@@ -174,20 +154,20 @@ func (s *Server) transferLeader(ctx context.Context, req *Request) (any, error) 
 		if a.ID == self {
 			return &TransferReply{LeaderID: self, LeaderAddr: s.b.Self().Address}, nil
 		}
-		f := s.raft.GetConfiguration()
-		if err := f.Error(); err != nil {
+		servers, err := s.b.Servers()
+		if err != nil {
 			return nil, err
 		}
-		var target *raft.Server
-		for _, srv := range f.Configuration().Servers {
-			if srv.ID == raft.ServerID(a.ID) {
+		var target *RaftServer
+		for _, srv := range servers {
+			if srv.ID == a.ID {
 				target = &srv
 			}
 		}
 		if target == nil {
 			return nil, Errorf(CodeNotFound, "server %q is not in the raft configuration", a.ID)
 		}
-		if target.Suffrage != raft.Voter {
+		if !target.Voter {
 			return nil, Errorf(CodeInvalidArgument, "server %q is a non-voter and cannot lead", a.ID)
 		}
 	}

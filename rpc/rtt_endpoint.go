@@ -43,11 +43,10 @@ func (s *Server) operatorRTT(ctx context.Context, req *Request) (any, error) {
 	if n == 0 {
 		n = rttDefaultSamples
 	}
-	f := s.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
+	servers, err := s.b.Servers()
+	if err != nil {
 		return nil, err
 	}
-	servers := f.Configuration().Servers
 	self := s.b.Self()
 	name, maxRTT := s.b.TimingProfile()
 	reply := &RTTReply{From: self.ID, Timing: name, MaxRTTMS: millis(maxRTT), Pairs: []RTTPair{}, Warnings: []string{}}
@@ -55,7 +54,7 @@ func (s *Server) operatorRTT(ctx context.Context, req *Request) (any, error) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, srv := range servers {
-		id, addr := string(srv.ID), string(srv.Address)
+		id, addr := srv.ID, srv.Address
 		if id == self.ID {
 			continue
 		}

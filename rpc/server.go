@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/rctl-dev/rctl/fsm"
 	"github.com/rctl-dev/rctl/internal/pki"
 )
@@ -40,53 +38,6 @@ const (
 	// the rest must follow within this time (a 16 MiB frame at 1 MB/s).
 	FrameTimeout = 20 * time.Second
 )
-
-// Backend is what the cluster provides to the RPC layer.
-type Backend interface {
-	// Raft is the local raft instance.
-	Raft() *raft.Raft
-	// FSM is the local manifest state machine.
-	FSM() *fsm.FSM
-	// Self is this server's id, advertised address and labels.
-	Self() fsm.Server
-	// LeaderReady reports whether this server is leader and has applied
-	// every entry committed before its term (a barrier in its term), so it
-	// may serve linearizable reads.
-	LeaderReady() bool
-	// LastLeaderChange is when this server last saw the leader change.
-	LastLeaderChange() time.Time
-	// ConfigIndex is the log index of the latest committed raft
-	// configuration change this server has applied.
-	ConfigIndex() uint64
-	// LeaderWatch returns a channel closed at the next leader change
-	// this server observes (a new leader, or the leader lost), or when
-	// its own leadership becomes established.
-	LeaderWatch() <-chan struct{}
-	// NodeHeartbeat records a node agent's heartbeat on the leader and
-	// returns the interval and TTL to hand back; ok is false when this
-	// server is not an established leader.
-	NodeHeartbeat(nodeID string, draining bool) (interval, ttl time.Duration, ok bool)
-	// NodeHeartbeatAge is how long ago a node heartbeated to this leader.
-	NodeHeartbeatAge(nodeID string) (time.Duration, bool)
-	// HeartbeatParams is the interval and TTL for the current fleet.
-	HeartbeatParams() (interval, ttl time.Duration)
-	// TimingProfile is the name of the server's --timing profile and the
-	// largest server-to-server round trip it is made for.
-	TimingProfile() (name string, maxRTT time.Duration)
-	// FollowSpread is how long node agents spread their first heartbeat
-	// to a new leader (docs/rpc.md, "Following elections").
-	FollowSpread() time.Duration
-	// ForgetNode drops a deregistered node from liveness tracking.
-	ForgetNode(nodeID string)
-	// RetireNow retires every finished task that finished more than
-	// olderThan ago (this server leads) and returns how many and the last
-	// entry's index.
-	RetireNow(ctx context.Context, olderThan time.Duration) (int, uint64, error)
-	// TransferLeadership hands leadership (this server leads) to target,
-	// or to the best live, caught-up voter when target is "", and returns
-	// the new leader once seen. No suitable voter: conflict.
-	TransferLeadership(ctx context.Context, target string) (id, addr string, err error)
-}
 
 // Config configures a Server.
 type Config struct {
@@ -133,7 +84,6 @@ type method struct {
 // Server serves RPC connections handed over by the port multiplexer.
 type Server struct {
 	b       Backend
-	raft    *raft.Raft
 	fsm     *fsm.FSM
 	log     *slog.Logger
 	pool    *Pool
@@ -161,7 +111,7 @@ func NewServer(cfg Config) *Server {
 		cfg.ApplyTimeout = 5 * time.Second
 	}
 	s := &Server{
-		b: cfg.Backend, raft: cfg.Backend.Raft(), fsm: cfg.Backend.FSM(),
+		b: cfg.Backend, fsm: cfg.Backend.FSM(),
 		log: cfg.Logger, pool: NewPoolWithDialer(cfg.Dial), cfg: cfg, conns: map[net.Conn]struct{}{},
 		snapStreams: make(chan struct{}, maxSnapshotStreams),
 	}
@@ -372,11 +322,10 @@ func args(req *Request, v any) error {
 
 // leader returns the current leader's address and id as this server knows them.
 func (s *Server) leader() (string, string) {
-	addr, id := s.raft.LeaderWithID()
-	return string(addr), string(id)
+	return s.b.Leader()
 }
 
-func (s *Server) isLeader() bool { return s.raft.State() == raft.Leader }
+func (s *Server) isLeader() bool { return s.b.IsLeader() }
 
 // leaderRecheck bounds how long a wait for a leader change trusts the
 // leader-change signal alone: raft drops an observation when the
@@ -395,16 +344,18 @@ func (s *Server) waitLeader(ctx context.Context) (addr, id string, err error) {
 		}
 		select {
 		case <-ctx.Done():
-			return "", "", noLeader(s.b.Self().ID)
+			return "", "", NoLeader(s.b.Self().ID)
 		case <-deadline.C:
-			return "", "", noLeader(s.b.Self().ID)
+			return "", "", NoLeader(s.b.Self().ID)
 		case <-changed:
 		case <-time.After(leaderRecheck):
 		}
 	}
 }
 
-func noLeader(self string) error {
+// NoLeader is the error for a call that needs a leader on a server that
+// knows none.
+func NoLeader(self string) error {
 	return Errorf(CodeUnavailable, "server %s knows no leader: the cluster is electing one or this server is cut off from the majority; retry or try another server", self)
 }
 
@@ -431,7 +382,7 @@ func (s *Server) leaderTarget(ctx context.Context, req *Request) (addr string, l
 			return "", true, nil
 		}
 		// Raft still names us leader but we are not; let the caller retry.
-		return "", false, noLeader(s.b.Self().ID)
+		return "", false, NoLeader(s.b.Self().ID)
 	}
 	return addr, false, nil
 }
@@ -557,20 +508,9 @@ func (s *Server) apply(ctx context.Context, body any) (*fsm.ApplyResult, error) 
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
 	}
-	f := s.raft.Apply(data, timeout)
-	errCh := make(chan error, 1)
-	go func() { errCh <- f.Error() }()
-	select {
-	case err := <-errCh:
-		if err != nil {
-			return nil, err
-		}
-	case <-ctx.Done():
-		return nil, Errorf(CodeDeadlineExceeded, "the write was proposed but not committed before the deadline; it may still commit — read it back before retrying")
-	}
-	res, ok := f.Response().(*fsm.ApplyResult)
-	if !ok {
-		return nil, Errorf(CodeInternal, "unexpected apply result %T", f.Response())
+	res, err := s.b.Propose(ctx, data, timeout)
+	if err != nil {
+		return nil, err
 	}
 	if res.Err != nil {
 		return res, res.Err
@@ -578,48 +518,8 @@ func (s *Server) apply(ctx context.Context, body any) (*fsm.ApplyResult, error) 
 	return res, nil
 }
 
-// readBarrier makes a linearizable read safe on the leader: leadership is
-// confirmed with a quorum after the read started, and the local state
-// machine has applied everything committed when it started.
-func (s *Server) readBarrier(ctx context.Context) error {
-	for !s.b.LeaderReady() {
-		if !s.isLeader() {
-			return noLeader(s.b.Self().ID)
-		}
-		select {
-		case <-ctx.Done():
-			return Errorf(CodeUnavailable, "the new leader has not caught up yet; retry")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	readIndex := s.raft.CommitIndex()
-	if err := s.verifyLeader(ctx); err != nil {
-		return err
-	}
-	for s.raft.AppliedIndex() < readIndex {
-		select {
-		case <-ctx.Done():
-			return Errorf(CodeDeadlineExceeded, "the leader did not apply index %d before the deadline", readIndex)
-		case <-time.After(time.Millisecond):
-		}
-	}
-	return nil
-}
-
-func (s *Server) verifyLeader(ctx context.Context) error {
-	f := s.raft.VerifyLeader()
-	errCh := make(chan error, 1)
-	go func() { errCh <- f.Error() }()
-	select {
-	case err := <-errCh:
-		if err != nil {
-			return Errorf(CodeUnavailable, "server %s could not confirm its leadership with a quorum (%v); retry", s.b.Self().ID, err)
-		}
-		return nil
-	case <-ctx.Done():
-		return Errorf(CodeUnavailable, "server %s could not confirm its leadership with a quorum before the deadline; the cluster may have lost its majority", s.b.Self().ID)
-	}
-}
+// readBarrier makes a linearizable read safe on the leader (Backend.ReadBarrier).
+func (s *Server) readBarrier(ctx context.Context) error { return s.b.ReadBarrier(ctx) }
 
 // blockingRead runs a read with the QueryOptions semantics: forward to the
 // leader unless stale, wait for the table index to pass MinIndex, confirm
@@ -671,7 +571,7 @@ func (s *Server) fillMeta(m *QueryMeta, idx uint64) {
 	addr, _ := s.leader()
 	m.KnownLeader = addr != ""
 	if !s.isLeader() {
-		if lc := s.raft.LastContact(); !lc.IsZero() {
+		if lc := s.b.RaftState().LastContact; !lc.IsZero() {
 			m.LastContactMS = time.Since(lc).Milliseconds()
 		}
 	}

@@ -10,8 +10,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/rctl-dev/rctl/fsm"
 	"github.com/rctl-dev/rctl/internal/pki"
 )
@@ -127,14 +125,14 @@ func (s *Server) ServeSnapshot(c net.Conn, id pki.Identity) {
 		}
 		_ = bw.Flush()
 	case "restore":
-		idx, err := s.restore(br, req.Size)
+		idx, err := s.restore(context.Background(), br, req.Size)
 		_ = reply(&SnapshotResponse{Error: toError(err), Index: idx})
 	default:
 		_ = reply(&SnapshotResponse{Error: Errorf(CodeInvalidArgument, "unknown snapshot op %q; use save or restore", req.Op)})
 	}
 }
 
-func (s *Server) restore(r io.Reader, size int64) (uint64, error) {
+func (s *Server) restore(ctx context.Context, r io.Reader, size int64) (uint64, error) {
 	if size <= 0 || size > MaxSnapshotSize {
 		return 0, Errorf(CodeInvalidArgument, "snapshot size %d out of range (1..%d bytes)", size, int64(MaxSnapshotSize))
 	}
@@ -179,16 +177,15 @@ func (s *Server) restore(r io.Reader, size int64) (uint64, error) {
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return 0, err
 	}
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
-	disarm := s.fsm.Expect(p)
-	err = s.raft.Restore(meta, tmp, 2*time.Minute)
+	disarm := s.fsm.Expect(p) // the state machine takes the verified snapshot as is
+	idx, err := s.b.Restore(ctx, tmp, size)
 	disarm()
 	if err != nil {
-		return 0, fmt.Errorf("restore snapshot: %w", err)
+		return 0, err
 	}
-	s.log.Info("snapshot restored by operator", "bytes", size, "applied_index", s.raft.AppliedIndex(),
+	s.log.Info("snapshot restored by operator", "bytes", size, "applied_index", idx,
 		"verify", t1.Sub(t0), "raft_restore", time.Since(t1))
-	return s.raft.AppliedIndex(), nil
+	return idx, nil
 }
 
 // upload is the restore stream as the leader reads it: it copies what it

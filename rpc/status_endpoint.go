@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/raft"
 )
 
 // statusProbeTimeout bounds the leader's probe of each server for
@@ -18,17 +16,15 @@ const statusProbeTimeout = 1500 * time.Millisecond
 func (s *Server) localStatus() *StatusReply {
 	self := s.b.Self()
 	addr, id := s.leader()
+	rs := s.b.RaftState()
 	r := &StatusReply{
 		ID: self.ID, Address: self.Address, Cloud: self.Cloud, Region: self.Region,
-		State:    strings.ToLower(s.raft.State().String()),
-		LeaderID: id, LeaderAddr: addr,
-		Term:        s.raft.CurrentTerm(),
-		CommitIndex: s.raft.CommitIndex(), AppliedIndex: s.raft.AppliedIndex(),
-		LastIndex: s.raft.LastIndex(),
-		Version:   s.cfg.Version,
+		State: rs.State, LeaderID: id, LeaderAddr: addr, Term: rs.Term,
+		CommitIndex: rs.CommitIndex, AppliedIndex: rs.AppliedIndex, LastIndex: rs.LastIndex,
+		Version: s.cfg.Version,
 	}
 	if r.State != "leader" {
-		if lc := s.raft.LastContact(); !lc.IsZero() {
+		if lc := rs.LastContact; !lc.IsZero() {
 			r.LastContactMS = time.Since(lc).Milliseconds()
 		} else {
 			r.LastContactMS = -1
@@ -37,8 +33,8 @@ func (s *Server) localStatus() *StatusReply {
 	if t := s.b.LastLeaderChange(); !t.IsZero() {
 		r.LastLeaderChangeMS = t.UnixMilli()
 	}
-	if f := s.raft.GetConfiguration(); f.Error() == nil {
-		r.NumPeers = len(f.Configuration().Servers)
+	if servers, err := s.b.Servers(); err == nil {
+		r.NumPeers = len(servers)
 	}
 	return r
 }
@@ -70,7 +66,7 @@ func (s *Server) waitStatus(ctx context.Context, a StatusArgs, wait time.Duratio
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	startLeader, _ := s.leader()
-	startTerm := s.raft.CurrentTerm()
+	startTerm := s.b.RaftState().Term
 	for {
 		changed := s.b.LeaderWatch()
 		var applied <-chan struct{}
@@ -80,7 +76,7 @@ func (s *Server) waitStatus(ctx context.Context, a StatusArgs, wait time.Duratio
 		}
 		if a.MinIndex > 0 {
 			applied = s.fsm.WatchCh()
-			if s.raft.AppliedIndex() > a.MinIndex || addr != startLeader || s.raft.CurrentTerm() != startTerm {
+			if rs := s.b.RaftState(); rs.AppliedIndex > a.MinIndex || addr != startLeader || rs.Term != startTerm {
 				return
 			}
 		}
@@ -107,11 +103,10 @@ func (s *Server) members(ctx context.Context, req *Request) (any, error) {
 			return &reply, err
 		}
 	}
-	f := s.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
+	servers, err := s.b.Servers()
+	if err != nil {
 		return nil, err
 	}
-	servers := f.Configuration().Servers
 	_, leaderID := s.leader()
 	self := s.localStatus()
 	amLeader := self.State == "leader"
@@ -126,9 +121,9 @@ func (s *Server) members(ctx context.Context, req *Request) (any, error) {
 	reply.Members = make([]Member, len(servers))
 	for i, srv := range servers {
 		m := &reply.Members[i]
-		m.ID, m.Address = string(srv.ID), string(srv.Address)
-		m.Suffrage = suffrage(srv.Suffrage)
-		m.Leader = string(srv.ID) == leaderID
+		m.ID, m.Address = srv.ID, srv.Address
+		m.Suffrage = suffrage(srv.Voter)
+		m.Leader = srv.ID == leaderID
 		m.LastContactMS, m.Lag, m.RTTMS = -1, -1, -1
 		// The manifest's labels are the one answer every server gives; a
 		// server's own report fills in only until its labels are recorded.
@@ -204,7 +199,7 @@ type membersCache struct {
 
 // membersKey names what a probe is valid for: this server's term and the
 // configuration.
-func membersKey(term uint64, servers []raft.Server) string {
+func membersKey(term uint64, servers []RaftServer) string {
 	var kb strings.Builder
 	fmt.Fprintf(&kb, "%d", term)
 	for _, srv := range servers {
@@ -254,12 +249,12 @@ func (c *membersCache) get(ctx context.Context, key string, probe func(context.C
 
 // probeServers asks every other server for its status, in parallel, each
 // within statusProbeTimeout.
-func probeServers(ctx context.Context, s *Server, servers []raft.Server, self *StatusReply) map[string]memberProbe {
+func probeServers(ctx context.Context, s *Server, servers []RaftServer, self *StatusReply) map[string]memberProbe {
 	out := make(map[string]memberProbe, len(servers))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, srv := range servers {
-		if string(srv.ID) == self.ID {
+		if srv.ID == self.ID {
 			continue
 		}
 		wg.Add(1)
@@ -270,17 +265,17 @@ func probeServers(ctx context.Context, s *Server, servers []raft.Server, self *S
 			var st StatusReply
 			var p memberProbe
 			// Dial first (untimed) so that the call times one round trip.
-			conn, err := s.pool.Get(pctx, string(srv.Address))
+			conn, err := s.pool.Get(pctx, srv.Address)
 			if err == nil {
 				t0 := time.Now()
 				if err = conn.Call(pctx, MethodStatus, &StatusArgs{}, &st); err == nil {
 					p = memberProbe{ok: true, state: st.State, term: st.Term, lastContactMS: st.LastContactMS,
 						lag: max(int64(self.LastIndex)-int64(st.LastIndex), 0), cloud: st.Cloud, region: st.Region,
-						rtt: s.rtts.record(string(srv.ID), time.Since(t0))}
+						rtt: s.rtts.record(srv.ID, time.Since(t0))}
 				}
 			}
 			mu.Lock()
-			out[string(srv.ID)] = p
+			out[srv.ID] = p
 			mu.Unlock()
 		}()
 	}
@@ -288,8 +283,8 @@ func probeServers(ctx context.Context, s *Server, servers []raft.Server, self *S
 	return out
 }
 
-func suffrage(s raft.ServerSuffrage) string {
-	if s == raft.Voter {
+func suffrage(voter bool) string {
+	if voter {
 		return "voter"
 	}
 	return "nonvoter"
