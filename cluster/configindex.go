@@ -8,7 +8,8 @@ import (
 	"github.com/rctl-dev/rctl/fsm"
 )
 
-// raftFSM is the manifest as raft drives it, plus the log index of the
+// raftFSM is the manifest as raft drives it (fsm does not import raft:
+// this adapts its entries and snapshots), plus the log index of the
 // latest committed configuration change: raft's GetConfiguration reports
 // index 0 (it reads a cached copy), so Operator.RaftPeers learns the
 // index here, through raft's ConfigurationStore hook.
@@ -16,6 +17,27 @@ type raftFSM struct {
 	*fsm.FSM
 	s *Server
 }
+
+var _ raft.FSM = raftFSM{}
+
+// Apply hands a committed entry to the manifest.
+func (f raftFSM) Apply(l *raft.Log) interface{} {
+	return f.FSM.Apply(&fsm.Log{Index: l.Index, Command: l.Type == raft.LogCommand, Data: l.Data})
+}
+
+// Snapshot captures the manifest for raft to persist.
+func (f raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+	snap, err := f.FSM.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return raftSnapshot{snap}, nil
+}
+
+// raftSnapshot is an fsm.Snapshot as a raft.FSMSnapshot.
+type raftSnapshot struct{ *fsm.Snapshot }
+
+func (s raftSnapshot) Persist(sink raft.SnapshotSink) error { return s.Snapshot.Persist(sink) }
 
 // StoreConfiguration is raft's ConfigurationStore hook, called as each
 // configuration entry is applied (also when the log is replayed).

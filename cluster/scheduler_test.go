@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/rctl-dev/rctl/fsm"
 	"github.com/rctl-dev/rctl/rpc"
 )
@@ -33,7 +31,7 @@ func TestCandidatesPlanLikeTheWholeBacklog(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res := f.Apply(&raft.Log{Index: ix, Type: raft.LogCommand, Data: data}).(*fsm.ApplyResult); res.Err != nil {
+			if res := f.Apply(&fsm.Log{Index: ix, Command: true, Data: data}); res.Err != nil {
 				t.Fatalf("apply %T: %v", body, res.Err)
 			}
 		}

@@ -284,7 +284,7 @@ func TestACLSnapshot(t *testing.T) {
 	// original.
 	l := &raft.Log{Index: h.index + 1, Type: raft.LogCommand, Data: encode(t, h.createE("late", "late-secret", ACLReader))}
 	for _, g := range []*FSM{h.f, r, f} {
-		if res := g.Apply(l).(*ApplyResult); res.Err != nil || res.Token == nil {
+		if res := g.ApplyRaft(l).(*ApplyResult); res.Err != nil || res.Token == nil {
 			t.Fatalf("late create: %+v", res)
 		}
 	}

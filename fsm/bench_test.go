@@ -25,7 +25,7 @@ func BenchmarkApplyAddTask(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for _, l := range logs {
-		if res := f.Apply(l).(*ApplyResult); res.Err != nil {
+		if res := f.ApplyRaft(l).(*ApplyResult); res.Err != nil {
 			b.Fatal(res.Err)
 		}
 	}
@@ -104,7 +104,7 @@ func buildTasks(b *testing.B, n int, lifecycle bool) *FSM {
 	var ix uint64
 	apply := func(body any) {
 		ix++
-		if res := f.Apply(&raft.Log{Index: ix, Type: raft.LogCommand, Data: encode(b, body)}).(*ApplyResult); res.Err != nil {
+		if res := f.ApplyRaft(&raft.Log{Index: ix, Type: raft.LogCommand, Data: encode(b, body)}).(*ApplyResult); res.Err != nil {
 			b.Fatal(res.Err)
 		}
 	}
@@ -200,7 +200,7 @@ func BenchmarkRetire1MTasks(b *testing.B) {
 				}
 				l := logs[next]
 				l.Index = uint64(2*n + 1 + next)
-				if res := f.Apply(l).(*ApplyResult); res.Err != nil || len(res.Retired) != MaxRetireBatch {
+				if res := f.ApplyRaft(l).(*ApplyResult); res.Err != nil || len(res.Retired) != MaxRetireBatch {
 					b.Fatalf("retired %d: %v", len(res.Retired), res.Err)
 				}
 				next++
@@ -219,7 +219,7 @@ func BenchmarkRetire1MTasks(b *testing.B) {
 			for i, l := range logs {
 				l.Index = uint64(2*n + 1 + i)
 				start := time.Now()
-				if res := f.Apply(l).(*ApplyResult); res.Err != nil {
+				if res := f.ApplyRaft(l).(*ApplyResult); res.Err != nil {
 					b.Fatal(res.Err)
 				}
 				worst = max(worst, time.Since(start))

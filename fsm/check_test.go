@@ -350,7 +350,7 @@ func TestCheckGeneratedLog(t *testing.T) {
 				_, body, _ = DecodeEntry(l.Data)
 			}
 			if body == nil {
-				f.Apply(l)
+				f.ApplyRaft(l)
 				continue
 			}
 			var before []byte
@@ -362,7 +362,7 @@ func TestCheckGeneratedLog(t *testing.T) {
 			if f.Indexes() != idx || closed(ch) || (before != nil && !bytes.Equal(snapBytes(t, f), before)) {
 				t.Fatalf("seed %d entry %d: Check changed the state", seed, l.Index)
 			}
-			res := f.Apply(l).(*ApplyResult)
+			res := f.ApplyRaft(l).(*ApplyResult)
 			if msg := sameErr(checkErr, res.Err); msg != "" {
 				t.Fatalf("seed %d entry %d (%T): %s", seed, l.Index, body, msg)
 			}
@@ -406,7 +406,7 @@ func TestCheckConcurrentWithApply(t *testing.T) {
 		}()
 	}
 	for _, l := range log {
-		f.Apply(l)
+		f.ApplyRaft(l)
 	}
 	close(stop)
 	wg.Wait()

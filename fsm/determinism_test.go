@@ -139,7 +139,7 @@ func genLog(t testing.TB, seed uint64, n int) []*raft.Log {
 		if body != nil {
 			l.Data = encode(t, body)
 		}
-		shadow.Apply(l)
+		shadow.ApplyRaft(l)
 		log = append(log, l)
 	}
 	return log
@@ -184,7 +184,7 @@ func testDeterminism(t *testing.T, seed uint64) {
 	refused := map[error]int{}
 	seen := map[TaskStatus]bool{}
 	for i, l := range log {
-		ra, rb := a.Apply(l).(*ApplyResult), b.Apply(l).(*ApplyResult)
+		ra, rb := a.ApplyRaft(l).(*ApplyResult), b.ApplyRaft(l).(*ApplyResult)
 		if sa, sb := resultString(ra), resultString(rb); sa != sb {
 			t.Fatalf("entry %d: results differ:\n%s\n%s", l.Index, sa, sb)
 		}
@@ -233,7 +233,7 @@ func testDeterminism(t *testing.T, seed uint64) {
 	// the log ends in the same state.
 	c := restoreBytes(t, mid)
 	for _, l := range log[n/2:] {
-		c.Apply(l)
+		c.ApplyRaft(l)
 	}
 	if !bytes.Equal(snapBytes(t, a), snapBytes(t, c)) {
 		t.Fatal("restored-then-replayed FSM differs from the one that applied the whole log")

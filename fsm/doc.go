@@ -3,7 +3,9 @@
 // operators' ACL tokens and the record of retired tasks, and the rules by
 // which replicated log entries change them. Raft (hashicorp/raft)
 // orders the entries; every server applies the same entries in the same
-// order to its own FSM and so holds the same manifest.
+// order to its own FSM and so holds the same manifest. The package does
+// not import raft: the cluster package adapts raft's log entries (Log)
+// and snapshot sinks (SnapshotSink) to it.
 //
 // # Determinism
 //

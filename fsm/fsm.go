@@ -6,8 +6,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	"github.com/hashicorp/raft"
 )
 
 // FSM is the Task Manifest state machine. Raft calls Apply, Snapshot and
@@ -24,7 +22,16 @@ type FSM struct {
 	expected atomic.Pointer[PreparedRestore]
 }
 
-var _ raft.FSM = (*FSM)(nil)
+// Log is one committed raft log entry as the manifest sees it. The
+// cluster package hands raft's entries in (fsm does not import
+// hashicorp/raft).
+type Log struct {
+	Index uint64
+	// Command marks the entries rctl proposes; the others (no-ops,
+	// barriers, configuration changes) only advance the applied index.
+	Command bool
+	Data    []byte
+}
 
 // New returns an empty state machine.
 func New() *FSM {
@@ -70,17 +77,17 @@ type Indexes struct {
 	Applied uint64
 }
 
-// Apply applies one committed log entry. Only raft.LogCommand entries
-// carry our entries; other types only advance Indexes().Applied. Apply
+// Apply applies one committed log entry. Only command entries carry
+// ours; the others only advance Indexes().Applied. Apply
 // never panics on any input, never reads the clock or randomness, and
 // either applies the whole entry or changes nothing but Applied. An entry
 // longer than MaxEntrySize is refused (ErrInvalid) without being decoded.
-func (f *FSM) Apply(l *raft.Log) (out interface{}) {
+func (f *FSM) Apply(l *Log) (out *ApplyResult) {
 	if l == nil {
 		return &ApplyResult{Err: invalidf("nil log entry")}
 	}
 	res := &ApplyResult{Index: l.Index}
-	if l.Type != raft.LogCommand {
+	if !l.Command {
 		f.mu.Lock()
 		f.st.idx.Applied = l.Index
 		f.mu.Unlock()

@@ -19,14 +19,14 @@ func TestApplyOtherLogTypes(t *testing.T) {
 		t.Run(typ.String(), func(t *testing.T) {
 			before, ch := h.state()
 			h.index++
-			res, ok := h.f.Apply(&raft.Log{Index: h.index, Type: typ, Data: encode(t, h.addE("x"))}).(*ApplyResult)
+			res, ok := h.f.ApplyRaft(&raft.Log{Index: h.index, Type: typ, Data: encode(t, h.addE("x"))}).(*ApplyResult)
 			if !ok || res.Index != h.index || res.Err != nil || res.Task != nil {
 				t.Fatalf("Apply = %+v, want an empty result at index %d", res, h.index)
 			}
 			h.unchanged(before, ch, typ.String())
 		})
 	}
-	if res, ok := h.f.Apply(nil).(*ApplyResult); !ok || !errors.Is(res.Err, ErrInvalid) {
+	if res, ok := h.f.ApplyRaft(nil).(*ApplyResult); !ok || !errors.Is(res.Err, ErrInvalid) {
 		t.Fatalf("Apply(nil) = %#v, want an ErrInvalid result", res)
 	}
 }
@@ -107,9 +107,9 @@ func TestWatchCh(t *testing.T) {
 	if ch2 == ch || closed(ch2) {
 		t.Fatal("WatchCh was not replaced by a fresh channel")
 	}
-	h.noop(h.addE("t1"))                                // no-op
-	h.refuse(h.assignE("t1", "nope"), ErrInvalid)       // refused
-	h.f.Apply(&raft.Log{Index: 99, Type: raft.LogNoop}) // not a command
+	h.noop(h.addE("t1"))                                    // no-op
+	h.refuse(h.assignE("t1", "nope"), ErrInvalid)           // refused
+	h.f.ApplyRaft(&raft.Log{Index: 99, Type: raft.LogNoop}) // not a command
 	if closed(ch2) {
 		t.Fatal("WatchCh closed without a change")
 	}
@@ -276,7 +276,7 @@ func TestConcurrentReaders(t *testing.T) {
 		}(r)
 	}
 	for _, l := range log {
-		f.Apply(l)
+		f.ApplyRaft(l)
 	}
 	close(stop)
 	wg.Wait()

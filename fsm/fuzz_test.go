@@ -57,7 +57,7 @@ func newFuzzBase(t *testing.T) *fuzzBase {
 	withACL(h)
 	b := &fuzzBase{snap: snapBytes(t, h.f), next: h.index + 1, index: h.f.Indexes()}
 	twin := restoreBytes(t, b.snap)
-	twin.Apply(&raft.Log{Index: b.next, Type: raft.LogNoop})
+	twin.ApplyRaft(&raft.Log{Index: b.next, Type: raft.LogNoop})
 	b.noop = snapBytes(t, twin)
 	return b
 }
@@ -85,7 +85,7 @@ func FuzzApply(f *testing.F) {
 				t.Fatalf("Check(%T) changed the state", body)
 			}
 		}
-		out := fsm.Apply(&raft.Log{Index: base.next, Type: raft.LogCommand, Data: data})
+		out := fsm.ApplyRaft(&raft.Log{Index: base.next, Type: raft.LogCommand, Data: data})
 		res, ok := out.(*ApplyResult)
 		if !ok || res == nil || res.Index != base.next {
 			t.Fatalf("Apply returned %#v", out)

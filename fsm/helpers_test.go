@@ -40,7 +40,7 @@ func encode(t testing.TB, body any) []byte {
 func (h *harness) applyRaw(data []byte) *ApplyResult {
 	h.t.Helper()
 	h.index++
-	out := h.f.Apply(&raft.Log{Index: h.index, Term: 1, Type: raft.LogCommand, Data: data})
+	out := h.f.ApplyRaft(&raft.Log{Index: h.index, Term: 1, Type: raft.LogCommand, Data: data})
 	res, ok := out.(*ApplyResult)
 	if !ok || res == nil {
 		h.t.Fatalf("Apply returned %T %v, want *ApplyResult", out, out)
@@ -175,7 +175,7 @@ func (h *harness) unchanged(before []byte, ch <-chan struct{}, what string) {
 	h.t.Helper()
 	twin := restoreBytes(h.t, before)
 	prev := twin.Indexes()
-	twin.Apply(&raft.Log{Index: h.index, Type: raft.LogNoop})
+	twin.ApplyRaft(&raft.Log{Index: h.index, Type: raft.LogNoop})
 	if got, want := snapBytes(h.t, h.f), snapBytes(h.t, twin); !bytes.Equal(got, want) {
 		h.t.Fatalf("%s: state changed (snapshot %d bytes, want %d)", what, len(got), len(want))
 	}

@@ -170,8 +170,8 @@ func TestRetiredHint(t *testing.T) {
 	// same way.
 	r2 := restoreBytes(t, snapBytes(t, h.f))
 	l := &raft.Log{Index: h.index + 1, Type: raft.LogCommand, Data: encode(t, h.addE("complete"))}
-	h.f.Apply(l)
-	r2.Apply(l)
+	h.f.ApplyRaft(l)
+	r2.ApplyRaft(l)
 	if _, ok := r2.Retired("complete"); ok || !bytes.Equal(snapBytes(t, r2), snapBytes(t, h.f)) {
 		t.Fatal("restored FSM diverged")
 	}
@@ -499,7 +499,7 @@ func TestRetireSteadyState(t *testing.T) {
 	apply := func(body any) *ApplyResult {
 		ix++
 		now += int64(time.Millisecond)
-		res := f.Apply(&raft.Log{Index: ix, Type: raft.LogCommand, Data: encode(t, body)}).(*ApplyResult)
+		res := f.ApplyRaft(&raft.Log{Index: ix, Type: raft.LogCommand, Data: encode(t, body)}).(*ApplyResult)
 		if res.Err != nil {
 			t.Fatalf("entry %d %T: %v", ix, body, res.Err)
 		}
@@ -594,7 +594,7 @@ func TestRetiredSnapshot(t *testing.T) {
 		l := &raft.Log{Index: h.index + 1, Type: raft.LogCommand, Data: encode(t, body)}
 		h.index++
 		for _, x := range []*FSM{h.f, r, g} {
-			x.Apply(l)
+			x.ApplyRaft(l)
 		}
 	}
 	want := snapBytes(t, h.f)
@@ -674,7 +674,7 @@ func TestOldSnapshotsRestoreWithoutRetired(t *testing.T) {
 			t.Fatalf("%s: %+v, %v", tc.file, info, err)
 		}
 		l := &raft.Log{Index: f.Indexes().Applied + 1, Type: raft.LogCommand, Data: encode(t, want.retireE("complete", "failed"))}
-		if res := f.Apply(l).(*ApplyResult); res.Err != nil || len(res.Retired) != 2 {
+		if res := f.ApplyRaft(l).(*ApplyResult); res.Err != nil || len(res.Retired) != 2 {
 			t.Fatalf("%s: retire on the restored state: %+v", tc.file, res)
 		}
 		data := snapBytes(t, f)
@@ -711,7 +711,7 @@ func (r *retireSim) append(body any) *ApplyResult {
 	r.t.Helper()
 	data := encode(r.t, body)
 	r.log = append(r.log, data)
-	res := r.cur.Apply(&raft.Log{Index: uint64(len(r.log)), Type: raft.LogCommand, Data: data}).(*ApplyResult)
+	res := r.cur.ApplyRaft(&raft.Log{Index: uint64(len(r.log)), Type: raft.LogCommand, Data: data}).(*ApplyResult)
 	if res.Err != nil {
 		r.t.Fatalf("entry %d %T: %v", len(r.log), body, res.Err)
 	}
@@ -721,7 +721,7 @@ func (r *retireSim) append(body any) *ApplyResult {
 // catchUp applies the log to the view up to all but lag entries.
 func (r *retireSim) catchUp(lag int) {
 	for ; r.viewAt < len(r.log)-lag; r.viewAt++ {
-		r.view.Apply(&raft.Log{Index: uint64(r.viewAt + 1), Type: raft.LogCommand, Data: r.log[r.viewAt]})
+		r.view.ApplyRaft(&raft.Log{Index: uint64(r.viewAt + 1), Type: raft.LogCommand, Data: r.log[r.viewAt]})
 	}
 }
 
@@ -825,7 +825,7 @@ func TestRetireSteadyStreamByAgeAndCount(t *testing.T) {
 	checkInvariants(t, r.cur)
 	follower := New()
 	for i, data := range r.log {
-		follower.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: data})
+		follower.ApplyRaft(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: data})
 	}
 	if !bytes.Equal(snapBytes(t, follower), snapBytes(t, r.cur)) {
 		t.Fatal("a follower fed the same log holds another state")

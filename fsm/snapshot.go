@@ -8,18 +8,16 @@ import (
 	"io"
 	"slices"
 	"strings"
-
-	"github.com/hashicorp/raft"
 )
 
 // Snapshot captures the state for raft. It only copies pointer slices
 // under the read lock (stored objects are copy-on-write); Persist does
 // the encoding while Apply carries on.
-func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+func (f *FSM) Snapshot() (*Snapshot, error) {
 	f.mu.RLock()
 	d := f.st.capture()
 	f.mu.RUnlock()
-	return &fsmSnapshot{data: d}, nil
+	return &Snapshot{data: d}, nil
 }
 
 // WriteSnapshot writes the current state to w in the snapshot format, as
@@ -34,14 +32,22 @@ func (f *FSM) WriteSnapshot(w io.Writer) error {
 	return nil
 }
 
-// fsmSnapshot is the raft.FSMSnapshot returned by Snapshot.
-type fsmSnapshot struct {
+// Snapshot is the state captured by FSM.Snapshot, to persist.
+type Snapshot struct {
 	data *snapshotData
+}
+
+// SnapshotSink is where a snapshot is persisted (raft's snapshot sink is
+// one).
+type SnapshotSink interface {
+	io.WriteCloser
+	// Cancel discards what was written.
+	Cancel() error
 }
 
 // Persist encodes the snapshot into sink and closes it, or cancels the
 // sink on error.
-func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+func (s *Snapshot) Persist(sink SnapshotSink) error {
 	if err := writeSnapshot(sink, s.data); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
@@ -53,7 +59,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 // Release drops the captured state.
-func (s *fsmSnapshot) Release() { s.data = nil }
+func (s *Snapshot) Release() { s.data = nil }
 
 // Restore replaces the state with the snapshot read from rc, which it
 // closes. The snapshot is decoded and verified completely (checksum

@@ -67,7 +67,7 @@ func TestOldFormatSnapshotRestores(t *testing.T) {
 
 	// An ACL entry on the restored state; its snapshot is version 2.
 	l := &raft.Log{Index: f.Indexes().Applied + 1, Type: raft.LogCommand, Data: encode(t, want.bootstrapE("root", "root-secret"))}
-	if res := f.Apply(l).(*ApplyResult); res.Err != nil {
+	if res := f.ApplyRaft(l).(*ApplyResult); res.Err != nil {
 		t.Fatal(res.Err)
 	}
 	data := snapBytes(t, f)

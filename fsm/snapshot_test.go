@@ -39,7 +39,7 @@ func richFSM(t testing.TB) *FSM {
 	t.Helper()
 	f := New()
 	for _, l := range genLog(t, 3, 3000) {
-		f.Apply(l)
+		f.ApplyRaft(l)
 	}
 	return f
 }
