@@ -300,7 +300,12 @@ func (s *Server) succeed(gone raft.ServerID, confirm bool) succession {
 	}
 	stand := peerState{id: s.cfg.NodeID, addr: s.cfg.Advertise}
 	if confirm {
-		n, need, best := s.quorumSilent(voters, gone)
+		n, need, best, contested := s.quorumSilent(voters, s.successionOrder(voters, clouds, gone), gone, startTerm)
+		if contested {
+			// A voter is at a newer term already: an election is under way (another successor stood a moment
+			// ago, e.g. at a cold start whose servers started apart).
+			return unconfirmed
+		}
 		if n < need {
 			return unconfirmed
 		}
@@ -391,15 +396,27 @@ type peerState struct {
 	id, addr  string
 	silent    bool
 	lastIndex uint64
+	electing  bool // at a term above the asker's: an election started
 }
 
 // quorumSilent asks the other voters (not gone) whether they have heard
 // from a leader within SuccessionSilence. It returns how many voters,
 // this one included, have not, how many make a quorum, and the silent
 // voter with the longest log among those that answered (this one on a
-// tie), the one most likely to win an election. It returns as soon as a
-// quorum is reached.
-func (s *Server) quorumSilent(voters []raft.Server, gone raft.ServerID) (n, need int, best peerState) {
+// tie: the one first in the order of successors), the one most likely to
+// win an election. Every server that asks in the same moment so names the
+// same successor: at a cold start whose servers started apart, the first
+// and second successors' turns can meet, and two candidates would split
+// the votes (the one that lost stays a candidate until its election timer
+// fires). contested: a voter answered at a term above startTerm, so an
+// election is already under way (a candidate only pre-voting keeps its
+// term and does not count). It returns as
+// soon as a quorum is reached.
+func (s *Server) quorumSilent(voters []raft.Server, order []raft.ServerID, gone raft.ServerID, startTerm uint64) (n, need int, best peerState, contested bool) {
+	rank := make(map[string]int, len(order))
+	for i, id := range order {
+		rank[string(id)] = i
+	}
 	best = peerState{id: s.cfg.NodeID, addr: s.cfg.Advertise, silent: true, lastIndex: s.raft.LastIndex()}
 	var others []raft.Server
 	for _, srv := range voters {
@@ -419,14 +436,18 @@ func (s *Server) quorumSilent(voters []raft.Server, gone raft.ServerID) (n, need
 			silent := err == nil && st.State == "follower" &&
 				(st.LeaderID == "" || (st.LeaderID == string(gone) &&
 					(st.LastContactMS < 0 || time.Duration(st.LastContactMS)*time.Millisecond > s.timing.SuccessionSilence)))
-			answers <- peerState{id: string(v.ID), addr: string(v.Address), silent: silent, lastIndex: st.LastIndex}
+			answers <- peerState{id: string(v.ID), addr: string(v.Address), silent: silent, lastIndex: st.LastIndex,
+				electing: err == nil && st.Term > startTerm}
 		}()
 	}
 	for range others {
 		a := <-answers
+		if a.electing {
+			return n, need, best, true
+		}
 		if a.silent {
 			n++
-			if a.lastIndex > best.lastIndex {
+			if standsBefore(a, best, rank) {
 				best = a
 			}
 		}
@@ -434,19 +455,36 @@ func (s *Server) quorumSilent(voters []raft.Server, gone raft.ServerID) (n, need
 			break
 		}
 	}
-	return n, need, best
+	return n, need, best, false
+}
+
+// standsBefore reports whether silent voter a rather than b should stand:
+// the longer log wins (the others would refuse a shorter one their
+// votes), then the earlier place in the order of successors (rank).
+func standsBefore(a, b peerState, rank map[string]int) bool {
+	if a.lastIndex != b.lastIndex {
+		return a.lastIndex > b.lastIndex
+	}
+	ra, oka := rank[a.id]
+	rb, okb := rank[b.id]
+	return oka && (!okb || ra < rb)
 }
 
 // successorRank is this server's place in the order of successors to the
 // gone leader, or -1 if it is not a voter.
 func (s *Server) successorRank(voters []raft.Server, clouds []string, gone raft.ServerID) int {
-	order := successionOrder(voters, clouds, preferredCloud(s.cfg.Placement.PreferCloud, clouds), gone)
-	for i, id := range order {
+	for i, id := range s.successionOrder(voters, clouds, gone) {
 		if id == raft.ServerID(s.cfg.NodeID) {
 			return i
 		}
 	}
 	return -1
+}
+
+// successionOrder is the order of successors to the gone leader, as every
+// server computes it.
+func (s *Server) successionOrder(voters []raft.Server, clouds []string, gone raft.ServerID) []raft.ServerID {
+	return successionOrder(voters, clouds, preferredCloud(s.cfg.Placement.PreferCloud, clouds), gone)
 }
 
 // cloudOf is a server's cloud label: our own from the config, the others'

@@ -29,6 +29,44 @@ func TestSuccessionOrder(t *testing.T) {
 	}
 }
 
+// Every server that confirms a silent leader at the same moment names the
+// same successor: the longest log, then the first in the order of
+// successors, whoever asks. (Each used to name itself on a tie: at a cold
+// start whose servers started apart, the first and second successors
+// stood together and split the votes; CI, TestFaultFreeRun.)
+func TestSilentVotersNameTheSameSuccessor(t *testing.T) {
+	rank := map[string]int{"aws1": 0, "aws2": 1, "aws3": 2, "gcp1": 3}
+	p := func(id string, last uint64) peerState { return peerState{id: id, silent: true, lastIndex: last} }
+	for _, tc := range []struct {
+		a, b peerState
+		want bool
+	}{
+		{p("aws1", 10), p("aws2", 10), true},   // a tie: the earlier successor
+		{p("aws2", 10), p("aws1", 10), false},  // whichever of the two asks
+		{p("gcp1", 11), p("aws1", 10), true},   // a longer log beats the order
+		{p("aws1", 9), p("aws3", 10), false},   // and a shorter one loses
+		{p("aws3", 10), p("stray", 10), true},  // a voter outside the order never wins a tie
+		{p("stray", 10), p("aws3", 10), false}, //
+	} {
+		if got := standsBefore(tc.a, tc.b, rank); got != tc.want {
+			t.Errorf("standsBefore(%s@%d, %s@%d) = %v, want %v", tc.a.id, tc.a.lastIndex, tc.b.id, tc.b.lastIndex, got, tc.want)
+		}
+	}
+	// Folding the answers in any order names one successor.
+	answers := []peerState{p("aws3", 10), p("aws2", 10), p("gcp1", 10), p("aws1", 10)}
+	for i := range answers {
+		best := answers[i]
+		for _, a := range answers {
+			if standsBefore(a, best, rank) {
+				best = a
+			}
+		}
+		if best.id != "aws1" {
+			t.Errorf("starting from %s: %s named, want aws1", answers[i].id, best.id)
+		}
+	}
+}
+
 // TestSuccessorStandsWhenLeaderExits: when the leader's process goes away
 // (its port refuses connections), the first server in the order of
 // successors is elected, ahead of raft's heartbeat timeout. Without

@@ -20,8 +20,8 @@ import (
 
 // TestOperatorRTT: `rctl operator rtt`, run from a client namespace,
 // reports the emulated network's round trips (25 ms within a cloud, 243
-// ms across) within 10 % (its least sample), and its medians agree within
-// 10 % with an independent TCP echo between the same namespaces. `rctl members` shows the same
+// ms across) within 10 % (its least sample), and agrees within 10 % and
+// 1 ms with an independent TCP echo between the same namespaces. `rctl members` shows the same
 // figures from the leader. On the wan profile nothing is out of range.
 func TestOperatorRTT(t *testing.T) {
 	c, mon := startCluster(t, 3, 2, false)
@@ -71,8 +71,10 @@ func TestOperatorRTT(t *testing.T) {
 		if off := math.Abs(p.MinMS-nominal[k]) / nominal[k]; off > 0.10 {
 			t.Errorf("%s→%s: least %.1f ms, the network's %s RTT is %.0f ms (%.0f%% off)", p.From, p.To, p.MinMS, k, nominal[k], off*100)
 		}
-		if off := math.Abs(p.MinMS-independent[k][0]) / independent[k][0]; off > 0.10 {
-			t.Errorf("%s→%s: least %.1f ms, a TCP echo's least %.1f ms (%.0f%% off)", p.From, p.To, p.MinMS, independent[k][0], off*100)
+		// rctl's figure also holds the serving of a Status.Get (under a
+		// millisecond on a quiet machine): 10 % and 1 ms.
+		if diff := math.Abs(p.MinMS - independent[k][0]); diff > 0.10*independent[k][0]+1 {
+			t.Errorf("%s→%s: least %.1f ms, a TCP echo's least %.1f ms (%.1f ms off)", p.From, p.To, p.MinMS, independent[k][0], diff)
 		}
 
 	}
