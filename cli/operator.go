@@ -14,6 +14,7 @@ func newOperatorCommand(g *globals) *cobra.Command {
 	r := &cobra.Command{Use: "raft", Short: "Inspect and change the raft configuration"}
 	op.AddCommand(r)
 	op.AddCommand(newOperatorHealthCommand(g))
+	op.AddCommand(newOperatorCheckDiskCommand(g))
 	op.AddCommand(newOperatorRTTCommand(g))
 
 	r.AddCommand(&cobra.Command{
