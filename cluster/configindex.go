@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"io"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -31,13 +32,40 @@ func (f raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return raftSnapshot{snap}, nil
+	return raftSnapshot{Snapshot: snap, s: f.s, applied: f.FSM.Indexes().Applied}, nil
 }
 
-// raftSnapshot is an fsm.Snapshot as a raft.FSMSnapshot.
-type raftSnapshot struct{ *fsm.Snapshot }
+// raftSnapshot is an fsm.Snapshot as a raft.FSMSnapshot; it logs the
+// snapshot once written (event=snapshot_taken).
+type raftSnapshot struct {
+	*fsm.Snapshot
+	s       *Server
+	applied uint64 // the manifest's applied index when captured
+}
 
-func (s raftSnapshot) Persist(sink raft.SnapshotSink) error { return s.Snapshot.Persist(sink) }
+func (r raftSnapshot) Persist(sink raft.SnapshotSink) error {
+	t0 := time.Now()
+	cs := &countingSink{SnapshotSink: sink}
+	if err := r.Snapshot.Persist(cs); err != nil {
+		r.s.log.Warn("raft snapshot failed", "event", "snapshot_failed", "index", r.applied, "err", err)
+		return err
+	}
+	r.s.log.Info("raft snapshot taken", "event", "snapshot_taken", "index", r.applied, "id", sink.ID(),
+		"bytes", cs.n, "took", time.Since(t0).Round(time.Millisecond).String())
+	return nil
+}
+
+// countingSink counts the bytes written through it.
+type countingSink struct {
+	raft.SnapshotSink
+	n int64
+}
+
+func (c *countingSink) Write(p []byte) (int, error) {
+	n, err := c.SnapshotSink.Write(p)
+	c.n += int64(n)
+	return n, err
+}
 
 // StoreConfiguration is raft's ConfigurationStore hook, called as each
 // configuration entry is applied (also when the log is replayed).
@@ -47,11 +75,18 @@ func (f raftFSM) StoreConfiguration(index uint64, _ raft.Configuration) {
 
 // Restore installs a snapshot; the configuration it carries is as new as
 // the snapshot's ConfigurationIndex, which the hook never sees.
+// It logs the installation (event=snapshot_installed): at start from the
+// newest snapshot on disk, from a leader's InstallSnapshot, or an
+// operator's restore.
 func (f raftFSM) Restore(rc io.ReadCloser) error {
+	t0 := time.Now()
 	if err := f.FSM.Restore(rc); err != nil {
+		f.s.log.Warn("raft snapshot could not be installed", "event", "snapshot_install_failed", "err", err)
 		return err
 	}
 	f.s.noteSnapshotConfigIndex()
+	f.s.log.Info("raft snapshot installed", "event", "snapshot_installed", "index", f.FSM.Indexes().Applied,
+		"took", time.Since(t0).Round(time.Millisecond).String())
 	return nil
 }
 

@@ -126,3 +126,45 @@ func TestJSONLogOfALeaderKill(t *testing.T) {
 		t.Errorf("no survivor logged the leader lost before the new leader")
 	}
 }
+
+// TestSnapshotEventsLogged: a snapshot written by raft is one
+// event=snapshot_taken line (its index and size), and the one a restarted
+// server installs from disk one event=snapshot_installed line.
+func TestSnapshotEventsLogged(t *testing.T) {
+	buf := &lockedBuffer{}
+	c := newTestClusterWith(t, 1, func(i int, cfg *Config) {
+		cfg.Logger = slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	c.waitLeader(10 * time.Second)
+	addTask(t, c.client(0), "snap-1")
+	if err := c.servers[0].raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	events := func(name string) []map[string]any {
+		var out []map[string]any
+		for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["event"] == name {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	taken := events("snapshot_taken")
+	if len(taken) != 1 {
+		t.Fatalf("%d snapshot_taken lines, want 1:\n%s", len(taken), buf.String())
+	}
+	if idx, _ := taken[0]["index"].(float64); idx < 1 {
+		t.Errorf("snapshot_taken index %v, want the applied index", taken[0]["index"])
+	}
+	if n, _ := taken[0]["bytes"].(float64); n < 100 {
+		t.Errorf("snapshot_taken bytes %v, want the snapshot's size", taken[0]["bytes"])
+	}
+	c.stop(0)
+	c.start(0)
+	c.waitLeader(10 * time.Second)
+	installed := events("snapshot_installed")
+	if len(installed) != 1 || installed[0]["index"] != taken[0]["index"] {
+		t.Fatalf("snapshot_installed lines %v, want one at index %v", installed, taken[0]["index"])
+	}
+}
