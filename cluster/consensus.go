@@ -71,6 +71,7 @@ func (s *Server) Servers() ([]rpc.RaftServer, error) {
 // Propose appends an encoded entry and waits for the state machine's
 // result (rpc.Backend).
 func (s *Server) Propose(ctx context.Context, data []byte, timeout time.Duration) (*fsm.ApplyResult, error) {
+	t0 := time.Now()
 	f := s.raft.Apply(data, timeout)
 	errCh := make(chan error, 1)
 	go func() { errCh <- f.Error() }()
@@ -79,6 +80,7 @@ func (s *Server) Propose(ctx context.Context, data []byte, timeout time.Duration
 		if err != nil {
 			return nil, raftError(err)
 		}
+		s.commitLat.observe(time.Since(t0))
 	case <-ctx.Done():
 		return nil, rpc.Errorf(rpc.CodeDeadlineExceeded, "the write was proposed but not committed before the deadline; it may still commit — read it back before retrying")
 	}

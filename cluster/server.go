@@ -54,6 +54,8 @@ type Server struct {
 	lastLeaderAddr   raft.ServerAddress // goneMu: the last leader known (succession.go)
 	lastLeaderID     raft.ServerID
 	leaderReady      atomic.Bool
+	commitLat        latencyWindow // latency.go: Propose, apply to result
+	logSyncLat       latencyWindow // latency.go: log batches stored
 	probing          atomic.Bool   // succession.go: a leader probe is running
 	succMu           sync.Mutex    // succession.go: one attempt to stand at a time
 	lastSuccessor    atomic.Value  // succession.go: id of the last server this one asked to stand
@@ -190,7 +192,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 		s.log.Info("recovering existing raft state", "data_dir", cfg.DataDir)
 	}
 
-	logs, err := raft.NewLogCache(logCacheSize, s.store)
+	logs, err := raft.NewLogCache(logCacheSize, timedLogStore{LogStore: s.store, lat: &s.logSyncLat})
 	if err != nil {
 		return nil, fmt.Errorf("raft log cache: %w", err)
 	}

@@ -73,6 +73,11 @@ type Backend interface {
 	// TimingProfile is the name of the server's --timing profile and the
 	// largest server-to-server round trip it is made for.
 	TimingProfile() (name string, maxRTT time.Duration)
+	// HealthFigures are this server's commit p99 (as leader: a write from
+	// proposal to the state machine's result) and log sync p99 (a batch of
+	// log entries stored on disk) over the last minute, in milliseconds;
+	// -1 without samples.
+	HealthFigures() (commitP99MS, logSyncP99MS float64)
 	// FollowSpread is how long node agents spread their first heartbeat
 	// to a new leader (docs/rpc.md, "Following elections").
 	FollowSpread() time.Duration

@@ -23,6 +23,7 @@ func (s *Server) localStatus() *StatusReply {
 		CommitIndex: rs.CommitIndex, AppliedIndex: rs.AppliedIndex, LastIndex: rs.LastIndex,
 		Version: s.cfg.Version,
 	}
+	r.CommitP99MS, r.LogSyncP99MS = s.b.HealthFigures()
 	if r.State != "leader" {
 		if lc := rs.LastContact; !lc.IsZero() {
 			r.LastContactMS = time.Since(lc).Milliseconds()
@@ -125,6 +126,7 @@ func (s *Server) members(ctx context.Context, req *Request) (any, error) {
 		m.Suffrage = suffrage(srv.Voter)
 		m.Leader = srv.ID == leaderID
 		m.LastContactMS, m.Lag, m.RTTMS = -1, -1, -1
+		m.CommitP99MS, m.LogSyncP99MS = -1, -1
 		// The manifest's labels are the one answer every server gives; a
 		// server's own report fills in only until its labels are recorded.
 		lbl := s.fsm.Server(m.ID)
@@ -136,6 +138,7 @@ func (s *Server) members(ctx context.Context, req *Request) (any, error) {
 				m.Cloud, m.Region = self.Cloud, self.Region
 			}
 			m.State, m.Term = self.State, self.Term
+			m.CommitP99MS, m.LogSyncP99MS = self.CommitP99MS, self.LogSyncP99MS
 			if amLeader {
 				m.LastContactMS, m.Lag, m.RTTMS = 0, 0, 0
 			}
@@ -152,6 +155,7 @@ func (s *Server) members(ctx context.Context, req *Request) (any, error) {
 		}
 		m.State, m.Term, m.LastContactMS, m.Lag = p.state, p.term, p.lastContactMS, p.lag
 		m.RTTMS = millis(p.rtt)
+		m.CommitP99MS, m.LogSyncP99MS = p.commitP99MS, p.logSyncP99MS
 		if lbl == nil && p.cloud != "" {
 			m.Cloud, m.Region = p.cloud, p.region
 		}
@@ -185,6 +189,8 @@ type memberProbe struct {
 	lastContactMS, lag int64
 	cloud, region      string
 	rtt                time.Duration // least of the last few probes
+	commitP99MS        float64
+	logSyncP99MS       float64
 }
 
 // membersCache holds the leader's last probe of the other servers.
@@ -271,7 +277,7 @@ func probeServers(ctx context.Context, s *Server, servers []RaftServer, self *St
 				if err = conn.Call(pctx, MethodStatus, &StatusArgs{}, &st); err == nil {
 					p = memberProbe{ok: true, state: st.State, term: st.Term, lastContactMS: st.LastContactMS,
 						lag: max(int64(self.LastIndex)-int64(st.LastIndex), 0), cloud: st.Cloud, region: st.Region,
-						rtt: s.rtts.record(srv.ID, time.Since(t0))}
+						rtt: s.rtts.record(srv.ID, time.Since(t0)), commitP99MS: st.CommitP99MS, logSyncP99MS: st.LogSyncP99MS}
 				}
 			}
 			mu.Lock()

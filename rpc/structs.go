@@ -185,6 +185,12 @@ type StatusReply struct {
 	LastLeaderChangeMS int64  `codec:"last_leader_change_ms" json:"last_leader_change_ms"`
 	NumPeers           int    `codec:"num_peers" json:"num_peers"`
 	Version            string `codec:"version" json:"version"`
+	// CommitP99MS is the 99th percentile of the writes this server
+	// committed as leader in the last minute, from proposal to the state
+	// machine's result; LogSyncP99MS that of the batches of log entries
+	// it stored on disk (write and fdatasync). -1: no sample.
+	CommitP99MS  float64 `codec:"commit_p99_ms" json:"commit_p99_ms"`
+	LogSyncP99MS float64 `codec:"log_sync_p99_ms" json:"log_sync_p99_ms"`
 }
 
 // MembersArgs are the arguments of Status.Members.
@@ -216,6 +222,10 @@ type Member struct {
 	// milliseconds: the least of the leader's last few probes (0 on the
 	// leader itself, -1 unknown).
 	RTTMS float64 `codec:"rtt_ms" json:"rtt_ms"`
+	// CommitP99MS and LogSyncP99MS are the server's own figures (Status.Get)
+	// as the leader's probe found them (-1 unknown).
+	CommitP99MS  float64 `codec:"commit_p99_ms" json:"commit_p99_ms"`
+	LogSyncP99MS float64 `codec:"log_sync_p99_ms" json:"log_sync_p99_ms"`
 }
 
 // MembersReply is the reply of Status.Members.

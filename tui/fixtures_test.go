@@ -137,11 +137,11 @@ func statusOf(id, addr, state, leader string, term, index uint64) rpc.StatusRepl
 // fiveServers is a healthy 3 AWS + 2 GCP cluster led by s1.
 func fiveServers() *rpc.MembersReply {
 	return &rpc.MembersReply{From: "s1", Warnings: []string{}, Members: []rpc.Member{
-		{ID: "s1", Address: addr1, Cloud: "aws", Region: "us-east-1", Suffrage: "voter", State: "leader", Leader: true, LastContactMS: 0, Lag: 0, Term: 7},
-		{ID: "s2", Address: addr2, Cloud: "aws", Region: "us-east-1", Suffrage: "voter", State: "follower", LastContactMS: 18, Lag: 0, Term: 7, RTTMS: 1.2},
-		{ID: "s3", Address: addr3, Cloud: "aws", Region: "us-east-2", Suffrage: "voter", State: "follower", LastContactMS: 25, Lag: 2, Term: 7, RTTMS: 24.9},
-		{ID: "s4", Address: addr4, Cloud: "gcp", Region: "europe-west1", Suffrage: "voter", State: "follower", LastContactMS: 240, Lag: 140, Term: 7, RTTMS: 243.4},
-		{ID: "s5", Address: addr5, Cloud: "gcp", Region: "europe-west1", Suffrage: "nonvoter", State: "follower", LastContactMS: 251, Lag: 3, Term: 7, RTTMS: 244.1},
+		{ID: "s1", Address: addr1, Cloud: "aws", Region: "us-east-1", Suffrage: "voter", State: "leader", Leader: true, LastContactMS: 0, Lag: 0, Term: 7, CommitP99MS: 61.4, LogSyncP99MS: 1.2},
+		{ID: "s2", Address: addr2, Cloud: "aws", Region: "us-east-1", Suffrage: "voter", State: "follower", LastContactMS: 18, Lag: 0, Term: 7, RTTMS: 1.2, CommitP99MS: -1, LogSyncP99MS: 0.9},
+		{ID: "s3", Address: addr3, Cloud: "aws", Region: "us-east-2", Suffrage: "voter", State: "follower", LastContactMS: 25, Lag: 2, Term: 7, RTTMS: 24.9, CommitP99MS: -1, LogSyncP99MS: 1.6},
+		{ID: "s4", Address: addr4, Cloud: "gcp", Region: "europe-west1", Suffrage: "voter", State: "follower", LastContactMS: 240, Lag: 140, Term: 7, RTTMS: 243.4, CommitP99MS: -1, LogSyncP99MS: 14.2},
+		{ID: "s5", Address: addr5, Cloud: "gcp", Region: "europe-west1", Suffrage: "nonvoter", State: "follower", LastContactMS: 251, Lag: 3, Term: 7, RTTMS: 244.1, CommitP99MS: -1, LogSyncP99MS: 1.1},
 	}}
 }
 

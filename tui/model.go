@@ -873,16 +873,52 @@ func age(d time.Duration) string { return humanize.Age(d) }
 
 func msAge(ms int64) string { return humanize.AgeMS(ms) }
 
+// healthFigures are the numbers an operator watches first, from the
+// leader's Status.Members: the leader's write p99 (proposal to result),
+// the slowest server's log fsync p99 and the longest round trip from the
+// leader ("" when none is known yet).
+func (m *Model) healthFigures() string {
+	if m.members == nil || m.membersStale {
+		return ""
+	}
+	var parts []string
+	worstSync, worstID, rtt := -1.0, "", -1.0
+	for _, s := range m.members.Members {
+		if s.Leader && s.CommitP99MS >= 0 {
+			parts = append(parts, "write p99 "+msText(s.CommitP99MS))
+		}
+		if s.LogSyncP99MS > worstSync {
+			worstSync, worstID = s.LogSyncP99MS, s.ID
+		}
+		if !s.Leader && s.RTTMS > rtt {
+			rtt = s.RTTMS
+		}
+	}
+	if worstSync >= 0 {
+		parts = append(parts, fmt.Sprintf("fsync p99 %s (%s)", msText(worstSync), termsafe.Field(worstID)))
+	}
+	if rtt >= 0 {
+		parts = append(parts, "rtt ≤ "+msText(rtt))
+	}
+	return strings.Join(parts, "  ")
+}
+
+// msText prints milliseconds: one decimal under 10 ms.
+func msText(ms float64) string {
+	if ms < 10 {
+		return fmt.Sprintf("%.1fms", ms)
+	}
+	return fmt.Sprintf("%.0fms", ms)
+}
+
 // rttText is the leader's round trip to a server ("-" for the leader
 // itself and when unknown).
 func rttText(s rpc.Member) string {
 	switch {
 	case s.State == "leader" || s.RTTMS < 0:
 		return "-"
-	case s.RTTMS < 10:
-		return fmt.Sprintf("%.1fms", s.RTTMS)
 	}
-	return fmt.Sprintf("%.0fms", s.RTTMS)
+	return msText(s.RTTMS)
 }
 
 func nsAge(now time.Time, unixNano int64) string {

@@ -46,7 +46,11 @@ func (m *Model) Plain() string {
 				leader += " for " + changed
 			}
 		}
-		fmt.Fprintf(&b, "leader %s  term %d  commit %d  applied %d\n", leader, st.Term, st.CommitIndex, st.AppliedIndex)
+		hf := m.healthFigures()
+		if hf != "" {
+			hf = "  " + hf
+		}
+		fmt.Fprintf(&b, "leader %s  term %d%s  commit %d  applied %d\n", leader, st.Term, hf, st.CommitIndex, st.AppliedIndex)
 	}
 	for _, bn := range m.banners() {
 		mark := "!"

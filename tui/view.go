@@ -191,7 +191,11 @@ func (m *Model) headerLines(w int) []string {
 			b.WriteString(" for " + changed)
 		}
 	}
-	fmt.Fprintf(&b, "  term %d  commit %d  applied %d", st.Term, st.CommitIndex, st.AppliedIndex)
+	fmt.Fprintf(&b, "  term %d", st.Term)
+	if hf := m.healthFigures(); hf != "" {
+		b.WriteString("  " + hf)
+	}
+	fmt.Fprintf(&b, "  commit %d  applied %d", st.CommitIndex, st.AppliedIndex)
 	return []string{line1, b.String()}
 }
 
