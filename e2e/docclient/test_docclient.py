@@ -563,6 +563,8 @@ def test_status_get_every_field(env: Env) -> None:
             "last_leader_change_ms",
             "num_peers",
             "version",
+            "commit_p99_ms",
+            "log_sync_p99_ms",
         }
         assert st["id"] == s.id
         assert st["address"] == s.addr
@@ -582,11 +584,60 @@ def test_status_get_every_field(env: Env) -> None:
     lead = [st for st in states.values() if st["state"] == "leader"]
     assert len(lead) == 1
     assert lead[0]["last_contact_ms"] == 0
+    for st in states.values():  # floats in ms, -1 without a sample
+        for k in ("commit_p99_ms", "log_sync_p99_ms"):
+            assert isinstance(st[k], float | int)
+            assert st[k] == -1 or st[k] > 0
+        if st["state"] == "follower":
+            assert st["commit_p99_ms"] == -1  # followers commit nothing
+    # every server stored the log entries of the writes before this test
+    assert all(st["log_sync_p99_ms"] > 0 for st in states.values())
     for st in states.values():
         assert st["leader_id"] == lead[0]["id"]
         assert st["leader_addr"] == lead[0]["address"]
         if st["state"] == "follower":
             assert st["last_contact_ms"] >= 0
+
+
+def test_operator_rtt_every_field(env: Env) -> None:
+    """Operator.RTT as docs/rpc.md describes it: every ordered pair through
+    one server, its own row only with local, samples bounded."""
+    s = env.follower()
+    r = env.call("Operator.RTT", {"samples": 2}, addr=s.addr)
+    assert set(r) == {"from", "timing", "max_rtt_ms", "pairs", "warnings"}
+    assert r["from"] == s.id
+    assert r["timing"] == "lan"
+    assert r["max_rtt_ms"] == 20
+    pairs = [(p["from"], p["to"]) for p in r["pairs"]]
+    ids = ["s1", "s2", "s3"]
+    assert pairs == [(a, b) for a in ids for b in ids if a != b]  # sorted
+    for p in r["pairs"]:
+        assert set(p) == {
+            "from",
+            "to",
+            "from_cloud",
+            "to_cloud",
+            "samples",
+            "min_ms",
+            "median_ms",
+            "max_ms",
+            "error",
+        }
+        assert (p["from_cloud"], p["to_cloud"]) == ("local", "local")
+        assert p["error"] == ""
+        assert p["samples"] == 2
+        assert 0 < p["min_ms"] <= p["median_ms"] <= p["max_ms"]
+    assert all(isinstance(w, str) for w in r["warnings"])
+    local = env.call("Operator.RTT", {"local": True}, addr=s.addr)
+    assert {p["from"] for p in local["pairs"]} == {s.id}
+    assert len(local["pairs"]) == 2
+    assert all(p["samples"] == 5 for p in local["pairs"])  # 0 means 5
+
+    def rtt_with(samples: int) -> Callable[[], object]:
+        return lambda: env.call("Operator.RTT", {"samples": samples}, addr=s.addr)
+
+    for bad in (-1, 21):
+        expect_error("invalid_argument", rtt_with(bad))
 
 
 def test_status_get_blocking(env: Env) -> None:
@@ -652,6 +703,9 @@ def test_status_members_every_field(env: Env) -> None:
                 "last_contact_ms",
                 "lag",
                 "term",
+                "rtt_ms",
+                "commit_p99_ms",
+                "log_sync_p99_ms",
             }
             assert m["address"] == env.cluster.servers[m["id"]].addr
             assert (m["cloud"], m["region"]) == ("local", "dev")
@@ -669,8 +723,14 @@ def test_status_members_every_field(env: Env) -> None:
             assert is_int(m["lag"])
             assert m["lag"] >= -1
             assert is_int(m["term"])
+            for k in ("rtt_ms", "commit_p99_ms", "log_sync_p99_ms"):
+                assert isinstance(m[k], float | int)
+                assert m[k] == -1 or m[k] >= 0
+            if m["id"] != lead.id:
+                assert m["rtt_ms"] > 0  # the leader's probe, timed
         assert ms[lead.id]["state"] == "leader"
         assert ms[lead.id]["last_contact_ms"] == 0
+        assert ms[lead.id]["rtt_ms"] == 0
     # stale: the contacted server builds the list itself
     f = env.follower()
     r = env.call("Status.Members", {"stale": True}, addr=f.addr)
