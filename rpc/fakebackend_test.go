@@ -21,10 +21,24 @@ type fakeBackend struct {
 	mu       sync.Mutex
 	index    uint64
 	barriers chan struct{}
+	// follower: another server leads, at leaderAddr (setLeader).
+	follower   bool
+	leaderAddr string
+	watch      chan struct{} // closed at the next leader change
 }
 
 func newFakeBackend() *fakeBackend {
-	return &fakeBackend{f: fsm.New(), barriers: make(chan struct{}, 64)}
+	return &fakeBackend{f: fsm.New(), barriers: make(chan struct{}, 64), watch: make(chan struct{})}
+}
+
+// setLeader makes this server a follower of the server at addr and
+// signals the change to LeaderWatch.
+func (b *fakeBackend) setLeader(addr string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.follower, b.leaderAddr = true, addr
+	close(b.watch)
+	b.watch = make(chan struct{})
 }
 
 func (b *fakeBackend) FSM() *fsm.FSM { return b.f }
@@ -33,8 +47,19 @@ func (b *fakeBackend) RaftState() RaftState {
 	defer b.mu.Unlock()
 	return RaftState{State: "leader", Term: 1, CommitIndex: b.index, AppliedIndex: b.index, LastIndex: b.index}
 }
-func (b *fakeBackend) Leader() (string, string) { return "127.0.0.1:1", "s1" }
-func (b *fakeBackend) IsLeader() bool           { return true }
+func (b *fakeBackend) Leader() (string, string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.follower {
+		return b.leaderAddr, "leader@" + b.leaderAddr
+	}
+	return "127.0.0.1:1", "s1"
+}
+func (b *fakeBackend) IsLeader() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.follower
+}
 func (b *fakeBackend) Servers() ([]RaftServer, error) {
 	return []RaftServer{{ID: "s1", Address: "127.0.0.1:1", Voter: true}}, nil
 }
@@ -63,10 +88,14 @@ func (b *fakeBackend) Restore(context.Context, io.Reader, int64) (uint64, error)
 func (b *fakeBackend) Self() fsm.Server {
 	return fsm.Server{ID: "s1", Address: "127.0.0.1:1", Cloud: "local", Region: "dev"}
 }
-func (b *fakeBackend) LeaderReady() bool            { return true }
-func (b *fakeBackend) LastLeaderChange() time.Time  { return time.Time{} }
-func (b *fakeBackend) ConfigIndex() uint64          { return 1 }
-func (b *fakeBackend) LeaderWatch() <-chan struct{} { return make(chan struct{}) }
+func (b *fakeBackend) LeaderReady() bool           { return b.IsLeader() }
+func (b *fakeBackend) LastLeaderChange() time.Time { return time.Time{} }
+func (b *fakeBackend) ConfigIndex() uint64         { return 1 }
+func (b *fakeBackend) LeaderWatch() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.watch
+}
 func (b *fakeBackend) NodeHeartbeat(string, bool) (time.Duration, time.Duration, bool) {
 	return time.Second, 10 * time.Second, true
 }
@@ -168,4 +197,103 @@ func TestBlockingQueryWakesOnWrite(t *testing.T) {
 		t.Errorf("woke at index %d (from %d) with %d tasks, want the new task", woke.Index, first.Index, len(woke.Tasks))
 	}
 	t.Logf("woke %s after the write", time.Since(t1).Round(time.Millisecond))
+}
+
+// blackHoleLeader accepts RPC connections, reads each request and answers
+// none: on each request it sends the request's arrival on got and, with
+// hangUp, closes the connection (a leader that died after the call was
+// delivered).
+func blackHoleLeader(t *testing.T, hangUp bool, got chan<- struct{}) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				if _, err := io.ReadFull(c, buf[:1]); err != nil { // the connection type
+					return
+				}
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+					got <- struct{}{}
+					if hangUp {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A write a follower forwarded, delivered to a leader that then died
+// without answering, is not sent again: it may have committed
+// (docs/rpc.md, "Consistency and forwarding"). The caller gets one error.
+func TestForwardedCallDeliveredIsNotResent(t *testing.T) {
+	got := make(chan struct{}, 16)
+	leader := blackHoleLeader(t, true, got)
+	b := newFakeBackend()
+	b.setLeader(leader)
+	cl := serveFake(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// One connection, one call: the follower's behaviour alone (a Client
+	// would retry an unavailable answer itself, which docs/rpc.md leaves
+	// to the caller: a retried Task.Add must carry its id).
+	conn, err := Dial(ctx, cl.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	err = conn.Call(ctx, MethodTaskAdd, &TaskAddArgs{ID: "once", Type: "shell"}, nil)
+	if err == nil {
+		t.Fatal("the call succeeded although the leader never answered")
+	}
+	if n := len(got); n != 1 {
+		t.Fatalf("the leader received the call %d times, want 1 (err %v)", n, err)
+	}
+	t.Logf("the caller got: %v", err)
+}
+
+// A forwarded call whose leader is replaced while it waits is abandoned
+// at the leader change (not at its deadline) and sent to the new leader.
+func TestForwardedCallFollowsALeaderChange(t *testing.T) {
+	gotOld := make(chan struct{}, 16)
+	old := blackHoleLeader(t, false, gotOld) // holds the call, answers never
+	nb := newFakeBackend()
+	newLeader := serveFake(t, nb)
+	b := newFakeBackend()
+	b.setLeader(old)
+	cl := serveFake(t, b)
+	done := make(chan error, 1)
+	t0 := time.Now()
+	go func() {
+		done <- cl.Call(context.Background(), MethodTaskAdd, &TaskAddArgs{ID: "moved", Type: "shell"}, nil)
+	}()
+	<-gotOld // delivered to the old leader, which sits on it
+	b.setLeader(newLeader.Addrs()[0])
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("after the leader change: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the forwarded call did not follow the leader change")
+	}
+	if nb.f.Task("moved") == nil {
+		t.Fatal("the new leader does not have the task")
+	}
+	t.Logf("followed the leader change in %s", time.Since(t0).Round(time.Millisecond))
+
 }

@@ -453,20 +453,22 @@ func (s *Server) forwardTo(ctx context.Context, addr string, req *Request, reply
 	watchDone := make(chan struct{})
 	defer close(watchDone)
 	go func() {
-		t := time.NewTicker(25 * time.Millisecond)
-		defer t.Stop()
+		// Woken by the Backend's leader-change signal; leaderRecheck is
+		// only a safety net, as in waitLeader.
 		for {
+			changed := s.b.LeaderWatch()
+			if now, _ := s.leader(); now != addr {
+				moved.Store(true)
+				cancel()
+				return
+			}
 			select {
 			case <-watchDone:
 				return
 			case <-cctx.Done():
 				return
-			case <-t.C:
-				if now, _ := s.leader(); now != addr {
-					moved.Store(true)
-					cancel()
-					return
-				}
+			case <-changed:
+			case <-time.After(leaderRecheck):
 			}
 		}
 	}()
