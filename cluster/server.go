@@ -57,6 +57,7 @@ type Server struct {
 	commitLat        latencyWindow // latency.go: Propose, apply to result
 	logSyncLat       latencyWindow // latency.go: log batches stored
 	probing          atomic.Bool   // succession.go: a leader probe is running
+	silenceNoticed   atomic.Int64  // succession.go: unix nanos watchLeader first saw the current silence (0: none)
 	succMu           sync.Mutex    // succession.go: one attempt to stand at a time
 	lastSuccessor    atomic.Value  // succession.go: id of the last server this one asked to stand
 	lastLeaderChange atomic.Int64  // unix nanos

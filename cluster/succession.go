@@ -299,8 +299,11 @@ func (s *Server) succeed(gone raft.ServerID, confirm bool) succession {
 		return outcome
 	}
 	stand := peerState{id: s.cfg.NodeID, addr: s.cfg.Advertise}
+	var confirmTook time.Duration
 	if confirm {
+		t0 := time.Now()
 		n, need, best, contested := s.quorumSilent(voters, s.successionOrder(voters, clouds, gone), gone, startTerm)
+		confirmTook = time.Since(t0)
 		if contested {
 			// A voter is at a newer term already: an election is under way (another successor stood a moment
 			// ago, e.g. at a cold start whose servers started apart).
@@ -314,21 +317,26 @@ func (s *Server) succeed(gone raft.ServerID, confirm bool) succession {
 		stand = best
 		outcome = unconfirmed // until the successor is asked
 		s.log.Info("leader silent for a quorum of voters", "event", "leader_gone", "leader_id", string(gone),
-			"silent_voters", n, "quorum", need, "successor_rank", rank, "stands", stand.id)
+			"silent_voters", n, "quorum", need, "successor_rank", rank, "stands", stand.id,
+			"last_contact", timeOrNone(s.raft.LastContact()), "noticed", timeOrNone(time.Unix(0, s.silenceNoticed.Load())),
+			"confirm_took", confirmTook.Round(time.Millisecond).String())
 		if movedOn() {
 			return outcome
 		}
 	}
+	t0 := time.Now()
 	if err := s.timeoutNow(stand); err != nil {
 		s.log.Warn("asking a successor to stand failed", "successor", stand.id, "err", err)
 		return outcome
 	}
+	standTook := time.Since(t0)
 	s.lastSuccessor.Store(stand.id)
 	s.metrics.succession()
 	outcome = stood
 	s.log.Info("successor stands for election in place of the lost leader", "event", "succession",
 		"leader_id", string(gone), "successor", stand.id, "successor_rank", rank,
-		"evidence", map[bool]string{false: "port refused", true: "quorum silent"}[confirm])
+		"evidence", map[bool]string{false: "port refused", true: "quorum silent"}[confirm],
+		"stand_took", standTook.Round(time.Millisecond).String())
 	return outcome
 }
 
@@ -348,6 +356,15 @@ func (s *Server) timeoutNow(p peerState) error {
 		err = s.trans.TimeoutNow(id, addr, &req, &resp)
 	}
 	return err
+}
+
+// timeOrNone formats a time for the log, "" for none (the zero time or
+// the Unix epoch).
+func timeOrNone(t time.Time) string {
+	if t.IsZero() || t.Unix() == 0 {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 // leaderSilent: this follower has heard nothing from a leader for the
@@ -374,7 +391,12 @@ func (s *Server) watchLeader() {
 			return
 		case <-t.C:
 		}
-		if s.raft.State() != raft.Follower || !s.leaderSilent() || time.Now().Before(retry) {
+		if s.raft.State() != raft.Follower || !s.leaderSilent() {
+			s.silenceNoticed.Store(0)
+			continue
+		}
+		s.silenceNoticed.CompareAndSwap(0, time.Now().UnixNano())
+		if time.Now().Before(retry) {
 			continue
 		}
 		_, id := s.raft.LeaderWithID()

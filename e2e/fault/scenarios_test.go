@@ -553,6 +553,17 @@ func TestLeaderIsolated(t *testing.T) {
 	}
 	t.Logf("isolated leader %s: %s elected after %s, first committed write (%s) after %s, old leader stepped down after %s",
 		leader.Name, newLeader, ms(electedAt.Sub(t0)), by, ms(wroteAt.Sub(t0)), ms(downAt.Sub(t0)))
+	// Where the time went, from the servers' own log lines (issue 16's
+	// breakdown): the cut is at 0.
+	tl, err := c.SuccessionTimeline(t0)
+	if err != nil {
+		t.Errorf("succession timeline: %v", err)
+	} else {
+		t.Logf("timeline: %s, first committed write +%s", tl.Breakdown(t0), ms(wroteAt.Sub(t0)))
+		if tl.Evidence != "quorum silent" || tl.Confirmed.IsZero() || tl.LastContact.IsZero() || tl.NewLeader != newLeader {
+			t.Errorf("a silent leader's failover should go through the quorum's confirmation to %s: %+v", newLeader, tl)
+		}
+	}
 	cl := c.Client("c-aws", rest...)
 	for i := 0; i < 10; i++ {
 		if _, err := fault.Write(ctxFor(t, 10*time.Second), cl, fmt.Sprintf("while-isolated-%d", i)); err != nil {
