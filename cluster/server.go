@@ -57,6 +57,8 @@ type Server struct {
 	commitLat        latencyWindow // latency.go: Propose, apply to result
 	logSyncLat       latencyWindow // latency.go: log batches stored
 	probing          atomic.Bool   // succession.go: a leader probe is running
+	rpcWarmMu        sync.Mutex    // warm.go: RPC dials in flight
+	rpcWarmDialing   map[string]bool
 	silenceNoticed   atomic.Int64  // succession.go: unix nanos watchLeader first saw the current silence (0: none)
 	succMu           sync.Mutex    // succession.go: one attempt to stand at a time
 	lastSuccessor    atomic.Value  // succession.go: id of the last server this one asked to stand
@@ -231,9 +233,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	s.goFunc(s.monitorLeadership)
 	s.goFunc(s.watchLeader)
 	s.goFunc(s.registerSelf)
-	if s.mux.warm != nil {
-		s.goFunc(s.warmPeers)
-	}
+	s.goFunc(s.warmPeers)
 	if len(cfg.Join) > 0 {
 		s.goFunc(s.joinLoop)
 	}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"net"
 	"sync"
 	"time"
@@ -16,13 +17,21 @@ import (
 // (e2e/fault TestLeaderKillFailover, 10 rounds): kill -9 of the leader to a
 // new leader took p50 547 ms in plaintext and 822 ms with TLS.
 //
-// So every server keeps one handshaken connection ready per raft peer and
-// the raft stream layer takes it instead of dialling. A ready connection
-// has completed TLS but not yet sent its protocol byte: the peer's mux
-// waits warmIdle for that byte from an authenticated peer (mux.go). Ready
-// connections are replaced after warmRefresh, long before the peer gives up
-// on them, and a connection whose peer has closed it (the peer restarted)
-// is never handed out (connAlive).
+// So every server keeps warmPerPeer handshaken connections ready per raft
+// peer and the raft stream layer takes them instead of dialling. A ready
+// connection has completed TLS but not yet sent its protocol byte: the
+// peer's mux waits warmIdle for that byte from an authenticated peer
+// (mux.go). Ready connections are replaced after warmRefresh, long before
+// the peer gives up on them, and a connection whose peer has closed it
+// (the peer restarted) is never handed out (connAlive).
+//
+// Why more than one: a new leader opens several connections to each
+// follower at once — the vote, then heartbeats and the pipelined
+// replication stream each take their own — and with one ready connection
+// the second paid a cold dial (two cross-cloud round trips) before the
+// leader's first entry could reach the other cloud: a silent leader's
+// successor took ≈0.9 s from TimeoutNow to an established leadership
+// where a vote and a commit take ≈0.5 s (bench/RESULTS-peer.md).
 
 const (
 	// warmIdle is how long a server waits for the protocol byte on a TLS
@@ -33,15 +42,18 @@ const (
 	// warmTick is how often the peer list is checked for missing ready
 	// connections.
 	warmTick = time.Second
+	// warmPerPeer is how many ready connections are kept per peer: the
+	// vote, the heartbeats and the replication pipeline.
+	warmPerPeer = 3
 )
 
-// warmPool holds at most one ready connection per peer address.
+// warmPool holds up to warmPerPeer ready connections per peer address.
 type warmPool struct {
 	dial func(addr string, timeout time.Duration) (net.Conn, error)
 
 	mu      sync.Mutex
-	ready   map[string]warmConn
-	dialing map[string]bool
+	ready   map[string][]warmConn
+	dialing map[string]int // dials in flight per address
 	closed  bool
 }
 
@@ -51,29 +63,33 @@ type warmConn struct {
 }
 
 func newWarmPool(dial func(addr string, timeout time.Duration) (net.Conn, error)) *warmPool {
-	return &warmPool{dial: dial, ready: map[string]warmConn{}, dialing: map[string]bool{}}
+	return &warmPool{dial: dial, ready: map[string][]warmConn{}, dialing: map[string]int{}}
 }
 
-// take hands out the ready connection to addr, or nil: a missing, aged or
-// dead one is not handed out. A replacement is dialled on the next tick.
+// take hands out a ready connection to addr, or nil: aged or dead ones
+// are closed, never handed out. Replacements are dialled on the next tick.
 func (p *warmPool) take(addr string) net.Conn {
-	p.mu.Lock()
-	w, ok := p.ready[addr]
-	delete(p.ready, addr)
-	p.mu.Unlock()
-	if !ok {
-		return nil
+	for {
+		p.mu.Lock()
+		ws := p.ready[addr]
+		if len(ws) == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		w := ws[len(ws)-1] // the newest
+		p.ready[addr] = ws[:len(ws)-1]
+		p.mu.Unlock()
+		if time.Since(w.at) > warmRefresh+warmTick || !connAlive(w.c) {
+			w.c.Close()
+			continue
+		}
+		return w.c
 	}
-	if time.Since(w.at) > warmRefresh+warmTick || !connAlive(w.c) {
-		w.c.Close()
-		return nil
-	}
-	return w.c
 }
 
-// refresh dials, in the background, a ready connection for every address
-// that has none or whose connection is due for replacement, and drops
-// those of addresses no longer listed.
+// refresh replaces, in the background, the ready connections due for
+// replacement and dials up to warmPerPeer for every address listed, and
+// drops those of addresses no longer listed.
 func (p *warmPool) refresh(addrs []string, timeout time.Duration) {
 	want := map[string]bool{}
 	p.mu.Lock()
@@ -83,16 +99,25 @@ func (p *warmPool) refresh(addrs []string, timeout time.Duration) {
 	}
 	for _, a := range addrs {
 		want[a] = true
-		w, ok := p.ready[a]
-		if (ok && time.Since(w.at) < warmRefresh) || p.dialing[a] {
-			continue
+		fresh := p.ready[a][:0]
+		for _, w := range p.ready[a] {
+			if time.Since(w.at) < warmRefresh {
+				fresh = append(fresh, w)
+			} else {
+				w.c.Close()
+			}
 		}
-		p.dialing[a] = true
-		go p.fill(a, timeout)
+		p.ready[a] = fresh
+		for n := len(fresh) + p.dialing[a]; n < warmPerPeer; n++ {
+			p.dialing[a]++
+			go p.fill(a, timeout)
+		}
 	}
-	for a, w := range p.ready {
+	for a, ws := range p.ready {
 		if !want[a] {
-			w.c.Close()
+			for _, w := range ws {
+				w.c.Close()
+			}
 			delete(p.ready, a)
 		}
 	}
@@ -102,32 +127,38 @@ func (p *warmPool) fill(addr string, timeout time.Duration) {
 	c, err := p.dial(addr, timeout)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.dialing, addr)
+	if p.dialing[addr]--; p.dialing[addr] <= 0 {
+		delete(p.dialing, addr)
+	}
 	if err != nil {
 		return // the peer is down; try again next tick
 	}
-	if p.closed {
+	if p.closed || len(p.ready[addr]) >= warmPerPeer {
 		c.Close()
 		return
 	}
-	if old, ok := p.ready[addr]; ok {
-		old.c.Close()
-	}
-	p.ready[addr] = warmConn{c: c, at: time.Now()}
+	p.ready[addr] = append(p.ready[addr], warmConn{c: c, at: time.Now()})
 }
 
 func (p *warmPool) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
-	for a, w := range p.ready {
-		w.c.Close()
+	for a, ws := range p.ready {
+		for _, w := range ws {
+			w.c.Close()
+		}
 		delete(p.ready, a)
 	}
 }
 
-// warmPeers keeps the pool filled for the current raft peers until
-// shutdown.
+// warmPeers keeps ready raft connections (TLS) and one open RPC
+// connection to every current raft peer until shutdown. The RPC
+// connections carry succession's quorum probe and forwarded calls: cold,
+// the probe of a silent leader's voters paid TCP and TLS handshakes
+// before its Status.Get, three cross-cloud round trips instead of one
+// (≈760 ms instead of ≈250; bench/RESULTS-peer.md). A server closes an
+// RPC connection idle for rpc.IdleTimeout; the next tick dials again.
 func (s *Server) warmPeers() {
 	t := time.NewTicker(warmTick)
 	defer t.Stop()
@@ -147,6 +178,40 @@ func (s *Server) warmPeers() {
 				addrs = append(addrs, string(srv.Address))
 			}
 		}
-		s.mux.warm.refresh(addrs, s.timing.HeartbeatTimeout)
+		if s.mux.warm != nil {
+			s.mux.warm.refresh(addrs, s.timing.HeartbeatTimeout)
+		}
+		s.warmRPC(addrs)
+	}
+}
+
+// warmRPC dials, in the background, an RPC connection to each address the
+// server's pool has none to (one dial at a time per address).
+func (s *Server) warmRPC(addrs []string) {
+	pool := s.rpc.Pool()
+	for _, a := range addrs {
+		if pool.Live(a) {
+			continue
+		}
+		s.rpcWarmMu.Lock()
+		busy := s.rpcWarmDialing[a]
+		if !busy {
+			if s.rpcWarmDialing == nil {
+				s.rpcWarmDialing = map[string]bool{}
+			}
+			s.rpcWarmDialing[a] = true
+		}
+		s.rpcWarmMu.Unlock()
+		if busy {
+			continue
+		}
+		go func() {
+			ctx, cancel := context.WithTimeout(s.ctx, s.timing.HeartbeatTimeout)
+			defer cancel()
+			_, _ = pool.Get(ctx, a) // a peer that is down: next tick
+			s.rpcWarmMu.Lock()
+			delete(s.rpcWarmDialing, a)
+			s.rpcWarmMu.Unlock()
+		}()
 	}
 }

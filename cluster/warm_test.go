@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -58,23 +60,27 @@ func TestConnAlive(t *testing.T) {
 }
 
 // waitReady waits until the pool holds a ready connection to addr.
+// waitReady waits until addr has warmPerPeer ready connections.
 func waitReady(t *testing.T, p *warmPool, addr string) {
 	t.Helper()
 	succeedsWithin(t, 2*time.Second, func() error {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		if _, ok := p.ready[addr]; !ok {
-			return errors.New("no ready connection to " + addr + " yet")
+		if n := len(p.ready[addr]); n < warmPerPeer {
+			return fmt.Errorf("%d of %d ready connections to %s yet", n, warmPerPeer, addr)
 		}
 		return nil
 	})
 }
 
 func TestWarmPoolHandsOutOnlyLiveConnections(t *testing.T) {
-	var servers []net.Conn // dialled one at a time: refresh runs once per address
+	var mu sync.Mutex
+	var servers []net.Conn // the far ends, in the order dialled
 	p := newWarmPool(func(addr string, timeout time.Duration) (net.Conn, error) {
 		c, s := tcpPair(t)
+		mu.Lock()
 		servers = append(servers, s)
+		mu.Unlock()
 		return c, nil
 	})
 	defer p.close()
@@ -83,30 +89,39 @@ func TestWarmPoolHandsOutOnlyLiveConnections(t *testing.T) {
 	}
 	p.refresh([]string{"a"}, time.Second)
 	waitReady(t, p, "a")
-	c := p.take("a")
-	if c == nil {
-		t.Fatal("a ready live connection was not handed out")
+	got := map[net.Conn]bool{}
+	for range warmPerPeer {
+		c := p.take("a")
+		if c == nil || got[c] {
+			t.Fatalf("ready live connection %d of %d: %v (handed out before: %v)", len(got)+1, warmPerPeer, c, got[c])
+		}
+		got[c] = true
 	}
 	if p.take("a") != nil {
-		t.Fatal("one ready connection was handed out twice")
+		t.Fatal("more connections handed out than were ready")
 	}
-	// A ready connection whose peer went away is not handed out.
+	// Ready connections whose peer went away are not handed out.
 	p.refresh([]string{"a"}, time.Second)
 	waitReady(t, p, "a")
-	servers[len(servers)-1].Close()
+	mu.Lock()
+	for _, s := range servers {
+		s.Close()
+	}
+	mu.Unlock()
 	succeedsWithin(t, 2*time.Second, func() error {
 		p.mu.Lock()
-		w := p.ready["a"]
-		p.mu.Unlock()
-		if connAlive(w.c) {
-			return errors.New("close not seen yet")
+		defer p.mu.Unlock()
+		for _, w := range p.ready["a"] {
+			if connAlive(w.c) {
+				return errors.New("close not seen yet")
+			}
 		}
 		return nil
 	})
 	if p.take("a") != nil {
 		t.Fatal("a dead ready connection was handed out")
 	}
-	// Addresses no longer listed lose their ready connection.
+	// Addresses no longer listed lose their ready connections.
 	p.refresh([]string{"b"}, time.Second)
 	waitReady(t, p, "b")
 	p.refresh([]string{}, time.Second)
@@ -114,7 +129,7 @@ func TestWarmPoolHandsOutOnlyLiveConnections(t *testing.T) {
 	n := len(p.ready)
 	p.mu.Unlock()
 	if n != 0 {
-		t.Fatalf("%d ready connections for unlisted peers", n)
+		t.Fatalf("ready connections for %d unlisted peers", n)
 	}
 }
 
@@ -124,12 +139,41 @@ func TestTLSClusterKeepsRaftConnectionsWarm(t *testing.T) {
 	succeedsWithin(t, 5*time.Second, func() error {
 		for i, s := range c.servers {
 			s.mux.warm.mu.Lock()
-			n := len(s.mux.warm.ready)
+			n, each := len(s.mux.warm.ready), 0
+			for _, ws := range s.mux.warm.ready {
+				each = max(each, len(ws))
+			}
 			s.mux.warm.mu.Unlock()
-			if n != 2 {
-				return errors.New(c.cfgs[i].NodeID + " does not hold a ready connection to both peers")
+			if n != 2 || each != warmPerPeer {
+				return fmt.Errorf("%s holds ready connections to %d peers (want both), up to %d each (want %d)", c.cfgs[i].NodeID, n, each, warmPerPeer)
 			}
 		}
 		return nil
+	})
+}
+
+// Every server keeps an RPC connection open to each peer (succession's
+// quorum probe and forwarded calls do not pay a handshake), and dials
+// again when one closes.
+func TestServersKeepRPCConnectionsToPeers(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.waitLeader(10 * time.Second)
+	allLive := func() error {
+		for i, s := range c.servers {
+			for j, cfg := range c.cfgs {
+				if i != j && !s.rpc.Pool().Live(cfg.Bind) {
+					return fmt.Errorf("%s has no open RPC connection to %s", c.cfgs[i].NodeID, cfg.NodeID)
+				}
+			}
+		}
+		return nil
+	}
+	succeedsWithin(t, 5*time.Second, allLive)
+	c.servers[0].rpc.Pool().Close() // every connection of s1 gone
+	succeedsWithin(t, 5*time.Second, func() error {
+		if c.servers[0].rpc.Pool().Live(c.cfgs[1].Bind) {
+			return nil
+		}
+		return errors.New("s1 did not dial s2 again")
 	})
 }

@@ -173,7 +173,7 @@ func StartCluster(t testing.TB, cfg ClusterConfig) *Cluster {
 		for _, sv := range c.Servers {
 			sv.Kill()
 		}
-		if t.Failed() {
+		if t.Failed() || os.Getenv("RCTL_FAULT_KEEP") == "1" {
 			for _, sv := range c.Servers {
 				t.Logf("---- last lines of %s (%s) ----\n%s", sv.Name, sv.LogPath, tail(sv.LogPath, 40))
 			}

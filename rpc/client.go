@@ -213,6 +213,9 @@ func (p *Pool) live(addr string) *Conn {
 	return nil
 }
 
+// Live reports whether the pool holds a live connection to addr.
+func (p *Pool) Live(addr string) bool { return p.live(addr) != nil }
+
 // Get returns a live connection to addr, dialling if needed.
 func (p *Pool) Get(ctx context.Context, addr string) (*Conn, error) {
 	p.mu.Lock()
