@@ -2,8 +2,8 @@
 #   make test    the whole suite (what CI runs): Go vet/format/race tests,
 #                end-to-end process tests, the Python agent's lint/type/tests,
 #                a client written from docs/rpc.md alone (e2e/docclient),
-#                ansible-lint, promtool on the shipped alert rules, the package
-#                checks and (root) the Ansible rollout.
+#                ansible-lint, promtool on the shipped alert rules, terraform
+#                fmt/tflint, the package checks and (root) the Ansible rollout.
 #                Installs what it needs itself (Go modules, agent virtualenv).
 #   make dev     a local cluster: 5 servers and 3 Python agents (rctl dev).
 #   make bench   benchmarks that print figures (bench/RESULTS.md, bench/RESULTS-peer.md);
@@ -19,7 +19,7 @@ BIN     := bin/rctl
 # running as root (as CI does); without them those tests skip.
 DEB_PKGS := tmux iproute2
 
-.PHONY: deps all build test test-rollout lint-monitoring test-go lint lint-go agent-venv test-agent lint-agent dev bench bench-quick bench-tls chaos fuzz clean
+.PHONY: deps all build test test-rollout lint-monitoring lint-terraform test-go lint lint-go agent-venv test-agent lint-agent dev bench bench-quick bench-tls chaos fuzz clean
 
 all: build
 
@@ -30,7 +30,13 @@ build:
 # (package-test: goreleaser snapshot, contents, systemd-analyze verify,
 # install/upgrade/purge) and, as root, the Ansible rollout on five
 # namespace hosts (rollout-test; skipped with a message when not root).
-test: deps lint test-go test-agent test-docclient lint-ansible lint-monitoring package-test test-rollout
+test: deps lint test-go test-agent test-docclient lint-ansible lint-monitoring lint-terraform package-test test-rollout
+
+# terraform/: terraform fmt, tflint (bundled ruleset) and the inventory
+# converter's ruff/mypy; Terraform 1.5.7 and tflint are built into
+# bin/tools on first use. The HCL tests run in test-go.
+lint-terraform:
+	GO=$(GO) bash terraform/check.sh
 
 # The shipped Prometheus rules: promtool check/test rules (promtool is built
 # into bin/tools on first use). The dashboard's Go test runs in test-go.

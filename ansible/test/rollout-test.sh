@@ -9,6 +9,9 @@
 # directories, so every ssh session (and every process it starts) sees the
 # host's own files. Ansible reaches them over ssh with a throwaway key.
 #
+#   0. The inventory comes from Terraform's outputs: terraform/tf-inventory.py
+#      on terraform/testdata/output.json (the 3aws-2gcp example) with the
+#      test hosts' addresses in place of the recorded ones.
 #   1. site.yml installs release N-1 (this source stamped 0.9.0, agent 0.9.0)
 #      with the binary install method and rctl_service_manager=process, TLS
 #      and ACLs on; two hosts also run an agent.
@@ -208,8 +211,52 @@ for h in "${hosts[@]}"; do
 	exit 1
 done
 
-# --- inventory -------------------------------------------------------------------
+export ANSIBLE_CONFIG=$root/ansible/ansible.cfg ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
+export ANSIBLE_LOCAL_TEMP=$work/ansible-local ANSIBLE_HOME=$work/ansible-home
+
+# --- inventory ---------------------------------------------------------------------
+# The inventory is what operators get from Terraform: terraform/tf-inventory.py
+# run on the recorded `terraform output -json` of terraform/examples/3aws-2gcp
+# (terraform/testdata/output.json: 3 AWS + 2 GCP servers, agents on aws-3 and
+# gcp-2) with one edit, its addresses replaced by the test hosts'. The test's
+# own settings (ssh key, root, process mode, local builds) go in a second
+# inventory source, as docs/deploy.md tells operators to do with theirs.
 inv=$work/inventory.yml
+settings=$work/settings.yml
+tf_output=$work/tf-output.json
+ip_map=""
+for h in "${hosts[@]}"; do ip_map="$ip_map $h=${ip[$h]}"; done
+# shellcheck disable=SC2086 # one argument per host
+"$ANSIBLE_VENV/bin/python" - "$root/terraform/testdata/output.json" "$tf_output" $ip_map <<'PY'
+"""Replace every server address in a recorded `terraform output -json` document."""
+import json
+import sys
+
+src, dst, pairs = sys.argv[1], sys.argv[2], dict(a.split("=", 1) for a in sys.argv[3:])
+doc = json.load(open(src))
+servers = doc["rctl_servers"]["value"]
+if sorted(s["id"] for s in servers) != sorted(pairs):
+    sys.exit(f"rollout-test: {src} has servers {sorted(s['id'] for s in servers)}, the test hosts are {sorted(pairs)}")
+addr = {}
+for s in servers:
+    for k in ("address", "public_ip", "private_ip"):
+        addr[s[k]] = pairs[s["id"]]
+
+
+def subst(v):
+    if isinstance(v, dict):
+        return {k: subst(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [subst(x) for x in v]
+    if isinstance(v, str):
+        ip, slash, rest = v.partition("/")
+        return addr.get(ip, ip) + slash + rest
+    return v
+
+
+json.dump(subst(doc), open(dst, "w"), indent=2)
+PY
+"$ANSIBLE_VENV/bin/python" "$root/terraform/tf-inventory.py" "$tf_output" -o "$inv"
 {
 	echo "all:"
 	echo "  vars:"
@@ -234,27 +281,39 @@ inv=$work/inventory.yml
 	echo "    rctl_agent_create_user: false"
 	echo "    rctl_agent_drain_timeout: 5"
 	echo "    rctl_health_wait: 180s"
-	echo "  children:"
-	echo "    rctl_servers:"
-	echo "      hosts:"
-	for h in "${hosts[@]}"; do
-		cloud=${h%-*}
-		region=us-east-1
-		[ "$cloud" = gcp ] && region=europe-west1
-		echo "        $h: {ansible_host: ${ip[$h]}, cloud: $cloud, region: $region}"
-	done
-	echo "    rctl_agents:"
-	echo "      hosts:"
-	for h in "${agents[@]}"; do echo "        $h: {}"; done
-} >"$inv"
+} >"$settings"
+# The generated inventory must name exactly the test hosts, with their
+# addresses and labels, and the agents.
+"$ANSIBLE_VENV/bin/ansible-inventory" -i "$inv" -i "$settings" --list >"$work/inventory.json"
+want_hosts="${hosts[*]}" want_agents="${agents[*]}" want_ips="$ip_map" \
+	"$ANSIBLE_VENV/bin/python" - "$work/inventory.json" <<'PY'
+import json
+import os
+import sys
+
+inv = json.load(open(sys.argv[1]))
+hv = inv["_meta"]["hostvars"]
+want_ips = dict(a.split("=", 1) for a in os.environ["want_ips"].split())
+problems = []
+for group, want in (("rctl_servers", "want_hosts"), ("rctl_agents", "want_agents")):
+    got = sorted(inv.get(group, {}).get("hosts", []))
+    if got != sorted(os.environ[want].split()):
+        problems.append(f"group {group} is {got}, want {sorted(os.environ[want].split())}")
+for h, ip in want_ips.items():
+    v = hv.get(h, {})
+    cloud = h.rsplit("-", 1)[0]
+    if (v.get("ansible_host"), v.get("rctl_address"), v.get("cloud"), v.get("ansible_user")) != (ip, ip, cloud, "root"):
+        problems.append(f"host {h} has {v}")
+if problems:
+    sys.exit("rollout-test: the generated inventory is not the test's: " + "; ".join(problems))
+PY
+say "inventory: terraform/tf-inventory.py from terraform/testdata/output.json (addresses replaced) + test settings"
 old_vars="rctl_binary_src=$work/rel/old/rctl rctl_agent_wheel_src=$(ls "$work"/rel/old/rctl_agent-*.whl)"
 new_vars="rctl_binary_src=$work/rel/new/rctl rctl_agent_wheel_src=$(ls "$work"/rel/new/rctl_agent-*.whl)"
 
-export ANSIBLE_CONFIG=$root/ansible/ansible.cfg ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
-export ANSIBLE_LOCAL_TEMP=$work/ansible-local ANSIBLE_HOME=$work/ansible-home
 playbook() { # LOGNAME PLAYBOOK EXTRA-VARS
 	local log=$work/logs/$1.log
-	if ! (cd "$root/ansible" && "$ANSIBLE_VENV/bin/ansible-playbook" -i "$inv" -e "$3" "$2") >"$log" 2>&1; then
+	if ! (cd "$root/ansible" && "$ANSIBLE_VENV/bin/ansible-playbook" -i "$inv" -i "$settings" -e "$3" "$2") >"$log" 2>&1; then
 		echo "rollout-test: ansible-playbook $2 failed; the end of its log:" >&2
 		tail -60 "$log" >&2
 		return 1
