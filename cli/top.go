@@ -29,12 +29,15 @@ func newTopCommand(g *globals) *cobra.Command {
 		Long: `A live, full-screen view of the cluster, kept open during incidents.
 
 Header: the leader (id and cloud), term, commit and applied index and the time
-since the last leader change, as the connected server sees them. A banner says
-so loudly when there is no leader, when the connected server seems cut off from
-the majority, and when the view moved to another server.
-Servers: every Raft server with cloud/region, role, suffrage, last contact and
-replication lag as the leader probes them (refreshed every --refresh and on
-each leader change). * marks the connected server.
+since the last leader change, as the connected server sees them, and the health
+figures from the leader's probe: the leader's write p99 (proposal to result),
+the slowest server's log fsync p99 (both over the last minute) and the longest
+round trip from the leader. A banner says so loudly when there is no leader,
+when the connected server seems cut off from the majority, when the view moved
+to another server, and when a round trip does not fit the --timing profile.
+Servers: every Raft server with cloud/region, role, suffrage, last contact,
+replication lag and round trip (RTT) as the leader probes them (refreshed
+every --refresh and on each leader change). * marks the connected server.
 Nodes: every agent with status, heartbeat age, active tasks/capacity; sortable.
 Tasks: counts per status and the newest 500 tasks matching the filter (the
 server applies status:, node: and type:; the page is bounded however large the
