@@ -106,84 +106,28 @@ func Default() Config {
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 
-// Validate checks the configuration and fills derived defaults
-// (Advertise from Bind). Errors are lowercase and name the flag.
+// Validate fills the defaults of unset fields (withDefaults), then checks
+// the whole configuration (check). Errors are lowercase and name the flag.
 func (c *Config) Validate() error {
-	if c.NodeID == "" {
-		return errors.New("node-id is required (a stable name such as aws-1)")
-	}
-	if !idRE.MatchString(c.NodeID) {
-		return fmt.Errorf("node-id %q is invalid: use letters, digits, '.', '_', ':', '-' (at most 128, starting with a letter or digit)", c.NodeID)
-	}
-	if c.DataDir == "" {
-		return errors.New("data-dir is required (where the raft log and snapshots live)")
-	}
+	c.withDefaults()
+	return c.check()
+}
+
+// withDefaults fills every unset field with its default, and Advertise
+// from Bind when Bind names one address. It never fails: whatever it
+// cannot fill, check reports.
+func (c *Config) withDefaults() {
 	if c.ConnLimits == (ConnLimits{}) {
 		c.ConnLimits = DefaultConnLimits()
-	}
-	if c.ConnLimits.PerIP < 0 || c.ConnLimits.Total < 0 {
-		return errors.New("connection limits must not be negative")
 	}
 	if c.Bind == "" {
 		c.Bind = fmt.Sprintf("0.0.0.0:%d", DefaultPort)
 	}
-	if err := checkHostPort("bind", c.Bind, true); err != nil {
-		return err
-	}
 	if c.Advertise == "" {
-		host, _, _ := net.SplitHostPort(c.Bind)
-		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-			return fmt.Errorf("advertise is required when bind (%s) is a wildcard address: give the address other servers reach this one at", c.Bind)
-		}
-		c.Advertise = c.Bind
-	}
-	if err := checkHostPort("advertise", c.Advertise, false); err != nil {
-		return err
-	}
-	if _, err := TimingProfile(c.Timing); err != nil {
-		return fmt.Errorf("timing: unknown profile %q; use lan or wan", c.Timing)
-	}
-	if len(c.Peers) > 0 && len(c.Join) > 0 {
-		return errors.New("peers and join are exclusive: use peers to bootstrap a new cluster, join to enter a running one")
-	}
-	if c.NonVoter && len(c.Join) == 0 {
-		return errors.New("nonvoter needs join: a non-voter enters a running cluster")
-	}
-	if len(c.Peers) > 0 {
-		seenID, seenAddr := map[string]bool{}, map[string]bool{}
-		self := false
-		for _, p := range c.Peers {
-			if !idRE.MatchString(p.ID) {
-				return fmt.Errorf("peers: id %q is invalid", p.ID)
+		if host, _, err := net.SplitHostPort(c.Bind); err == nil {
+			if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+				c.Advertise = c.Bind
 			}
-			if err := checkHostPort("peers", p.Address, false); err != nil {
-				return err
-			}
-			if seenID[p.ID] || seenAddr[p.Address] {
-				return fmt.Errorf("peers: %s=%s appears twice", p.ID, p.Address)
-			}
-			seenID[p.ID], seenAddr[p.Address] = true, true
-			if p.ID == c.NodeID {
-				if p.Address != c.Advertise {
-					return fmt.Errorf("peers: this server is listed as %s=%s but advertises %s; make them match", p.ID, p.Address, c.Advertise)
-				}
-				self = true
-			}
-		}
-		if !self {
-			return fmt.Errorf("peers: this server (%s) is not in the list; every server gets the same list, itself included", c.NodeID)
-		}
-	}
-	for _, j := range c.Join {
-		if err := checkHostPort("join", j, false); err != nil {
-			return err
-		}
-	}
-	for name, v := range map[string]string{"cloud": c.Cloud, "region": c.Region} {
-		// The manifest's own rule: a label it would refuse would leave
-		// this server unable to record itself.
-		if err := fsm.CheckLabel(name, v); err != nil {
-			return err
 		}
 	}
 	if c.SnapshotThreshold == 0 {
@@ -198,10 +142,75 @@ func (c *Config) Validate() error {
 	if c.Clock == nil {
 		c.Clock = realClock{}
 	}
-	lv := &c.Liveness
-	if lv.MinInterval == 0 && lv.MaxRate == 0 && lv.TTLFactor == 0 {
+	if lv := &c.Liveness; lv.MinInterval == 0 && lv.MaxRate == 0 && lv.TTLFactor == 0 {
 		*lv = DefaultLiveness()
 	}
+	if pl := &c.Placement; pl.Interval == 0 && pl.Settle == 0 && pl.Backoff == 0 && pl.MaxLag == 0 {
+		pin, off := pl.PreferCloud, pl.Disabled
+		*pl = DefaultPlacement()
+		pl.PreferCloud, pl.Disabled = pin, off
+	}
+	rt := &c.Retention
+	if rt.Interval == 0 && rt.MaxAge == 0 && rt.MaxPerStatus == 0 && !rt.Disabled {
+		*rt = DefaultRetention()
+	}
+	if rt.Disabled && rt.Interval == 0 {
+		rt.Interval = DefaultRetention().Interval
+	}
+	if c.LogOutput == nil {
+		c.LogOutput = os.Stderr
+	}
+}
+
+// check reports the first thing wrong with the configuration; it changes
+// nothing.
+func (c *Config) check() error {
+	if c.NodeID == "" {
+		return errors.New("node-id is required (a stable name such as aws-1)")
+	}
+	if !idRE.MatchString(c.NodeID) {
+		return fmt.Errorf("node-id %q is invalid: use letters, digits, '.', '_', ':', '-' (at most 128, starting with a letter or digit)", c.NodeID)
+	}
+	if c.DataDir == "" {
+		return errors.New("data-dir is required (where the raft log and snapshots live)")
+	}
+	if c.ConnLimits.PerIP < 0 || c.ConnLimits.Total < 0 {
+		return errors.New("connection limits must not be negative")
+	}
+	if err := checkHostPort("bind", c.Bind, true); err != nil {
+		return err
+	}
+	if c.Advertise == "" {
+		return fmt.Errorf("advertise is required when bind (%s) is a wildcard address: give the address other servers reach this one at", c.Bind)
+	}
+	if err := checkHostPort("advertise", c.Advertise, false); err != nil {
+		return err
+	}
+	if _, err := TimingProfile(c.Timing); err != nil {
+		return fmt.Errorf("timing: unknown profile %q; use lan or wan", c.Timing)
+	}
+	if len(c.Peers) > 0 && len(c.Join) > 0 {
+		return errors.New("peers and join are exclusive: use peers to bootstrap a new cluster, join to enter a running one")
+	}
+	if c.NonVoter && len(c.Join) == 0 {
+		return errors.New("nonvoter needs join: a non-voter enters a running cluster")
+	}
+	if err := c.checkPeers(); err != nil {
+		return err
+	}
+	for _, j := range c.Join {
+		if err := checkHostPort("join", j, false); err != nil {
+			return err
+		}
+	}
+	for name, v := range map[string]string{"cloud": c.Cloud, "region": c.Region} {
+		// The manifest's own rule: a label it would refuse would leave
+		// this server unable to record itself.
+		if err := fsm.CheckLabel(name, v); err != nil {
+			return err
+		}
+	}
+	lv := c.Liveness
 	if lv.MinInterval < 50*time.Millisecond || lv.MinInterval > time.Hour {
 		return fmt.Errorf("heartbeat-interval %s is out of range (50ms..1h)", lv.MinInterval)
 	}
@@ -211,33 +220,19 @@ func (c *Config) Validate() error {
 	if lv.TTLFactor < 2 {
 		return fmt.Errorf("liveness TTL factor must be at least 2, got %d", lv.TTLFactor)
 	}
-	pl := &c.Placement
-	if pl.Interval == 0 && pl.Settle == 0 && pl.Backoff == 0 && pl.MaxLag == 0 {
-		pin, off := pl.PreferCloud, pl.Disabled
-		*pl = DefaultPlacement()
-		pl.PreferCloud, pl.Disabled = pin, off
-	}
+	pl := c.Placement
 	if pl.Interval <= 0 || pl.Settle < 0 || pl.Backoff < 0 {
 		return errors.New("placement: interval must be positive and settle/backoff not negative")
 	}
 	if err := fsm.CheckLabel("prefer-leader-cloud", pl.PreferCloud); err != nil {
 		return err
 	}
-	rt := &c.Retention
-	if rt.Interval == 0 && rt.MaxAge == 0 && rt.MaxPerStatus == 0 && !rt.Disabled {
-		*rt = DefaultRetention()
-	}
-	if rt.Disabled && rt.Interval == 0 {
-		rt.Interval = DefaultRetention().Interval
-	}
+	rt := c.Retention
 	if rt.Interval < 100*time.Millisecond || rt.MaxAge < 0 || rt.MaxPerStatus < 0 {
 		return errors.New("retention: interval must be at least 100ms, max age and max per status not negative")
 	}
 	if !rt.Disabled && rt.MaxAge == 0 && rt.MaxPerStatus == 0 {
 		return errors.New("retention: give a max age or a max count per status (or disable retention)")
-	}
-	if c.LogOutput == nil {
-		c.LogOutput = os.Stderr
 	}
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":
@@ -253,6 +248,38 @@ func (c *Config) Validate() error {
 		if id := c.TLS.Identity(); id.Role != pki.RoleServer || id.Name != c.NodeID {
 			return fmt.Errorf("--tls-cert names %s, but this server needs a server certificate for its node id %s (rctl tls cert create --role server --name %s)", id, c.NodeID, c.NodeID)
 		}
+	}
+	return nil
+}
+
+// checkPeers checks the bootstrap membership: valid, distinct ids and
+// addresses, this server among them at the address it advertises.
+func (c *Config) checkPeers() error {
+	if len(c.Peers) == 0 {
+		return nil
+	}
+	seenID, seenAddr := map[string]bool{}, map[string]bool{}
+	self := false
+	for _, p := range c.Peers {
+		if !idRE.MatchString(p.ID) {
+			return fmt.Errorf("peers: id %q is invalid", p.ID)
+		}
+		if err := checkHostPort("peers", p.Address, false); err != nil {
+			return err
+		}
+		if seenID[p.ID] || seenAddr[p.Address] {
+			return fmt.Errorf("peers: %s=%s appears twice", p.ID, p.Address)
+		}
+		seenID[p.ID], seenAddr[p.Address] = true, true
+		if p.ID == c.NodeID {
+			if p.Address != c.Advertise {
+				return fmt.Errorf("peers: this server is listed as %s=%s but advertises %s; make them match", p.ID, p.Address, c.Advertise)
+			}
+			self = true
+		}
+	}
+	if !self {
+		return fmt.Errorf("peers: this server (%s) is not in the list; every server gets the same list, itself included", c.NodeID)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,5 +109,39 @@ func TestConfigValidation(t *testing.T) {
 	}
 	if ok.Advertise != ok.Bind {
 		t.Fatalf("advertise %q not defaulted from bind", ok.Advertise)
+	}
+}
+
+// Defaults and checks are separate steps: withDefaults fills what is unset
+// and fails on nothing, check reports problems and changes nothing, and
+// Validate is the one then the other.
+func TestConfigDefaultsThenCheck(t *testing.T) {
+	var c Config
+	c.withDefaults()
+	if c.Bind != fmt.Sprintf("0.0.0.0:%d", DefaultPort) || c.Advertise != "" || c.SnapshotThreshold == 0 ||
+		c.Liveness != DefaultLiveness() || c.Retention != DefaultRetention() || c.ConnLimits == (ConnLimits{}) {
+		t.Fatalf("withDefaults on an empty config: %+v", c)
+	}
+	c = Config{NodeID: "s1", DataDir: t.TempDir(), Bind: "127.0.0.1:7000", Timing: "lan", Insecure: true}
+	c.withDefaults()
+	if c.Advertise != c.Bind {
+		t.Errorf("advertise %q, want the bind address %q", c.Advertise, c.Bind)
+	}
+	before := fmt.Sprintf("%+v", c)
+	if err := c.check(); err != nil {
+		t.Fatalf("a defaulted valid config: %v", err)
+	}
+	c.Retention.MaxAge, c.Retention.MaxPerStatus = 0, 0
+	bad := fmt.Sprintf("%+v", c)
+	if err := c.check(); err == nil || !strings.Contains(err.Error(), "retention") {
+		t.Errorf("check of a config without retention limits: %v", err)
+	}
+	if after := fmt.Sprintf("%+v", c); after != bad || before == bad {
+		t.Error("check changed the configuration")
+	}
+	// A wildcard bind gets no advertise address: check says so.
+	w := Config{NodeID: "s1", DataDir: t.TempDir(), Timing: "lan", Insecure: true}
+	if err := w.Validate(); err == nil || !strings.Contains(err.Error(), "advertise is required") {
+		t.Errorf("wildcard bind without advertise: %v", err)
 	}
 }
