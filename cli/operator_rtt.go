@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rctl-dev/rctl/internal/humanize"
 	"github.com/rctl-dev/rctl/internal/termsafe"
 	"github.com/rctl-dev/rctl/rpc"
 )
@@ -26,8 +27,8 @@ A WARNING line follows for a pair whose median is above what the cluster's
 could not be asked. Needs a token with the reader role.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(*cobra.Command, []string) error {
-			if samples < 1 || samples > 20 {
-				return fmt.Errorf("--samples must be between 1 and 20, not %d", samples)
+			if samples < 1 || samples > rpc.MaxRTTSamples {
+				return fmt.Errorf("--samples must be between 1 and %d, not %d", rpc.MaxRTTSamples, samples)
 			}
 			var reply rpc.RTTReply
 			if err := g.call(rpc.MethodOperatorRTT, &rpc.RTTArgs{Samples: samples, Local: local}, &reply); err != nil {
@@ -43,7 +44,7 @@ could not be asked. Needs a token with the reader role.`,
 					t.row(p.From, p.To, clouds, "error: "+p.Error, "-", "-", "0")
 					continue
 				}
-				t.row(p.From, p.To, clouds, fmtMS(p.MedianMS), fmtMS(p.MinMS), fmtMS(p.MaxMS), fmt.Sprint(p.Samples))
+				t.row(p.From, p.To, clouds, humanize.Millis(p.MedianMS), humanize.Millis(p.MinMS), humanize.Millis(p.MaxMS), fmt.Sprint(p.Samples))
 			}
 			if err := t.flush(); err != nil {
 				return err
@@ -54,15 +55,7 @@ could not be asked. Needs a token with the reader role.`,
 			return nil
 		},
 	}
-	cmd.Flags().IntVar(&samples, "samples", 5, "round trips timed per pair of servers (1-20); the table shows their median, least and greatest")
+	cmd.Flags().IntVar(&samples, "samples", rpc.DefaultRTTSamples, "round trips timed per pair of servers (1-20); the table shows their median, least and greatest")
 	cmd.Flags().BoolVar(&local, "local", false, "measure only from the contacted server to the others")
 	return cmd
-}
-
-// fmtMS prints a duration given in milliseconds.
-func fmtMS(ms float64) string {
-	if ms < 10 {
-		return fmt.Sprintf("%.2fms", ms)
-	}
-	return fmt.Sprintf("%.1fms", ms)
 }

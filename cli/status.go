@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rctl-dev/rctl/internal/humanize"
 	"github.com/rctl-dev/rctl/internal/termsafe"
 	"github.com/rctl-dev/rctl/rpc"
 )
@@ -85,7 +86,7 @@ With --stale the contacted server answers alone, without probes.`,
 				}
 				rtt := "-"
 				if m.RTTMS >= 0 {
-					rtt = fmtMS(m.RTTMS)
+					rtt = humanize.Millis(m.RTTMS)
 				}
 				t.row(m.ID, m.Address, dash(m.Cloud), dash(m.Region), m.Suffrage, m.State, fmt.Sprint(m.Leader), msOrDash(m.LastContactMS), lag, rtt)
 			}

@@ -18,11 +18,11 @@ import (
 // trip plus well under a millisecond of serving.
 
 const (
-	// rttDefaultSamples and rttMaxSamples bound Operator.RTT's samples.
-	rttDefaultSamples = 5
-	rttMaxSamples     = 20
+	// DefaultRTTSamples and MaxRTTSamples bound Operator.RTT's samples.
+	DefaultRTTSamples = 5
+	MaxRTTSamples     = 20
 	// rttPairTimeout bounds the measurement of one pair: a dial and
-	// rttMaxSamples cross-cloud round trips, with room for loss.
+	// MaxRTTSamples cross-cloud round trips, with room for loss.
 	rttPairTimeout = 15 * time.Second
 	// rttHistoryLen is how many of the leader's member probes the rtt_ms
 	// of Status.Members is the least of (one probe per membersProbeTTL
@@ -35,13 +35,13 @@ func (s *Server) operatorRTT(ctx context.Context, req *Request) (any, error) {
 	if err := args(req, &a); err != nil {
 		return nil, err
 	}
-	if a.Samples < 0 || a.Samples > rttMaxSamples {
+	if a.Samples < 0 || a.Samples > MaxRTTSamples {
 		return nil, Errorf(CodeInvalidArgument, "%s: samples must be between 1 and %d (0 means %d), not %d",
-			req.Method, rttMaxSamples, rttDefaultSamples, a.Samples)
+			req.Method, MaxRTTSamples, DefaultRTTSamples, a.Samples)
 	}
 	n := a.Samples
 	if n == 0 {
-		n = rttDefaultSamples
+		n = DefaultRTTSamples
 	}
 	servers, err := s.b.Servers()
 	if err != nil {

@@ -885,7 +885,7 @@ func (m *Model) healthFigures() string {
 	worstSync, worstID, rtt := -1.0, "", -1.0
 	for _, s := range m.members.Members {
 		if s.Leader && s.CommitP99MS >= 0 {
-			parts = append(parts, "write p99 "+msText(s.CommitP99MS))
+			parts = append(parts, "write p99 "+humanize.Millis(s.CommitP99MS))
 		}
 		if s.LogSyncP99MS > worstSync {
 			worstSync, worstID = s.LogSyncP99MS, s.ID
@@ -895,20 +895,12 @@ func (m *Model) healthFigures() string {
 		}
 	}
 	if worstSync >= 0 {
-		parts = append(parts, fmt.Sprintf("fsync p99 %s (%s)", msText(worstSync), termsafe.Field(worstID)))
+		parts = append(parts, fmt.Sprintf("fsync p99 %s (%s)", humanize.Millis(worstSync), termsafe.Field(worstID)))
 	}
 	if rtt >= 0 {
-		parts = append(parts, "rtt ≤ "+msText(rtt))
+		parts = append(parts, "rtt ≤ "+humanize.Millis(rtt))
 	}
 	return strings.Join(parts, "  ")
-}
-
-// msText prints milliseconds: one decimal under 10 ms.
-func msText(ms float64) string {
-	if ms < 10 {
-		return fmt.Sprintf("%.1fms", ms)
-	}
-	return fmt.Sprintf("%.0fms", ms)
 }
 
 // rttText is the leader's round trip to a server ("-" for the leader
@@ -918,7 +910,7 @@ func rttText(s rpc.Member) string {
 	case s.State == "leader" || s.RTTMS < 0:
 		return "-"
 	}
-	return msText(s.RTTMS)
+	return humanize.Millis(s.RTTMS)
 }
 
 func nsAge(now time.Time, unixNano int64) string {

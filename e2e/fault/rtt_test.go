@@ -83,6 +83,13 @@ func TestOperatorRTT(t *testing.T) {
 		t.Errorf("timing %q, warnings %q: want wan and none", r.Timing, r.Warnings)
 	}
 
+	// The table, as an operator reads it (docs/cli.md shows one).
+	table, err := c.CLI("c-aws", c.Addrs(), "operator", "rtt", "--samples", "5").Output()
+	if err != nil || !strings.Contains(string(table), "MEDIAN") {
+		t.Fatalf("rctl operator rtt: %v\n%s%s", err, table, exitStderr(err))
+	}
+	t.Logf("rctl operator rtt:\n%s", table)
+
 	// rctl members: the leader's round trip to each member, the least of
 	// its last probes (one per 2 s while someone asks).
 	testutil.Eventually(t, 20*time.Second, func() error {

@@ -31,3 +31,12 @@ func AgeMS(ms int64) string {
 	}
 	return Age(time.Duration(ms) * time.Millisecond)
 }
+
+// Millis renders a latency given in milliseconds: one decimal under 10 ms
+// (0.6ms, 7.7ms), whole milliseconds above (25ms, 243ms).
+func Millis(ms float64) string {
+	if ms < 10 {
+		return fmt.Sprintf("%.1fms", ms)
+	}
+	return fmt.Sprintf("%.0fms", ms)
+}
