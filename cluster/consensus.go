@@ -73,17 +73,14 @@ func (s *Server) Servers() ([]rpc.RaftServer, error) {
 func (s *Server) Propose(ctx context.Context, data []byte, timeout time.Duration) (*fsm.ApplyResult, error) {
 	t0 := time.Now()
 	f := s.raft.Apply(data, timeout)
-	errCh := make(chan error, 1)
-	go func() { errCh <- f.Error() }()
-	select {
-	case err := <-errCh:
-		if err != nil {
-			return nil, raftError(err)
-		}
-		s.commitLat.observe(time.Since(t0))
-	case <-ctx.Done():
+	done, err := awaitFuture(ctx, f)
+	switch {
+	case !done:
 		return nil, rpc.Errorf(rpc.CodeDeadlineExceeded, "the write was proposed but not committed before the deadline; it may still commit — read it back before retrying")
+	case err != nil:
+		return nil, raftError(err)
 	}
+	s.commitLat.observe(time.Since(t0))
 	res, ok := f.Response().(*fsm.ApplyResult)
 	if !ok {
 		return nil, rpc.Errorf(rpc.CodeInternal, "unexpected apply result %T", f.Response())
@@ -118,18 +115,14 @@ func (s *Server) ReadBarrier(ctx context.Context) error {
 }
 
 func (s *Server) verifyLeader(ctx context.Context) error {
-	f := s.raft.VerifyLeader()
-	errCh := make(chan error, 1)
-	go func() { errCh <- f.Error() }()
-	select {
-	case err := <-errCh:
-		if err != nil {
-			return rpc.Errorf(rpc.CodeUnavailable, "server %s could not confirm its leadership with a quorum (%v); retry", s.cfg.NodeID, err)
-		}
-		return nil
-	case <-ctx.Done():
+	done, err := awaitFuture(ctx, s.raft.VerifyLeader())
+	switch {
+	case !done:
 		return rpc.Errorf(rpc.CodeUnavailable, "server %s could not confirm its leadership with a quorum before the deadline; the cluster may have lost its majority", s.cfg.NodeID)
+	case err != nil:
+		return rpc.Errorf(rpc.CodeUnavailable, "server %s could not confirm its leadership with a quorum (%v); retry", s.cfg.NodeID, err)
 	}
+	return nil
 }
 
 // AddServer adds a voter or a non-voter (rpc.Backend).
@@ -140,7 +133,7 @@ func (s *Server) AddServer(ctx context.Context, id, addr string, voter bool) (ui
 	} else {
 		fut = s.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, membershipTimeout)
 	}
-	if err := waitFuture(ctx, fut); err != nil {
+	if err := waitChange(ctx, fut); err != nil {
 		return 0, wrapRaftError(fmt.Sprintf("add server %s", id), err)
 	}
 	s.log.Info("server added to the raft configuration", "id", id, "address", addr, "voter", voter)
@@ -150,7 +143,7 @@ func (s *Server) AddServer(ctx context.Context, id, addr string, voter bool) (ui
 // RemoveServer removes a server from the configuration (rpc.Backend).
 func (s *Server) RemoveServer(ctx context.Context, id string) (uint64, error) {
 	fut := s.raft.RemoveServer(raft.ServerID(id), 0, membershipTimeout)
-	if err := waitFuture(ctx, fut); err != nil {
+	if err := waitChange(ctx, fut); err != nil {
 		return 0, wrapRaftError(fmt.Sprintf("remove server %s", id), err)
 	}
 	s.log.Info("server removed from the raft configuration", "id", id)
@@ -166,17 +159,27 @@ func (s *Server) Restore(ctx context.Context, r io.Reader, size int64) (uint64, 
 	return s.raft.AppliedIndex(), nil
 }
 
-// waitFuture waits for a raft future or for ctx. A change still runs to
-// its end after ctx ends: raft has no way to withdraw it.
-func waitFuture(ctx context.Context, f raft.Future) error {
+// awaitFuture waits for a raft future or for ctx: done false when ctx
+// ended first, else the future's error. What it stands for still runs
+// to its end then: raft has no way to withdraw it.
+func awaitFuture(ctx context.Context, f raft.Future) (done bool, err error) {
 	errCh := make(chan error, 1)
 	go func() { errCh <- f.Error() }()
 	select {
 	case err := <-errCh:
-		return err
+		return true, err
 	case <-ctx.Done():
+		return false, nil
+	}
+}
+
+// waitChange is awaitFuture for a configuration change.
+func waitChange(ctx context.Context, f raft.Future) error {
+	done, err := awaitFuture(ctx, f)
+	if !done {
 		return rpc.Errorf(rpc.CodeDeadlineExceeded, "the change was queued but did not complete before the deadline; it may still complete — check before retrying")
 	}
+	return err
 }
 
 // raftError maps raft's errors to the RPC error codes (docs/rpc.md,

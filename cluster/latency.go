@@ -26,6 +26,10 @@ import (
 const (
 	latencySamples = 1024
 	latencyMaxAge  = time.Minute
+	// latencyReuse is how long a computed p99 is answered again: every
+	// Status.Get carries the figures, and after an election thousands of
+	// agents' held calls are answered at once.
+	latencyReuse = time.Second
 )
 
 // latencyWindow keeps the most recent samples of one duration.
@@ -35,6 +39,10 @@ type latencyWindow struct {
 	at   [latencySamples]time.Time
 	next int
 	n    int
+	// the last p99 computed, at when (zero: none)
+	last     time.Duration
+	lastOK   bool
+	lastWhen time.Time
 }
 
 func (w *latencyWindow) observe(d time.Duration) {
@@ -48,21 +56,27 @@ func (w *latencyWindow) observe(d time.Duration) {
 
 // p99 is the 99th percentile (nearest rank) of the samples taken within
 // latencyMaxAge; ok is false without any.
+// A figure computed less than latencyReuse ago is answered again.
 func (w *latencyWindow) p99() (time.Duration, bool) {
-	cut := time.Now().Add(-latencyMaxAge)
+	now := time.Now()
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.lastWhen.IsZero() && now.Sub(w.lastWhen) < latencyReuse {
+		return w.last, w.lastOK
+	}
+	cut := now.Add(-latencyMaxAge)
 	s := make([]time.Duration, 0, w.n)
 	for i := range w.n {
 		if w.at[i].After(cut) {
 			s = append(s, w.d[i])
 		}
 	}
-	w.mu.Unlock()
-	if len(s) == 0 {
-		return 0, false
+	w.last, w.lastOK, w.lastWhen = 0, len(s) > 0, now
+	if w.lastOK {
+		slices.Sort(s)
+		w.last = s[(len(s)*99+99)/100-1]
 	}
-	slices.Sort(s)
-	return s[(len(s)*99+99)/100-1], true
+	return w.last, w.lastOK
 }
 
 // timedLogStore times every store of log entries (the disk write and
