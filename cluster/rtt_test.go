@@ -17,6 +17,18 @@ func TestOperatorRTTMeasuresEveryPair(t *testing.T) {
 	l := c.waitLeader(10 * time.Second)
 	f := (l + 1) % 3
 	ids := []string{c.cfgs[0].NodeID, c.cfgs[1].NodeID, c.cfgs[2].NodeID}
+	// Each server records its labels through the leader after it starts;
+	// the pairs carry the labels the measuring server has applied.
+	succeedsWithin(t, 10*time.Second, func() error {
+		for i, s := range c.servers {
+			for _, id := range ids {
+				if s.FSM().Server(id) == nil {
+					return fmt.Errorf("%s has not applied %s's labels yet", c.cfgs[i].NodeID, id)
+				}
+			}
+		}
+		return nil
+	})
 
 	var r rpc.RTTReply
 	if err := c.client(f).Call(ctxT(t, 20*time.Second), rpc.MethodOperatorRTT, &rpc.RTTArgs{Samples: 3}, &r); err != nil {
