@@ -192,7 +192,7 @@ func TestSnapshotSaveInspectRestore(t *testing.T) {
 }
 
 func TestDevFiveServers(t *testing.T) {
-	base := 47051
+	base := devFreePorts(t, 5) // below the ephemeral range: a fixed 47051 collided with outgoing connections
 	dir := t.TempDir()
 	cmd := exec.Command(rctlBin, "dev", "--servers", "5", "--base-port", fmt.Sprint(base), "--data-dir", dir)
 	out := &syncBuffer{}
