@@ -25,13 +25,6 @@ const (
 	// restoreTimeout bounds how long an operator's restore waits to enter
 	// the leader's queue (the restore itself then runs to its end).
 	restoreTimeout = 2 * time.Minute
-	// readApplyPoll is how often a linearizable read rechecks whether the
-	// state machine has applied the read index: raft signals nothing per
-	// applied entry, and the wait is normally one apply (microseconds).
-	readApplyPoll = time.Millisecond
-	// readyPoll is how often a read on a leader that has not yet applied
-	// its term's barrier checks again (once, right after an election).
-	readyPoll = 10 * time.Millisecond
 )
 
 // RaftState is a snapshot of this server's raft state.
@@ -89,26 +82,57 @@ func (s *Server) Propose(ctx context.Context, data []byte, timeout time.Duration
 }
 
 // ReadBarrier makes a linearizable read safe on the leader (rpc.Backend).
+// It is raft's read-index protocol: wait until this term's barrier has
+// applied (LeaderWatch fires when leadership is established), take the
+// commit index, confirm leadership with a quorum, then wait until the
+// manifest reflects every entry up to that index (awaitApplied).
 func (s *Server) ReadBarrier(ctx context.Context) error {
-	for !s.LeaderReady() {
+	for {
+		established := s.LeaderWatch()
+		if s.LeaderReady() {
+			break
+		}
 		if !s.IsLeader() {
 			return rpc.NoLeader(s.cfg.NodeID)
 		}
 		select {
 		case <-ctx.Done():
 			return rpc.Errorf(rpc.CodeUnavailable, "the new leader has not caught up yet; retry")
-		case <-time.After(readyPoll):
+		case <-established:
 		}
 	}
 	readIndex := s.raft.CommitIndex()
 	if err := s.verifyLeader(ctx); err != nil {
 		return err
 	}
-	for s.raft.AppliedIndex() < readIndex {
+	return s.awaitApplied(ctx, readIndex)
+}
+
+// awaitApplied waits until the manifest reflects every log entry up to
+// index. raft's AppliedIndex cannot say so: it counts the entries handed to
+// the FSM goroutine, not applied by it. The manifest's own applied index
+// can, but it advances only on command entries; no-ops, barriers and
+// configuration entries never reach it and change nothing in it. So the
+// wait is for the last command entry at or below index, found by walking
+// the (cached) log down from index; an entry missing from the log was
+// compacted into a snapshot this manifest already holds.
+func (s *Server) awaitApplied(ctx context.Context, index uint64) error {
+	var l raft.Log
+	for i := index; i > s.fsm.Indexes().Applied; i-- {
+		if err := s.logs.GetLog(i, &l); err != nil {
+			if errors.Is(err, raft.ErrLogNotFound) {
+				return nil
+			}
+			return rpc.Errorf(rpc.CodeInternal, "read log entry %d: %v", i, err)
+		}
+		if l.Type != raft.LogCommand {
+			continue
+		}
 		select {
+		case <-s.fsm.AppliedCh(i):
+			return nil
 		case <-ctx.Done():
-			return rpc.Errorf(rpc.CodeDeadlineExceeded, "the leader did not apply index %d before the deadline", readIndex)
-		case <-time.After(readApplyPoll):
+			return rpc.Errorf(rpc.CodeDeadlineExceeded, "the leader did not apply index %d before the deadline", i)
 		}
 	}
 	return nil

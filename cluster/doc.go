@@ -15,7 +15,11 @@
 //     through the leader, so listings show them even for servers that are
 //     down.
 //  4. On gaining leadership, a server applies a barrier before it serves
-//     linearizable reads (LeaderReady).
+//     linearizable reads (LeaderReady). A read then confirms leadership
+//     with a quorum and waits until the manifest has applied every command
+//     up to the commit index it saw (ReadBarrier).
+//  5. Shutdown hands leadership over (TransferOnShutdown), stops RPC and
+//     raft, and closes every connection it accepted.
 //
 // # Raft behind the RPC layer
 //
@@ -24,10 +28,41 @@
 // configuration as plain values, and intents — Propose, ReadBarrier,
 // AddServer, RemoveServer, Restore — that map raft's errors to rpc codes.
 //
-// # Timing
+// # The leader's duties
 //
+// While a server leads and its barrier has applied (leader.go):
+//   - liveness (liveness.go): node heartbeats are held in memory, never
+//     written to the log; a ticker judges them and proposes only status
+//     changes (degraded after two intervals without a heartbeat,
+//     unreachable after the TTL, which requeues the node's tasks);
+//   - the scheduler (leader.go, schedule): a round after every manifest
+//     change and every scheduleEvery, assigning the oldest pending tasks
+//     the nodes with room can take;
+//   - placement (placement.go): moves leadership to the preferred cloud
+//     once the cluster has settled, with a backoff between attempts;
+//   - retention (retire.go): retires finished tasks by age and count.
+//
+// # Succession
+//
+// Followers do not wait for raft's election timer when the leader is lost
+// (succession.go). A gone process (its raft connection closes and its port
+// refuses) or a leader silent for the profile's SuccessionSilence, confirmed
+// by a quorum of voters, makes a successor stand at once: every server
+// computes the same order of successors (voters of the preferred leader
+// cloud first, then the others, each group by id), and on silence the
+// confirming voters name the silent voter with the longest log. Later
+// successors stand one successionGap later each, if nothing moved on. warm.go keeps
+// raft and RPC connections to every peer open, so the election and the
+// first commits do not pay for TLS handshakes.
+//
+// # Time
+//
+// The leader's duties read and wait on Config.Clock (clock.go), one clock
+// that tests replace with a fake one. Raft, succession, warm connections
+// and forwarding keep real time, since they measure raft's own timers.
 // Raft timeouts come from named profiles (lan, wan) in timing.go, chosen
 // for the network's round-trip times; docs/operations.md gives the reasons.
+// Other durations are named constants next to their use.
 //
 // # Port multiplexing and security
 //

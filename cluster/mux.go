@@ -49,7 +49,9 @@ type mux struct {
 	connMu  sync.Mutex
 	total   int
 	perIP   map[string]int
-	lastLog atomic.Int64 // unix nanos of the last "refused" log line
+	open    map[*countedConn]struct{} // every admitted connection; closed by close
+	shut    bool                      // close ran: admit refuses
+	lastLog atomic.Int64              // unix nanos of the last "refused" log line
 
 	stopping  atomic.Bool // the listener was closed on purpose
 	closeOnce sync.Once
@@ -89,7 +91,7 @@ func DefaultConnLimits() ConnLimits {
 
 func newMux(ln net.Listener, advertise net.Addr, log *slog.Logger) *mux {
 	return &mux{ln: ln, advertise: advertise, log: log, raftCh: make(chan net.Conn, 16), closed: make(chan struct{}),
-		limits: DefaultConnLimits(), perIP: map[string]int{}}
+		limits: DefaultConnLimits(), perIP: map[string]int{}, open: map[*countedConn]struct{}{}}
 }
 
 func (m *mux) serve() {
@@ -125,9 +127,13 @@ func (m *mux) serve() {
 // slot back when closed.
 func (m *mux) admit(c net.Conn) (net.Conn, bool) {
 	ip := remoteIP(c)
+	cc := &countedConn{Conn: c}
 	m.connMu.Lock()
 	over := ""
 	switch {
+	case m.shut:
+		m.connMu.Unlock()
+		return nil, false
 	case m.limits.Total > 0 && m.total >= m.limits.Total:
 		over = fmt.Sprintf("the server holds %d connections (the limit)", m.total)
 	case m.limits.PerIP > 0 && m.perIP[ip] >= m.limits.PerIP:
@@ -135,20 +141,23 @@ func (m *mux) admit(c net.Conn) (net.Conn, bool) {
 	default:
 		m.total++
 		m.perIP[ip]++
+		m.open[cc] = struct{}{}
 	}
 	m.connMu.Unlock()
 	if over != "" {
 		m.logRefused("connection refused: "+over, "remote", ip)
 		return nil, false
 	}
-	return &countedConn{Conn: c, release: func() {
+	cc.release = func() {
 		m.connMu.Lock()
 		defer m.connMu.Unlock()
 		m.total--
 		if m.perIP[ip]--; m.perIP[ip] <= 0 {
 			delete(m.perIP, ip)
 		}
-	}}, true
+		delete(m.open, cc)
+	}
+	return cc, true
 }
 
 // openConns is how many connections ip holds open.
@@ -299,10 +308,24 @@ func (m *mux) stopListening() {
 	m.ln.Close()
 }
 
+// close stops the listener and ends every admitted connection, raft's
+// included: raft's transport does not close the connections it accepted,
+// and their readers would otherwise outlive the server until the peer
+// hangs up.
 func (m *mux) close() {
 	m.closeOnce.Do(func() {
 		close(m.closed)
 		m.ln.Close()
+		m.connMu.Lock()
+		m.shut = true
+		open := make([]*countedConn, 0, len(m.open))
+		for c := range m.open {
+			open = append(open, c)
+		}
+		m.connMu.Unlock()
+		for _, c := range open {
+			c.Close()
+		}
 	})
 }
 

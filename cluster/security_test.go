@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -213,19 +214,29 @@ func TestPlaintextAndForeignCertificatesRefused(t *testing.T) {
 // attackLayer is a raft.StreamLayer that dials with arbitrary material: a
 // stranger's raft transport.
 type attackLayer struct {
-	dial func(addr string) (net.Conn, error)
+	dial      func(addr string) (net.Conn, error)
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
-func (l *attackLayer) Accept() (net.Conn, error) { select {} }
-func (l *attackLayer) Close() error              { return nil }
-func (l *attackLayer) Addr() net.Addr            { return tcpAddr("127.0.0.1:1") }
+// Accept takes no connections; it returns when the transport closes.
+func (l *attackLayer) Accept() (net.Conn, error) {
+	<-l.closed
+	return nil, net.ErrClosed
+}
+
+func (l *attackLayer) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
+func (l *attackLayer) Addr() net.Addr { return tcpAddr("127.0.0.1:1") }
 func (l *attackLayer) Dial(a raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	return l.dial(string(a))
 }
 
 func attackTransport(t *testing.T, store *pki.Store) *raft.NetworkTransport {
 	t.Helper()
-	layer := &attackLayer{dial: func(addr string) (net.Conn, error) {
+	layer := &attackLayer{closed: make(chan struct{}), dial: func(addr string) (net.Conn, error) {
 		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 		if err != nil {
 			return nil, err

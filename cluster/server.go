@@ -37,6 +37,8 @@ type Server struct {
 	mux   *mux
 	fsm   *fsm.FSM
 	raft  *raft.Raft
+	hlog  hclog.Logger  // raft's own log lines, through cfg.LogOutput
+	logs  raft.LogStore // raft's log (cached) as raft reads it: awaitApplied
 	rpc   *rpc.Server
 
 	metricsCfg MetricsConfig  // WithMetrics; Addr "" for none
@@ -88,53 +90,120 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	s := newServer(cfg, opts)
+	var undo undoStack
+	defer func() {
+		if err != nil {
+			undo.run()
+			s.cancel()
+		}
+	}()
+	if err := s.openStores(&undo); err != nil {
+		return nil, err
+	}
+	metricsLn, err := s.listen(&undo)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := s.raftConfig()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.bootstrapIfNew(rc); err != nil {
+		return nil, err
+	}
+	if err := s.startRaft(rc); err != nil {
+		return nil, err
+	}
+	s.startRPC(metricsLn)
+	s.startLoops()
+	s.log.Info("rctl server started", "bind", cfg.Bind, "advertise", cfg.Advertise,
+		"timing", s.timing.Name, "cloud", cfg.Cloud, "region", cfg.Region)
+	return s, nil
+}
+
+// Raft settings that are not a matter of timing (those are in the timing
+// profiles, timing.go).
+const (
+	// transportPool is how many idle connections raft's transport keeps to
+	// each peer (vote, heartbeats, pipeline: warm.go keeps as many ready).
+	transportPool = 3
+	// transportTimeout bounds one raft RPC's write and, for everything but
+	// InstallSnapshot, its answer.
+	transportTimeout = 10 * time.Second
+	// maxAppendEntries is the most entries one AppendEntries carries, and
+	// the most writes the leader groups into one log write (group commit:
+	// 256 concurrent clients share one fsync). raft has no byte bound: a
+	// follower catching up on a log of 385 KB Task.Add batches (the largest
+	// a 16 MiB RPC frame yields after encoding) receives up to ~96 MB in one
+	// AppendEntries. Lowering it to raft's default 64 bounds that to ~24 MB
+	// but splits group commits; bench/ has the throughput at stake.
+	maxAppendEntries = 256
+	// snapshotsRetained is how many snapshots the data directory keeps.
+	snapshotsRetained = 3
+)
+
+// undoStack holds what New has started, to be stopped in reverse order if
+// a later step fails.
+type undoStack []func()
+
+func (u *undoStack) push(f func()) { *u = append(*u, f) }
+
+func (u undoStack) run() {
+	for i := len(u) - 1; i >= 0; i-- {
+		u[i]()
+	}
+}
+
+// newServer is the Server before anything is opened or started.
+func newServer(cfg Config, opts []Option) *Server {
 	timing, _ := TimingProfile(cfg.Timing)
 	s := &Server{
 		cfg: cfg, log: cfg.Logger.With("node_id", cfg.NodeID), timing: timing,
 		fsm: fsm.New(), notifyCh: make(chan bool, 16), observerCh: make(chan raft.Observation, 256),
 		shutdownCh: make(chan struct{}), clock: cfg.Clock, leaderCh: make(chan struct{}),
+		hlog: hclog.New(&hclog.LoggerOptions{
+			Name: "raft", Output: cfg.LogOutput, Level: hclog.LevelFromString(cfg.LogLevel),
+			JSONFormat: cfg.LogJSON,
+		}),
 	}
 	for _, o := range opts {
 		o(s)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	defer func() {
-		if err != nil {
-			s.cancel()
-		}
-	}()
-	var cleanup []func()
-	defer func() {
-		if err != nil {
-			for i := len(cleanup) - 1; i >= 0; i-- {
-				cleanup[i]()
-			}
-		}
-	}()
+	return s
+}
 
+// openStores opens the data directory (locking it), raft's log and stable
+// store, and the snapshot store.
+func (s *Server) openStores(undo *undoStack) (err error) {
+	cfg := s.cfg
 	if s.dir, err = openDataDir(cfg.DataDir, cfg.NodeID); err != nil {
-		return nil, err
+		return err
 	}
-	cleanup = append(cleanup, s.dir.close)
+	undo.push(s.dir.close)
 
 	s.store, err = raftboltdb.New(raftboltdb.Options{
 		Path:        s.dir.raftDB(),
 		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("data-dir %s: cannot open the raft log %s (%v); if the file is corrupt, restore the server from its peers by moving the data dir away and joining again", cfg.DataDir, s.dir.raftDB(), err)
+		return fmt.Errorf("data-dir %s: cannot open the raft log %s (%v); if the file is corrupt, restore the server from its peers by moving the data dir away and joining again", cfg.DataDir, s.dir.raftDB(), err)
 	}
-	cleanup = append(cleanup, func() { s.store.Close() })
+	undo.push(func() { s.store.Close() })
 
-	hlog := hclog.New(&hclog.LoggerOptions{
-		Name: "raft", Output: cfg.LogOutput, Level: hclog.LevelFromString(cfg.LogLevel),
-		JSONFormat: cfg.LogJSON,
-	})
-	s.snaps, err = raft.NewFileSnapshotStoreWithLogger(s.dir.snapshotDir(), 3, hlog)
+	s.snaps, err = raft.NewFileSnapshotStoreWithLogger(s.dir.snapshotDir(), snapshotsRetained, s.hlog)
 	if err != nil {
-		return nil, fmt.Errorf("data-dir %s: snapshot store: %w", cfg.DataDir, err)
+		return fmt.Errorf("data-dir %s: snapshot store: %w", cfg.DataDir, err)
 	}
+	return nil
+}
 
+// listen binds the server's port (RPC and raft share it through the mux)
+// and, with WithMetrics, the metrics port, and builds raft's transport on
+// the mux. Nothing is accepted yet: startLoops serves.
+func (s *Server) listen(undo *undoStack) (metricsLn net.Listener, err error) {
+	cfg := s.cfg
 	ln, err := net.Listen("tcp", cfg.Bind)
 	if err != nil {
 		return nil, fmt.Errorf("bind %s: %w (is another server using the port?)", cfg.Bind, err)
@@ -144,82 +213,108 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	s.mux.faults = cfg.faults
 	if cfg.TLS != nil {
 		s.mux.warm = newWarmPool(s.mux.dialTLS)
-		cleanup = append(cleanup, s.mux.warm.close)
+		undo.push(s.mux.warm.close)
 	}
 	s.mux.raftClosed = s.raftConnClosed
-	cleanup = append(cleanup, s.mux.close)
-	var metricsLn net.Listener
+	undo.push(s.mux.close)
 	if s.metricsCfg.Addr != "" {
 		if metricsLn, err = s.listenMetrics(); err != nil {
 			return nil, err
 		}
-		cleanup = append(cleanup, func() { metricsLn.Close() })
+		undo.push(func() { metricsLn.Close() })
 	}
 	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:          (*raftLayer)(s.mux),
-		MaxPool:         3,
-		Timeout:         10 * time.Second,
-		MaxRPCsInFlight: timing.MaxRPCsInFlight,
-		Logger:          hlog,
+		MaxPool:         transportPool,
+		Timeout:         transportTimeout,
+		MaxRPCsInFlight: s.timing.MaxRPCsInFlight,
+		Logger:          s.hlog,
 	})
+	return metricsLn, nil
+}
 
+// raftConfig is raft's configuration: this server's id, the timing
+// profile, and the snapshot settings.
+func (s *Server) raftConfig() (*raft.Config, error) {
 	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(cfg.NodeID)
-	rc.Logger = hlog
+	rc.LocalID = raft.ServerID(s.cfg.NodeID)
+	rc.Logger = s.hlog
 	rc.NotifyCh = s.notifyCh
-	rc.SnapshotThreshold = cfg.SnapshotThreshold
-	rc.TrailingLogs = cfg.TrailingLogs
-	rc.MaxAppendEntries = 256
-	timing.apply(rc)
+	rc.SnapshotThreshold = s.cfg.SnapshotThreshold
+	rc.TrailingLogs = s.cfg.TrailingLogs
+	rc.MaxAppendEntries = maxAppendEntries
+	s.timing.apply(rc)
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("raft config: %w", err)
 	}
+	return rc, nil
+}
 
+// bootstrapIfNew writes the first raft configuration on a data directory
+// without raft state: cfg.Peers, or this server alone when neither Peers
+// nor Join is set. A server with Join is added by the cluster instead
+// (joinLoop).
+func (s *Server) bootstrapIfNew(rc *raft.Config) error {
+	cfg := s.cfg
 	hasState, err := raft.HasExistingState(s.store, s.store, s.snaps)
 	if err != nil {
-		return nil, fmt.Errorf("data-dir %s: cannot read raft state: %w", cfg.DataDir, err)
+		return fmt.Errorf("data-dir %s: cannot read raft state: %w", cfg.DataDir, err)
 	}
-	if !hasState && len(cfg.Join) == 0 {
-		conf := raft.Configuration{}
-		if len(cfg.Peers) == 0 {
-			conf.Servers = []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(cfg.Advertise), Suffrage: raft.Voter}}
-		}
-		for _, p := range cfg.Peers {
-			conf.Servers = append(conf.Servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Address), Suffrage: raft.Voter})
-		}
-		if err := raft.BootstrapCluster(rc, s.store, s.store, s.snaps, s.trans, conf); err != nil {
-			return nil, fmt.Errorf("bootstrap: %w", err)
-		}
-		s.log.Info("bootstrapped a new cluster configuration", "servers", len(conf.Servers))
-	} else if hasState {
+	if hasState {
 		s.log.Info("recovering existing raft state", "data_dir", cfg.DataDir)
+		return nil
 	}
+	if len(cfg.Join) > 0 {
+		return nil
+	}
+	conf := raft.Configuration{}
+	if len(cfg.Peers) == 0 {
+		conf.Servers = []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(cfg.Advertise), Suffrage: raft.Voter}}
+	}
+	for _, p := range cfg.Peers {
+		conf.Servers = append(conf.Servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Address), Suffrage: raft.Voter})
+	}
+	if err := raft.BootstrapCluster(rc, s.store, s.store, s.snaps, s.trans, conf); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	s.log.Info("bootstrapped a new cluster configuration", "servers", len(conf.Servers))
+	return nil
+}
 
+// startRaft starts raft over the cached, timed log, the manifest and the
+// transport (behind raftguard.go's checks), and observes it.
+func (s *Server) startRaft(rc *raft.Config) error {
 	logs, err := raft.NewLogCache(logCacheSize, timedLogStore{LogStore: s.store, lat: &s.logSyncLat})
 	if err != nil {
-		return nil, fmt.Errorf("raft log cache: %w", err)
+		return fmt.Errorf("raft log cache: %w", err)
 	}
 	guard := newRaftGuard(s.trans, s, s.log)
 	s.noteSnapshotConfigIndex()
 	r, err := raft.NewRaft(rc, raftFSM{FSM: s.fsm, s: s}, logs, s.store, s.snaps, guard)
 	if err != nil {
 		guard.Close()
-		return nil, fmt.Errorf("start raft: %w", err)
+		return fmt.Errorf("start raft: %w", err)
 	}
 	s.raft = r
+	s.logs = logs
 	s.raftReady.Store(r)
 	s.observer = raft.NewObserver(s.observerCh, false, nil)
 	s.raft.RegisterObserver(s.observer)
+	return nil
+}
 
-	rcfg := rpc.Config{Backend: s, Logger: s.log, Version: cfg.Version,
-		Dial: s.credentials().Dialer(), Insecure: cfg.Insecure}
+// startRPC builds the RPC server (and the metrics it reports to) and
+// hands the mux its RPC and snapshot handlers.
+func (s *Server) startRPC(metricsLn net.Listener) {
+	rcfg := rpc.Config{Backend: s, Logger: s.log, Version: s.cfg.Version,
+		Dial: s.credentials().Dialer(), Insecure: s.cfg.Insecure}
 	if s.metricsCfg.Addr != "" {
 		s.metrics = newMetrics(s)
 		rcfg.Observer = s.metrics
 	}
 	s.rpc = rpc.NewServer(rcfg)
 	if s.metrics != nil {
-		// Before the first call can arrive (mux.serve starts below).
+		// Before the first call can arrive (mux.serve starts later).
 		s.metrics.resolveMethods(s.rpc.Methods())
 	}
 	s.mux.rpc = s.rpc.ServeConn
@@ -227,19 +322,21 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if metricsLn != nil {
 		s.serveMetrics(metricsLn)
 	}
+}
 
+// startLoops starts serving and the server's own loops: raft events,
+// leadership duties, succession, recording its labels, warm connections,
+// and joining when it was asked to.
+func (s *Server) startLoops() {
 	s.goFunc(s.mux.serve)
 	s.goFunc(s.observe)
 	s.goFunc(s.monitorLeadership)
 	s.goFunc(s.watchLeader)
 	s.goFunc(s.registerSelf)
 	s.goFunc(s.warmPeers)
-	if len(cfg.Join) > 0 {
+	if len(s.cfg.Join) > 0 {
 		s.goFunc(s.joinLoop)
 	}
-	s.log.Info("rctl server started", "bind", cfg.Bind, "advertise", cfg.Advertise,
-		"timing", timing.Name, "cloud", cfg.Cloud, "region", cfg.Region)
-	return s, nil
 }
 
 func (s *Server) goFunc(f func()) {

@@ -17,6 +17,8 @@ type FSM struct {
 	mu    sync.RWMutex
 	st    *state
 	watch chan struct{}
+	// applied are the AppliedCh callers still waiting.
+	applied []appliedWaiter
 	// expected is the prepared state of an operator's restore in
 	// progress (Expect), nil otherwise.
 	expected atomic.Pointer[PreparedRestore]
@@ -90,6 +92,7 @@ func (f *FSM) Apply(l *Log) (out *ApplyResult) {
 	if !l.Command {
 		f.mu.Lock()
 		f.st.idx.Applied = l.Index
+		f.wakeApplied()
 		f.mu.Unlock()
 		return res
 	}
@@ -113,6 +116,7 @@ func (f *FSM) Apply(l *Log) (out *ApplyResult) {
 		}
 	}()
 	f.st.idx.Applied = l.Index
+	defer f.wakeApplied() // runs before the unlock, after the entry's changes
 	if sizeErr != nil {
 		res.Err = sizeErr
 		return res

@@ -103,6 +103,7 @@ func (f *FSM) install(st *state) {
 	f.mu.Lock()
 	f.st = st
 	f.notify()
+	f.wakeApplied()
 	f.mu.Unlock()
 }
 

@@ -205,13 +205,19 @@ func (s *Server) ServeConn(c net.Conn, id pki.Identity) {
 	defer c.Close()
 
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	br := bufio.NewReader(c)
 	bw := bufio.NewWriter(c)
 	var wmu sync.Mutex
 	sem := make(chan struct{}, maxInflightPerConn)
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	// The connection is done (the peer hung up, broke the framing, or the
+	// server shuts down): the calls still running have nobody to answer,
+	// so they end now rather than at their own deadlines (a forwarded
+	// call may wait LeaderWait for an election, a blocking query minutes).
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(IdleTimeout))
 		if _, err := br.Peek(1); err != nil {
