@@ -8,6 +8,10 @@ import (
 	"github.com/rctl-dev/rctl/fsm"
 )
 
+// scheduleEvery is how often the leader runs a scheduling round when
+// nothing in the manifest changed meanwhile (a change starts one at once).
+const scheduleEvery = time.Second
+
 // leaderDuties runs while this server leads and its barrier has applied:
 // judging node liveness and scheduling pending tasks. Both propose
 // ordinary Raft entries; nothing here changes state directly.
@@ -36,9 +40,9 @@ func (s *Server) leaderDuties(stop <-chan struct{}) {
 	}()
 	defer func() { <-retired }()
 
-	judge := time.NewTicker(s.cfg.Liveness.MinInterval / 4)
+	judge := s.clock.NewTicker(s.cfg.Liveness.MinInterval / 4)
 	defer judge.Stop()
-	sched := time.NewTicker(time.Second)
+	sched := s.clock.NewTicker(scheduleEvery)
 	defer sched.Stop()
 	for {
 		watch := s.fsm.WatchCh()
@@ -46,10 +50,10 @@ func (s *Server) leaderDuties(stop <-chan struct{}) {
 		select {
 		case <-stop:
 			return
-		case <-judge.C:
+		case <-judge.C():
 			s.judge(lv)
 		case <-watch:
-		case <-sched.C:
+		case <-sched.C():
 		}
 	}
 }

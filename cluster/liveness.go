@@ -8,15 +8,6 @@ import (
 	"github.com/rctl-dev/rctl/fsm"
 )
 
-// Clock is the time source of the leader's duties; tests use a fake one.
-type Clock interface {
-	Now() time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
-
 // LivenessConfig sets how node agents are judged.
 type LivenessConfig struct {
 	// MinInterval is the heartbeat interval handed to agents while the

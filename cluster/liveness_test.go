@@ -2,31 +2,11 @@ package cluster
 
 import (
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rctl-dev/rctl/fsm"
 )
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_800_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 func nodes(statuses ...fsm.NodeStatus) []*fsm.Node {
 	var out []*fsm.Node

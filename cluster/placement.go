@@ -156,13 +156,13 @@ func (s *Server) placementLoop(stop <-chan struct{}) {
 	}
 	ledSince := s.clock.Now()
 	var lastTry time.Time
-	t := time.NewTicker(pc.Interval)
+	t := s.clock.NewTicker(pc.Interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-stop:
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		ctx, cancel := context.WithCancel(s.ctx)
 		c := s.placementCheck(ctx, ledSince, lastTry)

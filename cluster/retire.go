@@ -56,13 +56,13 @@ func (s *Server) retireLoop(stop <-chan struct{}) {
 	if rc.Disabled {
 		return
 	}
-	t := time.NewTimer(rc.Interval)
+	t := s.clock.NewTimer(rc.Interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-stop:
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		_, _, more, err := s.retire(s.ctx, rc.MaxAge, rc.MaxPerStatus, "retention", maxRetireBatchesPerRound)
 		if err != nil {

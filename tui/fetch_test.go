@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -351,7 +352,11 @@ func TestWatcherReportsAllDownAndReconnects(t *testing.T) {
 	}
 }
 
-func TestWatcherBlockingQueries(t *testing.T) {
+// It runs in a synctest bubble: time is fake and moves only when every
+// goroutine of the test is blocked, so "no call in 300 ms" is exact.
+func TestWatcherBlockingQueries(t *testing.T) { synctest.Test(t, testWatcherBlockingQueries) }
+
+func testWatcherBlockingQueries(t *testing.T) {
 	f := newFakeCluster(1)
 	cfg := testWatchConfig()
 	cfg.TasksWait = 5 * time.Second // only a change should wake the query
@@ -387,10 +392,11 @@ func TestWatcherBlockingQueries(t *testing.T) {
 	}
 
 	// Without changes no call returns before max_wait: no busy polling.
+	synctest.Wait() // the watcher's next Task.List call is made and blocks
 	n := len(f.callsOf(rpc.MethodTaskList))
-	time.Sleep(300 * time.Millisecond)
-	if got := len(f.callsOf(rpc.MethodTaskList)); got > n+1 {
-		t.Fatalf("%d Task.List calls in 300ms on an idle cluster: polling", got-n)
+	time.Sleep(4 * time.Second) // fake time, within max_wait (5 s)
+	if got := len(f.callsOf(rpc.MethodTaskList)); got != n {
+		t.Fatalf("%d Task.List calls in 4 s on an idle cluster: polling", got-n)
 	}
 
 	// After an error the next call does not block.
@@ -420,12 +426,16 @@ func TestWatcherMovesAwayFromLeaderlessServer(t *testing.T) {
 }
 
 func TestWatcherRefreshesMembersOnLeaderChange(t *testing.T) {
+	synctest.Test(t, testWatcherRefreshesMembersOnLeaderChange)
+}
+
+func testWatcherRefreshesMembersOnLeaderChange(t *testing.T) {
 	f := newFakeCluster(3)
 	cfg := testWatchConfig()
 	cfg.MembersEvery = time.Hour
 	_, s := startWatcher(t, f, []string{fakeAddr("s1")}, cfg)
 	s.waitFor(t, 0, 2*time.Second, "members", func(m tea.Msg) bool { mm, ok := m.(MembersMsg); return ok && mm.Reply != nil })
-	time.Sleep(50 * time.Millisecond) // let the first kick drain
+	synctest.Wait() // the first kick drained: every goroutine waits
 	mark := s.mark()
 	f.setLeader("s3", 3)
 	mm := s.waitFor(t, mark, 2*time.Second, "members after the change", func(m tea.Msg) bool { mm, ok := m.(MembersMsg); return ok && mm.Reply != nil }).(MembersMsg)
