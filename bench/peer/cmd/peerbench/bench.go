@@ -264,6 +264,12 @@ func (b *Bench) RunOne(s string) error {
 		err = b.run("failover", b.FailoverScenario)
 	case "freeze":
 		err = b.run("failover, leader frozen", b.FreezeScenario)
+	case "silent":
+		if _, ok := b.Net.(hostCutter); !ok {
+			log.Printf("%s: silent skipped: it cuts the leader's host off the network, and only --net wan has a network to cut (on loopback every server shares one host)", b.label())
+			return nil
+		}
+		err = b.run("failover, leader cut off", b.SilentScenario)
 	case "latency":
 		err = b.run("commit latency", b.Latency)
 	case "throughput":

@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// The scenarios, one file each: coldstart.go, failover.go, latency.go
+// The scenarios, one file each: coldstart.go, failover.go (kill -9 and
+// SIGSTOP), silent.go (the leader's host cut off the network), latency.go
 // (with leader placement), throughput.go. Bench.RunAll (bench.go) runs them.
 
 // ColdStart: processes started → first committed write, for fresh

@@ -15,7 +15,7 @@
 // Usage, from bench/peer:
 //
 //	go run ./cmd/peerbench [--mode quick|full] [--net all|loopback|wan]
-//	    [--scenarios cold,failover,latency,throughput] [--security plain|tls|plain,tls]
+//	    [--scenarios cold,failover,freeze,silent,latency,throughput] [--security plain|tls|plain,tls]
 //	    [--out ../RESULTS.md] [--charts DIR]
 package main
 
@@ -39,7 +39,7 @@ import (
 func main() {
 	mode := flag.String("mode", "full", "quick (a few rounds, < 5 min) or full (≥ 20 failover rounds, < 30 min)")
 	nets := flag.String("net", "all", "networks to run: loopback, wan, or all (loopback, and wan where it can be built: root, ip, /dev/net/tun)")
-	scen := flag.String("scenarios", "cold,failover,freeze,latency,throughput", "scenarios to run, comma-separated (freeze: failover with the leader frozen by SIGSTOP instead of killed)")
+	scen := flag.String("scenarios", "cold,failover,freeze,latency,throughput", "scenarios to run, comma-separated (freeze: failover with the leader frozen by SIGSTOP instead of killed; silent, not run by default: with the leader's host cut off the network, wan only, skipped on loopback)")
 	out := flag.String("out", "", "append the report (markdown) to this file")
 	charts := flag.String("charts", "", "directory for the PNG charts (default: that of --out, else bench/peer/out)")
 	rctlBin := flag.String("rctl-bin", os.Getenv("RCTL_BIN"), "rctl binary to use instead of building one")

@@ -48,6 +48,16 @@ type Network interface {
 	Close() error
 }
 
+// hostCutter is a Network that can cut a host off completely: every packet
+// to or from it dropped, both ways, with no RST or FIN, so its connections
+// stay open and nobody learns of the cut but by silence (a VM whose
+// network died). Heal lifts every cut. The harness's control network
+// (ControlDial) is never cut. wan has it; loopback (one host) has not.
+type hostCutter interface {
+	Isolate(h Host) error
+	Heal() error
+}
+
 // loopback is the Network of one machine: every process on 127.0.0.1.
 type loopback struct {
 	once sync.Once
@@ -106,7 +116,7 @@ func (l *loopback) RTT(_, _ Host) (time.Duration, error) {
 			return
 		}
 		defer ln.Close()
-		_, l.rtt, _, l.err = fault.EchoRTT(ln, func() (net.Conn, error) {
+		_, _, l.rtt, _, l.err = fault.EchoRTT(ln, func() (net.Conn, error) {
 			return net.Dial("tcp", ln.Addr().String())
 		}, 200)
 	})

@@ -143,6 +143,32 @@ func (w *wanNet) RTT(a, b Host) (time.Duration, error) {
 	return r.Median, nil
 }
 
+// Isolate cuts h off from every other node of the emulated network, both
+// ways (fault.Switch.Isolate, as fault.Nemesis.Isolate does in
+// TestLeaderIsolated): the switch drops every frame to or from h,
+// including those already in flight, and sends nothing in their place, so
+// TCP connections stay open and retransmit into the void. The observer
+// (ControlDial) is exempt from cuts, so the harness still sees h.
+func (w *wanNet) Isolate(h Host) error {
+	if w.closed.Load() {
+		return errWANClosed
+	}
+	if w.net.Node(h.Name) == nil {
+		return fmt.Errorf("wan network: no node %q", h.Name)
+	}
+	w.net.Switch.Isolate(h.Name)
+	return nil
+}
+
+// Heal removes every cut (fault.Switch.Heal).
+func (w *wanNet) Heal() error {
+	if w.closed.Load() {
+		return errWANClosed
+	}
+	w.net.Switch.Heal()
+	return nil
+}
+
 func (w *wanNet) Close() error {
 	w.closed.Store(true)
 	w.tb.runCleanups()

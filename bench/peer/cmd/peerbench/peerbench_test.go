@@ -177,3 +177,53 @@ func TestPKI(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSilentTable: the silent scenario's bookkeeping and table — the
+// usual rows, the issue's per-system table with each system's timing and
+// the new leader's cloud, and one line per round, with rounds that had no
+// write, no new leader or no rejoin.
+func TestSilentTable(t *testing.T) {
+	s := time.Second
+	rctl := &silentRun{Rounds: []silentRound{
+		{Victim: "aws1", VictimCloud: "aws", Took: 1500 * time.Millisecond, NewLeader: "aws2", NewCloud: "aws", Rejoin: s},
+		{Victim: "aws2", VictimCloud: "aws", Took: 1600 * time.Millisecond, NewLeader: "aws3", NewCloud: "aws", Rejoin: 2 * s},
+		{Victim: "aws3", VictimCloud: "aws", Took: 1700 * time.Millisecond, NewLeader: "aws1", NewCloud: "aws", Rejoin: 3 * s, Relead: true},
+	}}
+	etcd := &silentRun{Rounds: []silentRound{
+		{Victim: "gcp1", VictimCloud: "gcp", Took: 3 * s, NewLeader: "aws1", NewCloud: "aws", Rejoin: s},
+		{Victim: "aws1", VictimCloud: "aws", Took: failoverWithin, Stuck: true},
+	}, Aborted: "round 2: aws1 did not rejoin after the heal"}
+	stuck, leaderless, victims, newLeader, rejoin, relead := etcd.counts()
+	if stuck != 1 || leaderless != 1 || victims["gcp"] != 1 || victims["aws"] != 1 || newLeader["aws"] != 1 || len(rejoin) != 1 || relead != 0 {
+		t.Errorf("etcd counts: stuck %d, leaderless %d, victims %v, new leader %v, rejoin %v, relead %d", stuck, leaderless, victims, newLeader, rejoin, relead)
+	}
+	tb := silentTable("wan", 3, []string{"rctl", "etcd"},
+		map[string]string{"rctl": "--timing wan", "etcd": "--heartbeat-interval 250 --election-timeout 2500"},
+		map[string]*silentRun{"rctl": rctl, "etcd": etcd})
+	md := tb.Markdown()
+	for _, want := range []string{
+		"| p50 | 1.60 s | 3.00 s | 0.53× | — |",
+		"| max | 1.70 s | 60.00 s | 0.03× | — |",
+		"| rounds with no write within 60.00 s (counted as 60.00 s) | 0 | 1 | — | — |",
+		"| rounds with no new leader seen within 10.00 s | 0 | 1 | — | — |",
+		"| heal → old leader following, all caught up, max | 3.00 s | 1.00 s | 3.00× | — |",
+		"| system | p50 | p99 | max | new leader's cloud | victims' cloud | old leader back as follower |",
+		"| rctl, `--timing wan` | 1.60 s | 1.70 s | 1.70 s | aws 3 | aws 3 | 2 of 3 rounds (heal → caught up p50 2.00 s, max 3.00 s); led again in 1 |",
+		"| etcd, `--heartbeat-interval 250 --election-timeout 2500` | 3.00 s | 60.00 s | 60.00 s | aws 1 | aws 1, gcp 1 | 1 of 2 rounds (heal → caught up p50 1.00 s, max 1.00 s) |",
+		"| rctl ÷ etcd | 0.53× | 0.03× | 0.03× | | | |",
+		"| round | rctl | etcd |",
+		"| 1 | aws1 → aws2, 1.50 s | gcp1 → aws1, 3.00 s |",
+		"| 2 | aws2 → aws3, 1.60 s | aws1 → none seen, no write within 60.00 s; old leader not back |",
+		"| 3 | aws3 → aws1, 1.70 s; old leader led again | — |",
+		"etcd: rounds stopped early: round 2: aws1 did not rejoin after the heal.",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("silent table lacks %q:\n%s", want, md)
+		}
+	}
+	// One system run: its column and its row only.
+	md = silentTable("wan", 3, []string{"rctl"}, nil, map[string]*silentRun{"rctl": rctl}).Markdown()
+	if strings.Contains(md, "\n| rctl ÷ etcd |") || !strings.Contains(md, "| p50 | 1.60 s | — | — | — |") {
+		t.Errorf("rctl-only silent table:\n%s", md)
+	}
+}

@@ -56,6 +56,9 @@ type Table struct {
 	// TLS) can be compared row by row (costTable).
 	Key string
 	Raw []RawRow
+	// After holds markdown printed under the rows (more tables, per-round
+	// detail), a blank line before it.
+	After []string
 }
 
 // RawRow is one row's figures before formatting: durations in
@@ -102,6 +105,12 @@ func (t *Table) Markdown() string {
 	b.WriteString("| measure | rctl | etcd | rctl ÷ etcd | floor |\n|---|---:|---:|---:|---:|\n")
 	for _, r := range t.Rows {
 		fmt.Fprintf(&b, "| %s |\n", strings.Join(r[:], " | "))
+	}
+	for _, a := range t.After {
+		fmt.Fprintf(&b, "\n%s", a)
+		if !strings.HasSuffix(a, "\n") {
+			b.WriteString("\n")
+		}
 	}
 	return b.String()
 }
