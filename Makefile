@@ -62,6 +62,9 @@ lint-go:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './agent/*')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@# bench/peer is a module of its own (etcd's dependencies): vet and
+	@# unit-test it too, or a change to package fault breaks it unseen.
+	cd bench/peer && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 # The fault scenarios (timing-sensitive, namespaces as root) run after the
 # rest, alone, so the other packages' load does not skew their figures.
