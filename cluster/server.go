@@ -49,28 +49,30 @@ type Server struct {
 	liveMu sync.Mutex
 	live   *liveness // non-nil while leading
 
-	raftReady        atomic.Pointer[raft.Raft] // s.raft, once set: raftguard.go's view reads it
-	goneMu           sync.Mutex                // raftguard.go: the last leader succession found gone
-	goneID           raft.ServerID
-	goneAt           time.Time
-	lastLeaderAddr   raft.ServerAddress // goneMu: the last leader known (succession.go)
-	lastLeaderID     raft.ServerID
-	leaderReady      atomic.Bool
-	commitLat        latencyWindow // latency.go: Propose, apply to result
-	logSyncLat       latencyWindow // latency.go: log batches stored
-	probing          atomic.Bool   // succession.go: a leader probe is running
-	rpcWarmMu        sync.Mutex    // warm.go: RPC dials in flight
-	rpcWarmDialing   map[string]bool
-	silenceNoticed   atomic.Int64  // succession.go: unix nanos watchLeader first saw the current silence (0: none)
-	succMu           sync.Mutex    // succession.go: one attempt to stand at a time
-	lastSuccessor    atomic.Value  // succession.go: id of the last server this one asked to stand
-	lastLeaderChange atomic.Int64  // unix nanos
-	configIndex      atomic.Uint64 // configindex.go: kept apart from the manifest
-	leaderChMu       sync.Mutex
-	leaderCh         chan struct{} // closed at the next leader change (transfer.go)
-	notifyCh         chan bool
-	observerCh       chan raft.Observation
-	observer         *raft.Observer
+	raftReady          atomic.Pointer[raft.Raft] // s.raft, once set: raftguard.go's view reads it
+	goneMu             sync.Mutex                // raftguard.go: the last leader succession found gone
+	goneID             raft.ServerID
+	goneAt             time.Time
+	lastLeaderAddr     raft.ServerAddress // goneMu: the last leader known (succession.go)
+	lastLeaderID       raft.ServerID
+	leaderReady        atomic.Bool
+	commitLat          latencyWindow // latency.go: Propose, apply to result
+	logSyncLat         latencyWindow // latency.go: log batches stored
+	probing            atomic.Bool   // succession.go: a leader probe is running
+	rpcWarmMu          sync.Mutex    // warm.go: RPC dials in flight
+	rpcWarmDialing     map[string]bool
+	silenceNoticed     atomic.Int64  // succession.go: unix nanos watchLeader first saw the current silence (0: none)
+	succMu             sync.Mutex    // succession.go: one attempt to stand at a time
+	lastSuccessor      atomic.Value  // succession.go: id of the last server this one asked to stand
+	lastLeaderChange   atomic.Int64  // unix nanos
+	configIndex        atomic.Uint64 // configindex.go: kept apart from the manifest
+	raftMoved          signal        // fired on raft's state and leader changes and vote requests (observe)
+	staleCandidateTerm atomic.Uint64 // succession.go: the last term whose candidate's log was behind ours
+	leaderChMu         sync.Mutex
+	leaderCh           chan struct{} // closed at the next leader change (transfer.go)
+	notifyCh           chan bool
+	observerCh         chan raft.Observation
+	observer           *raft.Observer
 
 	shutdownOnce sync.Once
 	shutdownCh   chan struct{}
@@ -467,6 +469,13 @@ func (s *Server) observe() {
 		case <-s.shutdownCh:
 			return
 		case o := <-s.observerCh:
+			if req, ok := o.Data.(raft.RequestVoteRequest); ok {
+				s.noteVoteRequest(req) // before waking succession, which reads it
+			}
+			switch o.Data.(type) {
+			case raft.LeaderObservation, raft.RaftState, raft.RequestVoteRequest, raft.RequestPreVoteRequest:
+				s.raftMoved.fire()
+			}
 			switch d := o.Data.(type) {
 			case raft.LeaderObservation:
 				s.lastLeaderChange.Store(time.Now().UnixNano())

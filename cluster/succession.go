@@ -65,9 +65,10 @@ const (
 // they did not confirm that the leader is silent.
 const successionRecheck = 250 * time.Millisecond
 
-// successionPoll is how often a later successor, waiting its turn,
-// checks whether an earlier one has been elected.
-const successionPoll = 20 * time.Millisecond
+// successionRetry is how soon watchLeader looks again when an attempt
+// tried nothing (another attempt was running, or raft moved on meanwhile)
+// and the leader is still silent.
+const successionRetry = 20 * time.Millisecond
 
 // watchedConn reports the first read error on an accepted raft connection.
 type watchedConn struct {
@@ -295,42 +296,62 @@ func (s *Server) succeed(gone raft.ServerID, confirm bool) succession {
 	// log is behind (restarted a moment before) is refused its votes and
 	// stays a candidate until its own timer, and the others used to wait
 	// for raft's timers too (kill -9 failovers of 2.1 s instead of 0.8).
-	deadline := time.Now().Add(wait)
+	// The grace is not given to a candidate whose log is behind this
+	// server's (staleCandidateTerm): this server refuses it its vote, and
+	// so does every voter holding the entries it lacks, which are a
+	// majority when they are committed; it would stay a candidate until
+	// raft's own timer.
+	turn := time.Now().Add(wait)
+	deadline := turn
 	var termRose time.Time
 	movedOn := func() bool {
 		_, cur := s.raft.LeaderWithID()
 		if s.raft.State() != raft.Follower || (cur != "" && cur != gone) {
 			return true
 		}
-		if s.raft.CurrentTerm() > startTerm {
+		if term := s.raft.CurrentTerm(); term > startTerm {
 			if confirm {
 				return true
 			}
 			if termRose.IsZero() {
 				termRose = time.Now()
-				deadline = later(deadline, termRose.Add(s.electionGrace()))
+			}
+			deadline = later(turn, termRose.Add(s.electionGrace()))
+			if s.staleCandidateTerm.Load() >= term {
+				deadline = turn
 			}
 			return false
 		}
 		return confirm && !s.leaderSilent()
 	}
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.shutdownCh:
-			return outcome
-		case <-time.After(min(successionPoll, time.Until(deadline))):
-		}
+	// Wait for raft to move (a state or leader change, a vote request:
+	// s.raftMoved) or the deadline, rechecking every successionRecheck in
+	// case raft dropped an observation. Contact resumed with the old
+	// leader has no event; it is checked at the deadline, before standing.
+	wake := time.NewTimer(0)
+	defer wake.Stop()
+	for {
+		moved := s.raftMoved.watch()
 		if movedOn() {
 			return outcome
 		}
-	}
-	if movedOn() {
-		return outcome
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		wake.Reset(min(left, successionRecheck))
+		select {
+		case <-s.shutdownCh:
+			return outcome
+		case <-moved:
+		case <-wake.C:
+		}
 	}
 	if !termRose.IsZero() {
 		s.log.Info("an earlier successor's election produced no leader; standing", "event", "leader_gone",
 			"leader_id", string(gone), "successor_rank", rank, "term", s.raft.CurrentTerm(),
-			"waited", time.Since(termRose).Round(time.Millisecond).String())
+			"waited", time.Since(termRose).Round(time.Millisecond).String(),
+			"candidate_behind", s.staleCandidateTerm.Load() >= s.raft.CurrentTerm())
 	}
 	stand := peerState{id: s.cfg.NodeID, addr: s.cfg.Advertise}
 	var confirmTook time.Duration
@@ -416,35 +437,59 @@ func (s *Server) watchLeader() {
 	if s.timing.SuccessionSilence <= 0 {
 		return
 	}
-	t := time.NewTicker(successionPoll)
+	t := time.NewTimer(s.timing.SuccessionSilence)
 	defer t.Stop()
 	var retry time.Time
+	moved := s.raftMoved.watch()
 	for {
 		select {
 		case <-s.shutdownCh:
 			return
 		case <-t.C:
+		case <-moved:
 		}
-		if s.raft.State() != raft.Follower || !s.leaderSilent() {
+		moved = s.raftMoved.watch()
+		t.Reset(s.checkSilence(&retry))
+	}
+}
+
+// checkSilence is one look of watchLeader: it starts an attempt to stand
+// when the leader has been silent for SuccessionSilence, and returns when
+// to look next (raft moving wakes it earlier): the moment the silence
+// would pass the threshold if nothing is heard meanwhile, the end of the
+// retry period after an attempt, or SuccessionSilence while this server
+// is not a follower (a state change wakes it).
+func (s *Server) checkSilence(retry *time.Time) time.Duration {
+	silence := s.timing.SuccessionSilence
+	if s.raft.State() != raft.Follower {
+		s.silenceNoticed.Store(0)
+		return silence
+	}
+	if lc := s.raft.LastContact(); !lc.IsZero() {
+		if left := time.Until(lc.Add(silence)); left >= 0 {
 			s.silenceNoticed.Store(0)
-			continue
-		}
-		s.silenceNoticed.CompareAndSwap(0, time.Now().UnixNano())
-		if time.Now().Before(retry) {
-			continue
-		}
-		_, id := s.raft.LeaderWithID()
-		switch s.succeed(id, true) {
-		case stood:
-			// An election is under way: give it an election timeout.
-			retry = time.Now().Add(s.timing.ElectionTimeout)
-		case unconfirmed:
-			// Some voters still heard the leader lately; they may not
-			// for long (a frozen leader's last heartbeats reach the far
-			// cloud later), so ask again soon.
-			retry = time.Now().Add(successionRecheck)
+			return left + time.Millisecond // leaderSilent wants more than silence
 		}
 	}
+	now := time.Now()
+	s.silenceNoticed.CompareAndSwap(0, now.UnixNano())
+	if now.Before(*retry) {
+		return retry.Sub(now)
+	}
+	_, id := s.raft.LeaderWithID()
+	switch s.succeed(id, true) {
+	case stood:
+		// An election is under way: give it an election timeout.
+		*retry = time.Now().Add(s.timing.ElectionTimeout)
+	case unconfirmed:
+		// Some voters still heard the leader lately; they may not for
+		// long (a frozen leader's last heartbeats reach the far cloud
+		// later), so ask again soon.
+		*retry = time.Now().Add(successionRecheck)
+	default:
+		return successionRetry
+	}
+	return time.Until(*retry)
 }
 
 // peerState is one voter's answer to quorumSilent.
@@ -579,4 +624,26 @@ func successionOrder(voters []raft.Server, clouds []string, preferred string, go
 		out[i] = x.id
 	}
 	return out
+}
+
+// noteVoteRequest records, from raft's observation of a vote request, a
+// candidate whose log is behind this server's by raft's own rule (last
+// log term, then index): this server refuses it its vote.
+func (s *Server) noteVoteRequest(req raft.RequestVoteRequest) {
+	last := s.raft.LastIndex()
+	if last == 0 {
+		return
+	}
+	var l raft.Log
+	if err := s.logs.GetLog(last, &l); err != nil {
+		return // compacted or truncated meanwhile: no verdict
+	}
+	if req.LastLogTerm < l.Term || (req.LastLogTerm == l.Term && req.LastLogIndex < last) {
+		for {
+			cur := s.staleCandidateTerm.Load()
+			if req.Term <= cur || s.staleCandidateTerm.CompareAndSwap(cur, req.Term) {
+				return
+			}
+		}
+	}
 }
