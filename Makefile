@@ -71,7 +71,9 @@ lint-go:
 test-go: build agent-venv
 	RCTL_AGENT_BIN=$(abspath $(VENV))/bin/rctl-agent $(GO) test -race -count=1 -timeout 30m \
 	  $$($(GO) list ./... | grep -v '/e2e/fault$$')
-	RCTL_AGENT_BIN=$(abspath $(VENV))/bin/rctl-agent $(GO) test -race -count=1 -timeout 30m ./e2e/fault/
+	@# e2e builds its own -race binary (its servers run under the detector);
+	@# the fault suite runs the plain one built above (timing is measured).
+	RCTL_BIN=$(abspath $(BIN)) RCTL_AGENT_BIN=$(abspath $(VENV))/bin/rctl-agent $(GO) test -race -count=1 -timeout 30m ./e2e/fault/
 
 # The agent's virtualenv is created on first use and reused afterwards.
 $(VENV)/.installed: agent/pyproject.toml
@@ -178,15 +180,18 @@ test-docclient: agent-venv build
 # playbooks site.yml and upgrade.yml. ansible-core and ansible-lint live in a
 # virtualenv made on first use (.tools/ansible-venv; Python >= 3.11, ~1 min).
 #   make lint-ansible   ansible-lint (production profile, --strict) on ansible/
-#   make rollout-test   (root) five test hosts (3 "aws" + 2 "gcp"), each a
-#                       network namespace with its own sshd and its own
+#   make rollout-test   (root) eight test hosts from Terraform's 3+3 example
+#                       (5 voters, the non-voter gcp-3, 2 agent workers), each
+#                       a network namespace with its own sshd and its own
 #                       /etc/rctl, /var/lib/rctl, /opt/rctl: site.yml for
 #                       version 0.9.0 with TLS and ACLs, again (changed=0),
 #                       once more with a changed setting (rolling restart),
 #                       then upgrade.yml to this build while a client writes;
 #                       prints one line lost_writes=… failed_writes=…
 #                       max_write_gap_ms=… leader_changes=… changed_on_second_run=…
-#                       (ansible/test/rollout-test.sh). Not part of make test.
+#                       nonvoter_ok=…, then the seconds per phase
+#                       (ansible/test/rollout-test.sh). make test runs it as
+#                       root (test-rollout).
 ANSIBLE_VENV         := .tools/ansible-venv
 ANSIBLE_CORE_VERSION := 2.19.14
 ANSIBLE_LINT_VERSION := 26.10.1
