@@ -6,10 +6,11 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from fakeserver import FakeCluster
@@ -35,6 +36,42 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def cluster() -> Iterator[FakeCluster]:
     with FakeCluster(3) as c:
         yield c
+
+
+T = TypeVar("T")
+
+
+def wait_until(
+    pred: Callable[[], T], timeout: float = 10.0, what: str = "condition", *, poll: float = 0.01
+) -> T:
+    """Call ``pred`` every ``poll`` s until it returns something truthy, and
+    return that; fail after ``timeout`` s, naming ``what``.
+
+    For conditions nothing notifies (a process gone, a thread parked, a real
+    server's state); fake-cluster state has ``FakeCluster.wait_for``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(poll)
+
+
+def parked_in(thread: threading.Thread, caller: str) -> bool:
+    """Whether ``thread`` is blocked in a ``wait`` (``threading.Condition.wait``,
+    the agent's ``Waker.wait``) called straight from the function named
+    ``caller`` (read from its stack): from then on only a notify, a wake or
+    the wait's own timeout moves it on."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    return (
+        frame is not None
+        and frame.f_code.co_name == "wait"
+        and frame.f_back is not None
+        and frame.f_back.f_code.co_name == caller
+    )
 
 
 def fast_policy(**kw: Any) -> RetryPolicy:

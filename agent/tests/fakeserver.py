@@ -20,8 +20,16 @@ back out of order, matched by ``seq``).  All servers of a
   ``known_leader`` (an older version) would;
 * per server: ``mode`` ("ok", "unavailable", "drop": close the connection on
   each request, "blackhole": never answer), ``delay`` seconds before
-  answering, ``die_after`` (a set of methods: apply it, then crash without
-  answering), :meth:`FakeServer.kill` / :meth:`FakeServer.revive`.
+  answering (the value when the request arrives), ``die_after`` (a set of
+  methods: apply it, then crash without answering), :meth:`FakeServer.kill`
+  / :meth:`FakeServer.revive`.
+
+What tests can wait on (``FakeCluster.wait_for``; every change below
+notifies ``FakeCluster.cond``): ``FakeCluster.calls`` (each call, recorded
+when it is handled, i.e. after any ``delay``), ``FakeServer.received`` (the
+method of each request, recorded as it arrives, before any ``delay``) and
+``FakeCluster.held`` (per server, the ``Status.Get`` calls it holds now:
+from then on an election or a kill ends them, they cannot miss it).
 
 Reports are counted only when they change state (``applied``), so a
 duplicate report is visible as received twice but applied once.
@@ -132,6 +140,7 @@ class FakeServer:
         self.ignores_wait = False  # Status.Get answers at once, ignoring known_leader
         self.port = 0
         self.accepts = 0  # TCP connections accepted
+        self.received: list[str] = []  # methods of the requests, as they arrive
         self.tls_errors: list[str] = []  # failed TLS handshakes
         self._listener: socket.socket | None = None
         self._conns: set[socket.socket] = set()
@@ -231,13 +240,17 @@ class FakeServer:
                 if n > 16 * 1024 * 1024:
                     return
                 req = msgpack.unpackb(_recv_exact(conn, n), raw=False)
+                delay = self.delay  # fixed now: a test may change it once this is received
+                with self.cluster.cond:
+                    self.received.append(str(req.get("method", "")))
+                    self.cluster.cond.notify_all()
                 if self.mode == "drop":
                     return
                 if identity is not None:  # TLS: one thread per connection
-                    self._handle(conn, wlock, req, identity)
+                    self._handle(conn, wlock, req, identity, delay)
                     continue
                 threading.Thread(
-                    target=self._handle, args=(conn, wlock, req, None), daemon=True
+                    target=self._handle, args=(conn, wlock, req, None, delay), daemon=True
                 ).start()
         except (OSError, EOFError, ValueError):
             pass
@@ -252,9 +265,10 @@ class FakeServer:
         wlock: threading.Lock,
         req: dict[str, Any],
         identity: str | None,
+        delay: float,
     ) -> None:
-        if self.delay:
-            time.sleep(self.delay)
+        if delay:
+            time.sleep(delay)  # simulated latency, not a wait in a test
         if self.mode == "blackhole" or not self.alive:
             return
         method = req.get("method", "")
@@ -301,6 +315,7 @@ class FakeCluster:
         self.nodes: dict[str, dict[str, Any]] = {}
         self.tasks: dict[str, dict[str, Any]] = {}
         self.calls: list[Call] = []
+        self.held: Counter[str] = Counter()  # server id -> Status.Get calls held there now
         self.applied: Counter[tuple[str, str]] = Counter()
         self.advertise: list[FakeServer] | None = None  # default: every server
         # method -> fn(args) replacing the built-in handler (may raise FakeError)
@@ -372,6 +387,11 @@ class FakeCluster:
                 for c in self.calls
                 if c.method == method and (handled_by is None or c.handled_by == handled_by)
             ]
+
+    def held_now(self) -> int:
+        """How many ``Status.Get`` calls the servers hold now."""
+        with self.lock:
+            return sum(self.held.values())
 
     def wait_for(self, pred: Any, timeout: float = 10.0, what: str = "condition") -> None:
         """Poll ``pred`` (under the lock) until true; fail after ``timeout``."""
@@ -473,16 +493,26 @@ class FakeCluster:
         wait = min(wait_ms or 300_000, 600_000) / 1000
         start = self._named(server)
         deadline = time.monotonic() + wait
-        while (known or min_index) and not server.ignores_wait and server.alive:
-            named, term = self._named(server)
-            if known and named is not None and named.id != known:
-                break
-            if min_index and (self.index > min_index or (named, term) != start):
-                break
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            self.cond.wait(min(left, 0.5))
+        held = False
+        try:
+            while (known or min_index) and not server.ignores_wait and server.alive:
+                named, term = self._named(server)
+                if known and named is not None and named.id != known:
+                    break
+                if min_index and (self.index > min_index or (named, term) != start):
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                if not held:
+                    held = True
+                    self.held[server.id] += 1
+                    self.cond.notify_all()
+                self.cond.wait(min(left, 0.5))
+        finally:
+            if held:
+                self.held[server.id] -= 1
+                self.cond.notify_all()
         named, term = self._named(server)
         return {
             "id": server.id,

@@ -135,7 +135,20 @@ def test_task_removed_from_heartbeat_is_killed_without_report(
     cluster.set_status("t1", "cancelled")
     cluster.wait_for(lambda: pid_gone(pid), what="process killed")
     cluster.wait_for(lambda: runner.agent.local_tasks() == [], what="worker gone")
-    time.sleep(0.1)
+    # The worker submits any report in the same step that removes it, and a
+    # report leaves the queue only once its call was answered (so recorded):
+    # a report would show in one of the two now.  Then a full heartbeat
+    # round: a reply built after the worker went is reconciled (the agent
+    # sends a heartbeat only after handling the previous reply), so a report
+    # made on reconciling (a lost task) would show too.
+    assert runner.agent.reporter.pending() == []
+    assert not cluster.calls_of("Task.Complete") and not cluster.calls_of("Task.Fail")
+    gone = len(cluster.calls_of("Node.Heartbeat"))
+    cluster.wait_for(
+        lambda: len(cluster.calls_of("Node.Heartbeat")) >= gone + 2,
+        what="a heartbeat answered and reconciled after the worker went",
+    )
+    assert runner.agent.reporter.pending() == []
     assert not cluster.calls_of("Task.Complete") and not cluster.calls_of("Task.Fail")
 
 
@@ -232,17 +245,20 @@ def test_stop_drains_finishes_in_flight_then_deregisters(
 
 
 def test_drain_timeout_kills_the_rest_and_leaves_them_to_requeue(
-    cluster: FakeCluster, start_agent: StartAgent
+    cluster: FakeCluster, start_agent: StartAgent, tmp_path: Path
 ) -> None:
-    cluster.add_task("t1", "shell", {"cmd": "sleep 30"}, node=NODE)
+    pidfile = tmp_path / "pid"
+    cluster.add_task("t1", "shell", {"cmd": f"echo $$ > {pidfile}; exec sleep 30"}, node=NODE)
     runner = start_agent(executors=registry(), drain_timeout=0.3)
     cluster.wait_for(lambda: status(cluster, "t1") == "running", what="t1 running")
-    time.sleep(0.1)
+    cluster.wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", what="pid")
+    pid = int(pidfile.read_text())  # the task's process runs: the drain has it to kill
     start = time.monotonic()
     runner.agent.request_stop()
     runner.thread.join(10)
     assert runner.error is None
     assert time.monotonic() - start < 5
+    assert pid_gone(pid)
     # No failure report: the deregistration requeues the killed task.
     assert not [c for c in cluster.calls_of("Task.Fail") if c.args["task_id"] == "t1"]
     assert len(cluster.calls_of("Node.Deregister")) == 1
@@ -262,16 +278,29 @@ def test_unreachable_cluster_at_start_is_an_error(start_agent: StartAgent) -> No
     assert "no rctl server reachable at" in str(runner.error)
 
 
+# Heartbeat tries are counted over this window after the leader is lost:
+# six times the backoff cap of the tests' client (fast_policy, 0.1 s), so
+# paced retries make about 8 tries in it (at least 3: they go on), while a
+# hot loop would make hundreds (more than 30).
+NO_LEADER_WINDOW = 0.6
+
+
 def test_no_leader_means_paced_retries_not_a_hot_loop(
     cluster: FakeCluster, start_agent: StartAgent
 ) -> None:
     start_agent(executors=registry())
     cluster.wait_for(lambda: len(cluster.calls_of("Node.Heartbeat")) >= 2, what="heartbeats")
     cluster.set_leader(None)  # an election that takes a while
-    before = len(cluster.calls_of("Node.Heartbeat"))
-    time.sleep(0.6)
-    during = len(cluster.calls_of("Node.Heartbeat")) - before
-    assert 3 <= during <= 30  # backoff capped at 0.1 s here: about 8 tries
+    since = time.monotonic()
+    until = since + NO_LEADER_WINDOW
+    # The window is over once a heartbeat arrives after it (which also shows
+    # that the tries go on); the calls carry their arrival times.
+    cluster.wait_for(
+        lambda: cluster.calls_of("Node.Heartbeat")[-1].at > until,
+        what=f"a heartbeat try {NO_LEADER_WINDOW} s after the leader was lost",
+    )
+    during = [c for c in cluster.calls_of("Node.Heartbeat") if since < c.at <= until]
+    assert 3 <= len(during) <= 30, len(during)  # backoff capped at 0.1 s here: about 8 tries
     cluster.set_leader(cluster.servers[1])
     cluster.wait_for(
         lambda: cluster.calls_of("Node.Heartbeat")[-1].handled_by == "s1", what="new leader"

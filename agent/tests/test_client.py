@@ -362,7 +362,8 @@ def test_success_elsewhere_ends_a_long_backoff_early(cluster: FakeCluster) -> No
     client = ClusterClient([s1.addr, s2.addr], policy=policy, grace=0.2)
     a = threading.Thread(target=client.call, args=("Task.Get", {"id": "t"}), kwargs={"timeout": 2})
     a.start()
-    time.sleep(0.1)
+    # A went to s1 (so B starts at s2) and is held there for 0.6 s.
+    cluster.wait_for(lambda: s1.received == ["Task.Get"], what="A's call at s1")
     start = time.monotonic()
     reply = client.call("Task.Get", {"id": "t"}, timeout=2, budget=20)  # s2 first, then s1
     elapsed = time.monotonic() - start

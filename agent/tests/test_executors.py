@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_until
 
 from rctl_agent import executors as ex
 from rctl_agent.executors import (
@@ -40,12 +41,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def wait_gone(pid: int, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.02)
-    return False
+    return wait_until(lambda: not pid_alive(pid), timeout, f"process {pid} to be gone")
 
 
 def test_shell_exit_code_and_combined_output() -> None:
@@ -83,7 +79,14 @@ def test_shell_cancel_kills_and_escalates_to_sigkill(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     cmd = f"trap '' TERM; echo $$ > {pidfile}; while :; do sleep 0.05; done"
     cancel = threading.Event()
-    threading.Timer(0.3, cancel.set).start()
+
+    def cancel_once_trapped() -> None:
+        try:  # the pid is written after the trap: SIGTERM is ignored from then on
+            wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 5, "the pid")
+        finally:
+            cancel.set()
+
+    threading.Thread(target=cancel_once_trapped, daemon=True).start()
     start = time.monotonic()
     r = ShellExecutor(kill_grace=0.3).run(shell(cmd), cancel)
     assert time.monotonic() - start < 3

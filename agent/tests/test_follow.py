@@ -9,18 +9,45 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import AgentRunner, make_client
+from conftest import AgentRunner, fast_policy, make_client, parked_in, wait_until
 from fakeserver import Call, FakeCluster
-from test_client import heartbeat, register
+from test_client import FakeTime, heartbeat, register
 
-from rctl_agent.client import ClusterClient, ConnState
+from rctl_agent.client import WATCH_MAX_DELAY, WATCH_MIN_DELAY, ClusterClient, ConnState
 from rctl_agent.executors import ExecutorRegistry, SleepExecutor
+from rctl_agent.retry import RetryPolicy
 
 StartAgent = Callable[..., AgentRunner]
+
+# How long a watch that must stay put (held at a server, or waiting for a
+# leader to be known) is watched for not returning or sending: longer than
+# each short timer of the tests' client (the grace of 0.2 s, fast_policy's
+# backoff cap and WATCH_MIN_DELAY of 0.1 s), so a client that gave up on the
+# wait, timed it out early or polled would have shown it.
+QUIET_WINDOW = 0.3
 
 
 def watches(cluster: FakeCluster) -> list[Call]:
     return cluster.calls_of("Status.Get")
+
+
+def held_watch(cluster: FakeCluster, what: str = "a leader watch held at a server") -> None:
+    """Wait until a server holds a Status.Get: an election now ends it."""
+    cluster.wait_for(lambda: cluster.held_now() >= 1, what=what)
+
+
+def idle_with_a_held_watch(cluster: FakeCluster, runner: AgentRunner) -> None:
+    """Wait until the agent has handled the reply to its last heartbeat (the
+    one the server recorded last: its main loop waits for the next one now)
+    and a server holds its leader watch.  An election from then on is news
+    that only the watch can bring before the next heartbeat.
+
+    Not just the heartbeat recorded at the server: the election must come
+    after the agent handled that heartbeat's reply, or the test would be
+    about that reply (see
+    test_a_reply_built_before_the_election_does_not_undo_the_watch)."""
+    wait_until(lambda: parked_in(runner.thread, "_loop"), what="the agent between heartbeats")
+    held_watch(cluster)
 
 
 def heartbeats_at(cluster: FakeCluster, sid: str, after: float) -> list[Call]:
@@ -54,15 +81,15 @@ def test_agent_reaches_a_new_leader_well_within_one_heartbeat_interval(
     cluster: FakeCluster, start_agent: StartAgent
 ) -> None:
     slow_heartbeats(cluster)
-    start_agent()
+    runner = start_agent()
     cluster.wait_for(lambda: heartbeats_at(cluster, "s0", 0), what="a heartbeat at s0")
-    time.sleep(0.5)  # the next heartbeat is 4.5 s away
+    idle_with_a_held_watch(cluster, runner)  # the next heartbeat is about 5 s away
     t0 = time.monotonic()
     cluster.set_leader(cluster.servers[1])
     cluster.wait_for(lambda: heartbeats_at(cluster, "s1", t0), timeout=8, what="heartbeat at s1")
     took = heartbeats_at(cluster, "s1", t0)[0].at - t0
     # Spread: up to min(250 ms, interval / 4); the rest is generous slack
-    # for a loaded machine.  Without the watch this takes about 4.5 s.
+    # for a loaded machine.  Without the watch this takes about 5 s.
     assert took < 1.5, f"the agent reached the new leader {took:.2f} s after the election"
     assert not heartbeats_at(cluster, "s0", t0), "it went to the new leader directly"
 
@@ -107,7 +134,7 @@ def test_draining_agent_follows_the_election_too(
     cluster.wait_for(lambda: watches(cluster), what="a leader watch")
     runner.agent.request_stop()  # drain: t1 may run for 20 s more
     cluster.wait_for(lambda: cluster.nodes["n-test"]["draining"], what="draining heartbeat")
-    time.sleep(0.3)
+    idle_with_a_held_watch(cluster, runner)  # the next heartbeat is 5 s away
     t0 = time.monotonic()
     cluster.set_leader(cluster.servers[2])
     cluster.wait_for(lambda: heartbeats_at(cluster, "s2", t0), timeout=8, what="heartbeat at s2")
@@ -121,8 +148,7 @@ def test_agent_stops_promptly_while_a_watch_is_held(
 ) -> None:
     slow_heartbeats(cluster)
     runner = start_agent()
-    cluster.wait_for(lambda: watches(cluster), what="a leader watch")
-    time.sleep(0.2)  # held at the server now (for up to 60 s)
+    held_watch(cluster)  # for up to 60 s
     t0 = time.monotonic()
     assert runner.stop(hurry=True) is None
     assert time.monotonic() - t0 < 2.0
@@ -139,9 +165,9 @@ def test_watch_adopts_the_new_leader_without_marking_it_following(
     result: list[bool] = []
     t = threading.Thread(target=lambda: result.append(client.watch_leader(30)))
     t.start()
-    cluster.wait_for(lambda: watches(cluster), what="the watch")
-    time.sleep(0.2)
-    assert not result, "the watch is held until the leader changes"
+    held_watch(cluster, "the watch held at a server")
+    t.join(QUIET_WINDOW)
+    assert t.is_alive() and not result, "the watch is held until the leader changes"
     cluster.set_leader(cluster.servers[2])
     t.join(5)
     assert result == [True]
@@ -182,11 +208,12 @@ def test_watch_uses_the_leader_only_when_it_is_the_only_server() -> None:
         assert not t.is_alive()
 
 
-@pytest.mark.parametrize("case", ["same leader", "no leader", "refused", "unavailable"])
-def test_fruitless_watches_back_off_instead_of_spinning(cluster: FakeCluster, case: str) -> None:
-    client = following(cluster, make_client([s.addr for s in cluster.servers]))
-    others = cluster.servers[1:]
-    for s in others:
+FRUITLESS = ["same leader", "no leader", "refused", "unavailable"]
+
+
+def make_fruitless(cluster: FakeCluster, case: str) -> None:
+    """Make every watch (at s1 or s2; s0 leads) tell nothing new."""
+    for s in cluster.servers[1:]:
         if case in ("same leader", "no leader"):
             s.ignores_wait = True  # answers at once, as a server without known_leader would
         elif case == "refused":
@@ -195,28 +222,53 @@ def test_fruitless_watches_back_off_instead_of_spinning(cluster: FakeCluster, ca
             s.mode = "unavailable"
     if case == "no leader":
         cluster.set_leader(None)
+
+
+# Watches are counted over this much fake time: pauses of 0.1 s doubling
+# make about 5 watches in it, a client that spins would make thousands.
+SPIN_WINDOW = 2.0
+
+
+@pytest.mark.parametrize("case", FRUITLESS)
+def test_fruitless_watches_back_off_instead_of_spinning(cluster: FakeCluster, case: str) -> None:
+    t = FakeTime()  # the pauses are the only thing that moves it
+    policy = fast_policy(sleep=t.sleep, clock=t.clock)
+    client = following(cluster, make_client([s.addr for s in cluster.servers], policy=policy))
+    make_fruitless(cluster, case)
+    start, before = t.now, len(t.sleeps)
     rounds = 0
-    stop = threading.Event()
-
-    def loop() -> None:
-        nonlocal rounds
-        while not stop.is_set():
-            assert client.watch_leader(30) is False
-            rounds += 1
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    time.sleep(2.0)
-    stop.set()
-    client.close()  # ends a pause in progress
-    t.join(2)
-    assert not t.is_alive()
-    # Pauses of 0.1 s doubling (up to 25 % longer): about 5 watches in 2 s;
-    # spinning would make thousands.
+    while t.now - start < SPIN_WINDOW and rounds < 100:
+        assert client.watch_leader(30) is False
+        rounds += 1
+    pauses = t.sleeps[before:]
+    # Pauses of 0.1 s doubling (up to 25 % longer): 5 watches in 2 s.
+    assert len(pauses) == rounds, "every fruitless watch pauses"
+    for n, pause in enumerate(pauses):
+        floor = min(WATCH_MAX_DELAY, WATCH_MIN_DELAY * 2**n)
+        assert floor <= pause <= floor * 1.25, (n, pauses)
     assert 2 <= rounds <= 8, rounds
     if case != "refused":
         assert 2 <= len(watches(cluster)) <= 9
         assert {w.server for w in watches(cluster)} == {"s1", "s2"}, "it rotates"
+    assert client.leader == cluster.servers[0].addr
+    client.close()
+
+
+@pytest.mark.parametrize("case", FRUITLESS)
+def test_close_ends_a_pause_after_a_fruitless_watch(cluster: FakeCluster, case: str) -> None:
+    pause = 5.0  # the retry policy's delay, which the pause takes when longer
+    policy = RetryPolicy(base_delay=pause, max_delay=pause, jitter=0.0)
+    client = following(cluster, make_client([s.addr for s in cluster.servers], policy=policy))
+    make_fruitless(cluster, case)
+    result: list[bool] = []
+    t = threading.Thread(target=lambda: result.append(client.watch_leader(30)), daemon=True)
+    t.start()
+    wait_until(lambda: parked_in(t, "_watch_fruitless"), what="the pause after the watch")
+    t0 = time.monotonic()
+    client.close()
+    t.join(2)
+    assert not t.is_alive() and result == [False]
+    assert time.monotonic() - t0 < 2 < pause
     assert client.leader == cluster.servers[0].addr
 
 
@@ -284,8 +336,9 @@ def test_watch_waits_for_a_leader_to_be_known(cluster: FakeCluster) -> None:
     result: list[bool] = []
     t = threading.Thread(target=lambda: result.append(client.watch_leader(30)))
     t.start()
-    time.sleep(0.3)
-    assert not watches(cluster) and not result
+    wait_until(lambda: parked_in(t, "watch_leader"), what="the watch waiting for a leader")
+    t.join(QUIET_WINDOW)
+    assert t.is_alive() and not watches(cluster) and not result
     heartbeat(client)
     cluster.wait_for(lambda: watches(cluster), what="the watch, once the leader is known")
     assert watches(cluster)[0].args["known_leader"] == "s0"
@@ -312,3 +365,37 @@ def test_agent_spreads_its_first_heartbeat_by_the_leaders_follow_spread(
     cluster.wait_for(lambda: heartbeats_at(cluster, "s1", t0), timeout=10, what="heartbeat at s1")
     took = heartbeats_at(cluster, "s1", t0)[0].at - t0
     assert 2.0 <= took < 4.0, f"first heartbeat to the new leader after {took:.2f} s, want 2 s"
+
+
+def test_a_reply_built_before_the_election_does_not_undo_the_watch(cluster: FakeCluster) -> None:
+    """The old leader's answer to a heartbeat, received just before the
+    election but handled after the watch adopted the new leader (the agent's
+    threads interleave so under load), must not send the client back to the
+    old leader, nor make it distrust the new one."""
+    s0, s1, _ = cluster.servers
+    client = following(cluster, make_client([s.addr for s in cluster.servers]))
+    received, handle = threading.Event(), threading.Event()
+    attempt = client._attempt
+
+    def held_after_the_answer(*args: object, **kwargs: object) -> object:
+        result = attempt(*args, **kwargs)  # type: ignore[arg-type]
+        if args and args[1] == "Node.Heartbeat" and not received.is_set():
+            received.set()
+            handle.wait(5)
+        return result
+
+    client._attempt = held_after_the_answer  # type: ignore[method-assign]
+    late: dict[str, object] = {}
+    t = threading.Thread(target=lambda: late.update(heartbeat(client, timeout=5.0)))
+    t.start()
+    assert received.wait(5), "the heartbeat was not answered"
+    cluster.set_leader(s1)
+    until_adopted(client, 2)
+    assert client.leader_id == "s1"
+    handle.set()
+    t.join(5)
+    assert not t.is_alive() and late.get("leader_id") == "s0"  # the old leader's word, as built
+    assert client.leader == s1.addr and client.leader_id == "s1"
+    heartbeat(client)
+    assert cluster.calls_of("Node.Heartbeat")[-1].server == "s1"
+    client.close()

@@ -9,13 +9,12 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AgentProcess, AgentRunner, Certs, make_client
+from conftest import AgentProcess, AgentRunner, Certs, make_client, wait_until
 
 from rctl_agent.agent import Agent
 from rctl_agent.client import ClusterClient, ClusterUnavailable
@@ -37,13 +36,7 @@ def free_port() -> int:
 
 def eventually(what: str, check: Callable[[], Any], timeout: float = 30) -> Any:
     """Call ``check`` until it returns a truthy value; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.1)
+    return wait_until(check, timeout, what, poll=0.1)  # each check is an RPC: not too often
 
 
 StartServer = Callable[..., str]

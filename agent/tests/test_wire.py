@@ -83,7 +83,8 @@ def test_pipelined_calls_matched_by_seq(cluster: FakeCluster) -> None:
     leader.delay = 0.3
     slow = threading.Thread(target=get, args=("slow",))
     slow.start()
-    time.sleep(0.05)
+    # Arrived: its delay is fixed at 0.3 s whatever leader.delay becomes.
+    cluster.wait_for(lambda: leader.received == ["Task.Get"], what="the slow call at the server")
     leader.delay = 0.0
     get("fast")
     assert "slow" not in results  # the fast answer overtook the slow one
