@@ -189,6 +189,9 @@ class ClusterClient:
         self._term_leader = ""
         self._adopted: tuple[str, str, int] | None = None
         self._refuted: tuple[str, int] | None = None
+        # Counts adoptions: a leader-only reply to a call sent before the
+        # latest one says who led when it was built, not who leads now.
+        self._adoptions = 0
         self._watch_next = int(self.policy.random() * 1024)  # spread agents over servers
         self._watch_failures = 0
 
@@ -310,6 +313,8 @@ class ClusterClient:
             attempt_timeout = timeout
             if not_after is not None:
                 attempt_timeout = min(timeout, max(not_after - clock(), MIN_ATTEMPT_TIMEOUT))
+            with self._lock:
+                adoptions = self._adoptions
             try:
                 result = self._attempt(addr, method, args, attempt_timeout, idempotent)
             except RpcError as e:
@@ -328,7 +333,7 @@ class ClusterClient:
                     raise
                 last = e
             else:
-                self._succeeded(addr, leader_only, result)
+                self._succeeded(addr, leader_only, result, adoptions)
                 return result
             self._failed(addr, last)
             with self._lock:
@@ -490,6 +495,7 @@ class ClusterClient:
             self._leader = laddr
             self._leader_id, self._leader_id_addr = lid, laddr
             self._adopted = (lid, laddr, term)
+            self._adoptions += 1
             self._watch_failures = 0
             self._failures = 0
             self._next_attempt_at = self.policy.clock() + max(spread, 0.0) * self.policy.random()
@@ -631,7 +637,10 @@ class ClusterClient:
             if leader_only and addr == self._leader:
                 self._last_contact = self.policy.clock()
 
-    def _succeeded(self, addr: str, leader_only: bool, result: Any) -> None:
+    def _succeeded(
+        self, addr: str, leader_only: bool, result: Any, adoptions: int | None = None
+    ) -> None:
+        """A call answered.  adoptions is _adoptions when it was sent."""
         self._answered(addr, leader_only)
         if not isinstance(result, dict):
             return
@@ -647,6 +656,23 @@ class ClusterClient:
         leader_addr = leader_addr if isinstance(leader_addr, str) else ""
         leader_id = leader_id if isinstance(leader_id, str) else ""
         with self._lock:
+            if (
+                leader_only
+                and adoptions is not None
+                and adoptions != self._adoptions
+                and self._adopted is not None
+                and leader_id != self._adopted[0]
+            ):
+                # Sent before a watch adopted another leader, and built by the
+                # old one before the election: it says who led then.  Taking
+                # it would send this client back to the old leader and make
+                # it distrust the new one until its next heartbeat.
+                log.debug(
+                    "reply from %s built before %s was adopted: not the leader's word now",
+                    addr,
+                    self._adopted[0],
+                )
+                return
             if leader_only:
                 # The answering server is the leader: route to the address that worked.
                 self._leader = addr
