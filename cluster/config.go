@@ -14,6 +14,7 @@ import (
 
 	"github.com/rctl-dev/rctl/fsm"
 	"github.com/rctl-dev/rctl/internal/pki"
+	"github.com/rctl-dev/rctl/rpc"
 )
 
 // DefaultPort is the one TCP port a server listens on for Raft and RPC.
@@ -85,8 +86,11 @@ type Config struct {
 	// TransferOnShutdown makes a leader hand leadership to a live,
 	// caught-up voter before Shutdown stops it (rctl serve sets it).
 	TransferOnShutdown bool
-
-	faults *netFaults // test-only network fault switch
+	// Dial opens this server's connections to other servers: raft streams,
+	// forwarded calls, leader probes and warm connections (TLS, when
+	// configured, goes on top). Default rpc.DialTCP. The cluster tests put
+	// an in-process network here that can cut a server off.
+	Dial rpc.DialFunc
 }
 
 // Default returns a Config with every default filled in.
@@ -117,6 +121,9 @@ func (c *Config) Validate() error {
 // from Bind when Bind names one address. It never fails: whatever it
 // cannot fill, check reports.
 func (c *Config) withDefaults() {
+	if c.Dial == nil {
+		c.Dial = rpc.DialTCP
+	}
 	if c.ConnLimits == (ConnLimits{}) {
 		c.ConnLimits = DefaultConnLimits()
 	}

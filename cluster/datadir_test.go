@@ -119,7 +119,7 @@ func TestConfigDefaultsThenCheck(t *testing.T) {
 	var c Config
 	c.withDefaults()
 	if c.Bind != fmt.Sprintf("0.0.0.0:%d", DefaultPort) || c.Advertise != "" || c.SnapshotThreshold == 0 ||
-		c.Liveness != DefaultLiveness() || c.Retention != DefaultRetention() || c.ConnLimits == (ConnLimits{}) {
+		c.Liveness != DefaultLiveness() || c.Retention != DefaultRetention() || c.ConnLimits == (ConnLimits{}) || c.Dial == nil {
 		t.Fatalf("withDefaults on an empty config: %+v", c)
 	}
 	c = Config{NodeID: "s1", DataDir: t.TempDir(), Bind: "127.0.0.1:7000", Timing: "lan", Insecure: true}

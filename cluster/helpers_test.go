@@ -30,7 +30,8 @@ func testConfig(t *testing.T, id, addr, dir string) Config {
 	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg.LogOutput = t.Output()
 	cfg.LogLevel = "warn"
-	cfg.faults = newNetFaults()
+	cfg.Dial = testNet.dialer(addr)
+	t.Cleanup(func() { testNet.isolate(addr, false) })
 	cfg.Insecure = true
 	return cfg
 }

@@ -39,8 +39,8 @@ type mux struct {
 	limits    ConnLimits
 
 	raftCh chan net.Conn
-	warm   *warmPool  // ready raft connections (TLS only; warm.go)
-	faults *netFaults // nil outside tests
+	warm   *warmPool    // ready raft connections (TLS only; warm.go)
+	dial   rpc.DialFunc // Config.Dial: every connection to another server
 	rpc    func(net.Conn, pki.Identity)
 	snap   func(net.Conn, pki.Identity)
 	// raftClosed runs when an accepted raft connection ends (succession.go).
@@ -264,9 +264,6 @@ func (m *mux) dispatch(kind byte, c net.Conn, id pki.Identity) {
 			c.Close()
 			return
 		}
-		if _, err := m.faults.track(c); err != nil {
-			return
-		}
 		if m.raftClosed != nil {
 			c = &watchedConn{Conn: c, closed: m.raftClosed}
 		}
@@ -368,12 +365,12 @@ func (l *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Co
 // dialTLS opens a connection to a peer's port, with a completed TLS
 // handshake when the cluster uses TLS; nothing is written yet.
 func (m *mux) dialTLS(addr string, timeout time.Duration) (net.Conn, error) {
-	c, err := m.faults.dialRaft(addr, timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, err := m.dial(ctx, addr)
 	if err != nil || m.tls == nil {
 		return c, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
 	return rpc.ClientHandshake(ctx, c, m.tls)
 }
 

@@ -100,14 +100,14 @@ func TestPlacementWaitsForAHealthyTarget(t *testing.T) {
 			return nil
 		})
 	}
-	c.cfgs[0].faults.setIsolated(true) // the only aws server is cut off
+	c.isolate(0, true) // the only aws server is cut off
 	// Watch well past settle and many placement checks: it must not move.
 	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		if cl := c.leaderCloud(); cl == "aws" {
 			t.Fatal("leadership moved to aws while the aws server was unreachable")
 		}
 	}
-	c.cfgs[0].faults.setIsolated(false)
+	c.isolate(0, false)
 	succeedsWithin(t, 15*time.Second, func() error {
 		if cl := c.leaderCloud(); cl != "aws" {
 			return fmt.Errorf("leader in %q", cl)

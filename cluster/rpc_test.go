@@ -173,7 +173,7 @@ func TestIsolatedFollowerStaleVsLinearizable(t *testing.T) {
 		}
 		return nil
 	})
-	c.cfgs[f].faults.setIsolated(true)
+	c.isolate(f, true)
 	addTask(t, c.client(l), "new") // the majority keeps committing
 
 	fc := c.client(f)
@@ -210,7 +210,7 @@ func TestIsolatedFollowerStaleVsLinearizable(t *testing.T) {
 		})
 	}
 
-	c.cfgs[f].faults.setIsolated(false)
+	c.isolate(f, false)
 	succeedsWithin(t, 15*time.Second, func() error {
 		if c.servers[f].FSM().Task("new") == nil {
 			return fmt.Errorf("healed follower has not caught up")
@@ -225,7 +225,7 @@ func TestIsolatedLeaderStepsDown(t *testing.T) {
 	c := newTestCluster(t, 3)
 	l := c.waitLeader(10 * time.Second)
 	addTask(t, c.client(l), "before")
-	c.cfgs[l].faults.setIsolated(true)
+	c.isolate(l, true)
 
 	old := c.client(l)
 	start := time.Now()
@@ -257,7 +257,7 @@ func TestIsolatedLeaderStepsDown(t *testing.T) {
 		t.Fatal("isolated leader still believes it leads")
 	}
 
-	c.cfgs[l].faults.setIsolated(false)
+	c.isolate(l, false)
 	succeedsWithin(t, 15*time.Second, func() error {
 		if c.servers[l].FSM().Task("majority") == nil {
 			return fmt.Errorf("old leader has not caught up after healing")

@@ -212,7 +212,7 @@ func (s *Server) listen(undo *undoStack) (metricsLn net.Listener, err error) {
 	}
 	s.mux = newMux(ln, tcpAddr(cfg.Advertise), s.log)
 	s.mux.self, s.mux.tls, s.mux.limits = cfg.NodeID, cfg.TLS, cfg.ConnLimits
-	s.mux.faults = cfg.faults
+	s.mux.dial = cfg.Dial
 	if cfg.TLS != nil {
 		s.mux.warm = newWarmPool(s.mux.dialTLS)
 		undo.push(s.mux.warm.close)
@@ -350,14 +350,9 @@ func (s *Server) goFunc(f func()) {
 }
 
 // credentials are what this server presents to other servers: its own
-// certificate (or plaintext with --insecure), through the test fault
-// switch when there is one.
+// certificate (or plaintext with --insecure), over Config.Dial.
 func (s *Server) credentials() rpc.Credentials {
-	cred := rpc.Credentials{TLS: s.cfg.TLS}
-	if s.cfg.faults != nil {
-		cred.Dial = s.cfg.faults.dial
-	}
-	return cred
+	return rpc.Credentials{TLS: s.cfg.TLS, Dial: s.cfg.Dial}
 }
 
 // Raft returns the raft instance.

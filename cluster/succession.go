@@ -119,7 +119,9 @@ func (s *Server) raftConnClosed() {
 // be reset or closed; a live server keeps it open (its mux waits for the
 // first byte). A dial that times out proves nothing.
 func (s *Server) leaderProcessGone(addr raft.ServerAddress) bool {
-	c, err := s.mux.faults.dialRaft(string(addr), s.leaderProbeTimeout())
+	ctx, cancel := context.WithTimeout(s.ctx, s.leaderProbeTimeout())
+	c, err := s.cfg.Dial(ctx, string(addr))
+	cancel()
 	if err != nil {
 		s.log.Debug("leader probe", "leader", string(addr), "err", err)
 		return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)

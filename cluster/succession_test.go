@@ -132,7 +132,7 @@ func TestSuccessorStandsWhenLeaderSilent(t *testing.T) {
 		l = c.waitLeader(10 * time.Second)
 		gone := c.cfgs[l].NodeID
 		cut := time.Now()
-		c.cfgs[l].faults.setIsolated(true)
+		c.isolate(l, true)
 		var nl int
 		succeedsWithin(t, 10*time.Second, func() error {
 			for i, s := range c.servers {
@@ -148,7 +148,7 @@ func TestSuccessorStandsWhenLeaderSilent(t *testing.T) {
 		if !slices.Contains(n, c.cfgs[nl].NodeID) {
 			t.Fatalf("after %s was cut off, %s was elected, but succession named %v", gone, c.cfgs[nl].NodeID, n)
 		}
-		c.cfgs[l].faults.setIsolated(false)
+		c.isolate(l, false)
 		last := c.servers[nl].raft.LastIndex()
 		succeedsWithin(t, 10*time.Second, func() error {
 			if _, id := c.servers[l].raft.LeaderWithID(); string(id) != c.cfgs[nl].NodeID || c.servers[l].raft.AppliedIndex() < last {
