@@ -599,3 +599,38 @@ func TestAnnouncedHugeFramesDoNotHoldMemory(t *testing.T) {
 		t.Fatalf("100 connections announcing 16 MiB frames grew the heap by %d MiB", grew>>20)
 	}
 }
+
+// A server that has not caught up with the leader — here restarted while
+// cut off, so it has not heard the commit index — may not know a token
+// created while it was down: it answers unavailable (retry), never
+// permission_denied, and accepts the token once it has caught up. A
+// caught-up server still refuses an unknown token.
+func TestUnknownTokenOnALaggingServerIsUnavailable(t *testing.T) {
+	c, p := newTLSCluster(t, 3)
+	root := c.bootstrap(p)
+	cert := p.store(pki.RoleOperator, "alice")
+	l := c.waitLeader(10 * time.Second)
+	f := (l + 1) % 3
+	c.stop(f)
+	mgmt := c.clientWith(rpc.Credentials{TLS: cert, Token: root}, l)
+	var tok rpc.ACLTokenReply
+	if err := mgmt.Call(ctxT(t, 10*time.Second), rpc.MethodACLTokenCreate, &rpc.ACLTokenCreateArgs{Role: fsm.ACLReader, Description: "new"}, &tok); err != nil {
+		t.Fatal(err)
+	}
+	c.isolate(f, true)
+	c.start(f)
+	stale := rpc.TaskListArgs{QueryOptions: rpc.QueryOptions{Stale: true}}
+	lagging := c.clientWith(rpc.Credentials{TLS: cert, Token: tok.Secret}, f)
+	err := lagging.Call(ctxT(t, 5*time.Second), rpc.MethodTaskList, &stale, nil)
+	if !isCode(err, rpc.CodeUnavailable) {
+		t.Fatalf("a token unknown to a restarted, cut-off server: %v, want unavailable", err)
+	}
+	c.isolate(f, false)
+	succeedsWithin(t, 15*time.Second, func() error {
+		return lagging.Call(ctxT(t, 5*time.Second), rpc.MethodTaskList, &stale, nil)
+	})
+	stranger := c.clientWith(rpc.Credentials{TLS: cert, Token: "not-a-token"}, f)
+	if err := stranger.Call(ctxT(t, 5*time.Second), rpc.MethodTaskList, &stale, nil); !isCode(err, rpc.CodePermissionDenied) {
+		t.Fatalf("an unknown token on a caught-up server: %v, want permission_denied", err)
+	}
+}

@@ -70,9 +70,10 @@ type access struct {
 
 // caller is who sent the call being served.
 type caller struct {
-	insecure bool         // the server runs --insecure: everyone may do everything
-	id       pki.Identity // from the connection's certificate
-	token    *fsm.ACLToken
+	insecure  bool         // the server runs --insecure: everyone may do everything
+	id        pki.Identity // from the connection's certificate
+	token     *fsm.ACLToken
+	tokenSent bool // the request carried a token secret (token: it was found)
 }
 
 type callerKey struct{}
@@ -113,6 +114,11 @@ func (s *Server) authorize(c *caller, method string, a access) error {
 		return Errorf(CodePermissionDenied, "%s is not open to %s", method, c.id)
 	}
 	if c.token == nil {
+		if c.tokenSent {
+			if err := s.notCaughtUp(); err != nil {
+				return err
+			}
+		}
 		return Errorf(CodePermissionDenied, "%s needs an ACL token with the %s role; pass --token or RCTL_TOKEN", method, levelName(a.token))
 	}
 	if tokenLevel(c.token.Role) < a.token {
@@ -166,9 +172,28 @@ func (s *Server) resolveCaller(id pki.Identity, req *Request) *caller {
 		return c
 	}
 	if req.Token != "" {
+		c.tokenSent = true
 		c.token = s.lookupToken(HashSecret(req.Token))
 	}
 	return c
+}
+
+// notCaughtUp is the unavailable error for a token this server does not
+// know while its copy of the manifest may be behind the leader's: it
+// follows no known leader, has not heard the commit index yet (a restart),
+// or has not applied all of it. The token may have been created after
+// what it has; another server, or this one a moment later, knows. nil
+// when the server is caught up: an unknown token is then refused.
+func (s *Server) notCaughtUp() error {
+	st := s.b.RaftState()
+	if st.State == "leader" {
+		return nil
+	}
+	if addr, _ := s.leader(); addr != "" && st.CommitIndex > 0 && st.AppliedIndex >= st.CommitIndex {
+		return nil
+	}
+	return Errorf(CodeUnavailable, "server %s has not caught up with the leader (applied %d of %d known committed entries) and may not know this token yet; retry, here or on another server",
+		s.b.Self().ID, st.AppliedIndex, st.CommitIndex)
 }
 
 // tokenWait is how long a server waits for an unknown token to appear in
@@ -279,6 +304,9 @@ func (s *Server) AuthorizeToken(secret, role string) error {
 	case t == nil && !s.fsm.ACLBootstrapped():
 		return Errorf(CodePermissionDenied, "ACLs are not bootstrapped yet, so no token is valid: run rctl acl bootstrap, then rctl acl token create --role %s", role)
 	case t == nil:
+		if err := s.notCaughtUp(); err != nil {
+			return err
+		}
 		return Errorf(CodePermissionDenied, "the ACL token is unknown or revoked")
 	case tokenLevel(t.Role) < need:
 		return Errorf(CodePermissionDenied, "the %s role is required; token %s has %s", role, t.AccessorID, t.Role)
