@@ -16,9 +16,13 @@ expect (docs/deploy.md):
                              RCTL_PEERS, the certificate's SAN), cloud, region
   rctl_nonvoters             servers with voter = false, with the same
                              variables plus rctl_nonvoter: true. Not a child
-                             of rctl_servers: the rctl_server role bootstraps
-                             every rctl_servers host as a voter, so a
-                             non-voter joins by hand (docs/deploy.md).
+                             of rctl_servers (the voters, which bootstrap the
+                             cluster with RCTL_PEERS): site.yml starts these
+                             once the voters are healthy and they join
+                             through them as non-voters (RCTL_JOIN,
+                             RCTL_NONVOTER; docs/deploy.md). Present, empty,
+                             when every server votes: the playbooks' host
+                             patterns name it.
   rctl_agents                node agents: a server's id (the agent runs on
                              that server; no variables of its own) or a
                              worker VM with ansible_host, cloud, region.
@@ -279,8 +283,11 @@ def build(doc: object, ssh_address: str) -> Tree:
         "rctl_servers": {"hosts": {s.id: server_vars(s) for s in servers if s.voter}},
     }
     nonvoters = [s for s in servers if not s.voter]
-    if nonvoters:
-        children["rctl_nonvoters"] = {"hosts": {s.id: server_vars(s) for s in nonvoters}}
+    # Always there (empty without non-voters): site.yml and upgrade.yml
+    # name the group in their host patterns.
+    children["rctl_nonvoters"] = (
+        {"hosts": {s.id: server_vars(s) for s in nonvoters}} if nonvoters else {}
+    )
     if agents:
         children["rctl_agents"] = {"hosts": {a.id: agent_vars(a) for a in agents}}
     top: dict[str, Tree] = {}

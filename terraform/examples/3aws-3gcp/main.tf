@@ -15,9 +15,9 @@
 # Setting gcp_nonvoters = 0 makes all six vote: only do that knowingly.
 #
 # Ansible: the non-voter is listed in the inventory with rctl_nonvoter: true
-# in the group rctl_nonvoters, not in rctl_servers, because the
-# rctl_server role bootstraps every rctl_servers host as a voter; it joins
-# with `rctl serve --join ... --nonvoter` (docs/deploy.md).
+# in the group rctl_nonvoters, not in rctl_servers (whose hosts bootstrap the
+# cluster as voters); site.yml starts it once the voters are healthy, and it
+# joins through them with `rctl serve --join ... --nonvoter` (docs/deploy.md).
 #
 # Which ports are open to whom (terraform/modules/cross-cloud):
 #   50051/tcp on every server: the 5 servers' /32s (public ones, or the
