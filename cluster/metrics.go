@@ -608,13 +608,17 @@ func (s *Server) serveMetrics(ln net.Listener) {
 	s.log.Info("metrics listener started", "metrics_addr", ln.Addr().String(), "scheme", scheme)
 }
 
+// metricsShutdownTimeout is how long a stopping server lets scrapes in
+// flight finish before it closes their connections.
+const metricsShutdownTimeout = 2 * time.Second
+
 // stopMetrics closes the metrics listener (Shutdown).
 func (s *Server) stopMetrics() {
 	ms := s.metricsSrv
 	if ms == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), metricsShutdownTimeout)
 	defer cancel()
 	if err := ms.http.Shutdown(ctx); err != nil {
 		ms.http.Close()

@@ -34,6 +34,11 @@ type PlacementConfig struct {
 	MaxLag uint64
 }
 
+// placementProbeTimeout bounds the leader's Status.Get of one voter when
+// it looks for a healthy, caught-up target in the preferred cloud: a
+// voter that does not answer within it is not a target this round.
+const placementProbeTimeout = 2 * time.Second
+
 // DefaultPlacement returns the defaults documented on PlacementConfig.
 func DefaultPlacement() PlacementConfig {
 	return PlacementConfig{Interval: 5 * time.Second, Settle: 15 * time.Second, Backoff: time.Minute, MaxLag: 64}
@@ -112,7 +117,7 @@ func (s *Server) placementCheck(ctx context.Context, ledSince time.Time, lastTry
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			pctx, cancel := context.WithTimeout(ctx, placementProbeTimeout)
 			defer cancel()
 			var st rpc.StatusReply
 			err := s.rpc.Pool().Call(pctx, string(v.Address), rpc.MethodStatus, &rpc.StatusArgs{}, &st)

@@ -546,12 +546,29 @@ func (s *Server) monitorLeadership() {
 	}
 }
 
+// Durations of the server's own background calls.
+const (
+	// barrierTimeout bounds the new leader's barrier entry's wait to enter
+	// raft's queue; barrierRetry is the pause before another attempt.
+	barrierTimeout = time.Minute
+	barrierRetry   = 100 * time.Millisecond
+	// labelsCallTimeout and joinCallTimeout bound one call this server
+	// makes through the cluster for itself: recording its labels, and
+	// asking to join (which waits for the configuration change to commit).
+	labelsCallTimeout = 10 * time.Second
+	joinCallTimeout   = 15 * time.Second
+	// retryFirst and retryMax are the backoff of those calls: doubling
+	// from the first to the max.
+	retryFirst = 200 * time.Millisecond
+	retryMax   = 5 * time.Second
+)
+
 // leaderLoop establishes leadership: a barrier proves every entry of
 // earlier terms is applied locally, after which linearizable reads are
 // safe. Later duties (liveness, scheduling) hang off this loop.
 func (s *Server) leaderLoop(stop chan struct{}) {
 	for {
-		err := s.raft.Barrier(time.Minute).Error()
+		err := s.raft.Barrier(barrierTimeout).Error()
 		if err == nil {
 			break
 		}
@@ -559,7 +576,7 @@ func (s *Server) leaderLoop(stop chan struct{}) {
 		select {
 		case <-stop:
 			return
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(barrierRetry):
 		}
 	}
 	s.leaderReady.Store(true)
@@ -618,13 +635,13 @@ func (s *Server) registerSelf() {
 	want := s.Self()
 	c := rpc.NewClientWith([]string{s.cfg.Advertise}, s.credentials())
 	defer c.Close()
-	backoff := 200 * time.Millisecond
+	backoff := retryFirst
 	for {
 		if cur := s.fsm.Server(want.ID); cur != nil && *cur == want {
 			return
 		}
 		if s.inConfiguration() {
-			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+			ctx, cancel := context.WithTimeout(s.ctx, labelsCallTimeout)
 			err := c.Call(ctx, rpc.MethodServerLabels, &rpc.ServerLabelsArgs{Server: want}, nil)
 			cancel()
 			if err == nil {
@@ -637,7 +654,7 @@ func (s *Server) registerSelf() {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
+		backoff = min(backoff*2, retryMax)
 	}
 }
 
@@ -658,12 +675,12 @@ func (s *Server) inConfiguration() bool {
 func (s *Server) joinLoop() {
 	c := rpc.NewClientWith(s.cfg.Join, s.credentials())
 	defer c.Close()
-	backoff := 200 * time.Millisecond
+	backoff := retryFirst
 	for {
 		if s.inConfiguration() && s.raft.Leader() != "" {
 			return
 		}
-		ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
+		ctx, cancel := context.WithTimeout(s.ctx, joinCallTimeout)
 		err := c.Call(ctx, rpc.MethodRaftJoin, &rpc.JoinArgs{
 			ID: s.cfg.NodeID, Address: s.cfg.Advertise, Voter: !s.cfg.NonVoter,
 			Cloud: s.cfg.Cloud, Region: s.cfg.Region,
@@ -682,6 +699,6 @@ func (s *Server) joinLoop() {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
+		backoff = min(backoff*2, retryMax)
 	}
 }

@@ -266,12 +266,16 @@ func ClientHandshake(ctx context.Context, nc net.Conn, store *pki.Store) (net.Co
 	return tc, nil
 }
 
+// plaintextRefusalDeadline bounds everything RefusePlaintext does with a
+// connection: reading the first request and answering it.
+const plaintextRefusalDeadline = 5 * time.Second
+
 // RefusePlaintext answers a plaintext RPC connection to a server that
 // requires TLS: it reads the first request (at most 64 KiB, within a few
 // seconds), answers it with permission_denied saying why, and closes c.
 func RefusePlaintext(c net.Conn, self string) {
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(plaintextRefusalDeadline))
 	var req Request
 	if err := readFrame(bufio.NewReader(io.LimitReader(c, 64<<10)), &req); err != nil {
 		return

@@ -407,7 +407,7 @@ func (s *Server) leaderTarget(ctx context.Context, req *Request) (addr string, l
 // fault harness and the etcd side-by-side benchmark showed that resending
 // on those feeds a storm of duplicate proposals during elections.
 func (s *Server) forward(ctx context.Context, req *Request, reply any) (done bool, err error) {
-	backoff := 25 * time.Millisecond
+	backoff := forwardRetryFirst
 	for {
 		addr, local, err := s.leaderTarget(ctx, req)
 		if local || err != nil {
@@ -423,9 +423,16 @@ func (s *Server) forward(ctx context.Context, req *Request, reply any) (done boo
 			return true, err
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 400*time.Millisecond)
+		backoff = min(2*backoff, forwardRetryMax)
 	}
 }
+
+// forwardRetryFirst and forwardRetryMax are the backoff, doubling, between
+// attempts to deliver a forwarded call that did not reach the leader.
+const (
+	forwardRetryFirst = 25 * time.Millisecond
+	forwardRetryMax   = 400 * time.Millisecond
+)
 
 // forwardOnce is forward for calls whose effect is to move leadership
 // (Operator.TransferLeader): the call goes to the leader this server

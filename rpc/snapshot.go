@@ -45,6 +45,11 @@ type SnapshotInspectArgs struct {
 	Data []byte `codec:"data"`
 }
 
+// snapshotRequestTimeout is how long a snapshot stream's opening request
+// may take to arrive; the stream itself then runs without a deadline (the
+// client bounds it).
+const snapshotRequestTimeout = 10 * time.Second
+
 func (s *Server) snapshotInspect(ctx context.Context, req *Request) (any, error) {
 	var a SnapshotInspectArgs
 	if err := args(req, &a); err != nil {
@@ -73,7 +78,7 @@ func (s *Server) ServeSnapshot(c net.Conn, id pki.Identity) {
 	defer s.track(c, false)
 	br := bufio.NewReader(c)
 	var req SnapshotRequest
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(snapshotRequestTimeout))
 	if err := readFrame(br, &req); err != nil {
 		return
 	}

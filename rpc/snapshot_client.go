@@ -9,6 +9,10 @@ import (
 	"time"
 )
 
+// snapshotMaxDuration bounds a snapshot save or restore whose context has
+// no deadline: long enough for a large manifest over a slow link.
+const snapshotMaxDuration = 30 * time.Minute
+
 // SnapshotSave streams a snapshot of the manifest from the cluster into w.
 // It tries each address in turn and follows a not_leader answer to the
 // leader. It returns the applied index the snapshot was taken at.
@@ -76,7 +80,7 @@ func snapshotOnce(ctx context.Context, dial DialFunc, addr string, req *Snapshot
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	} else {
-		_ = c.SetDeadline(time.Now().Add(30 * time.Minute))
+		_ = c.SetDeadline(time.Now().Add(snapshotMaxDuration))
 	}
 	bw := bufio.NewWriterSize(c, 256<<10)
 	if err := bw.WriteByte(ConnSnapshot); err != nil {
