@@ -128,6 +128,17 @@ func (m *mux) serve() {
 func (m *mux) admit(c net.Conn) (net.Conn, bool) {
 	ip := remoteIP(c)
 	cc := &countedConn{Conn: c}
+	// Complete before it is shared: close() may close it as soon as it is
+	// in m.open.
+	cc.release = func() {
+		m.connMu.Lock()
+		defer m.connMu.Unlock()
+		m.total--
+		if m.perIP[ip]--; m.perIP[ip] <= 0 {
+			delete(m.perIP, ip)
+		}
+		delete(m.open, cc)
+	}
 	m.connMu.Lock()
 	over := ""
 	switch {
@@ -147,15 +158,6 @@ func (m *mux) admit(c net.Conn) (net.Conn, bool) {
 	if over != "" {
 		m.logRefused("connection refused: "+over, "remote", ip)
 		return nil, false
-	}
-	cc.release = func() {
-		m.connMu.Lock()
-		defer m.connMu.Unlock()
-		m.total--
-		if m.perIP[ip]--; m.perIP[ip] <= 0 {
-			delete(m.perIP, ip)
-		}
-		delete(m.open, cc)
 	}
 	return cc, true
 }
