@@ -50,7 +50,6 @@ type mux struct {
 	total   int
 	perIP   map[string]int
 	open    map[*countedConn]struct{} // every admitted connection; closed by close
-	shut    bool                      // close ran: admit refuses
 	lastLog atomic.Int64              // unix nanos of the last "refused" log line
 
 	stopping  atomic.Bool // the listener was closed on purpose
@@ -142,7 +141,7 @@ func (m *mux) admit(c net.Conn) (net.Conn, bool) {
 	m.connMu.Lock()
 	over := ""
 	switch {
-	case m.shut:
+	case m.isClosed(): // close() takes connMu after closing m.closed
 		m.connMu.Unlock()
 		return nil, false
 	case m.limits.Total > 0 && m.total >= m.limits.Total:
@@ -307,6 +306,15 @@ func (m *mux) stopListening() {
 	m.ln.Close()
 }
 
+func (m *mux) isClosed() bool {
+	select {
+	case <-m.closed:
+		return true
+	default:
+		return false
+	}
+}
+
 // close stops the listener and ends every admitted connection, raft's
 // included: raft's transport does not close the connections it accepted,
 // and their readers would otherwise outlive the server until the peer
@@ -316,7 +324,6 @@ func (m *mux) close() {
 		close(m.closed)
 		m.ln.Close()
 		m.connMu.Lock()
-		m.shut = true
 		open := make([]*countedConn, 0, len(m.open))
 		for c := range m.open {
 			open = append(open, c)

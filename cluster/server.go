@@ -68,8 +68,7 @@ type Server struct {
 	configIndex        atomic.Uint64 // configindex.go: kept apart from the manifest
 	raftMoved          signal        // fired on raft's state and leader changes and vote requests (observe)
 	staleCandidateTerm atomic.Uint64 // succession.go: the last term whose candidate's log was behind ours
-	leaderChMu         sync.Mutex
-	leaderCh           chan struct{} // closed at the next leader change (transfer.go)
+	leaderMoved        signal        // fired at each leader change and when leadership is established (transfer.go)
 	notifyCh           chan bool
 	observerCh         chan raft.Observation
 	observer           *raft.Observer
@@ -163,7 +162,7 @@ func newServer(cfg Config, opts []Option) *Server {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger.With("node_id", cfg.NodeID), timing: timing,
 		fsm: fsm.New(), notifyCh: make(chan bool, 16), observerCh: make(chan raft.Observation, 256),
-		shutdownCh: make(chan struct{}), clock: cfg.Clock, leaderCh: make(chan struct{}),
+		shutdownCh: make(chan struct{}), clock: cfg.Clock,
 		hlog: hclog.New(&hclog.LoggerOptions{
 			Name: "raft", Output: cfg.LogOutput, Level: hclog.LevelFromString(cfg.LogLevel),
 			JSONFormat: cfg.LogJSON,

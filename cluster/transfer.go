@@ -142,15 +142,10 @@ func (s *Server) TransferLeadership(ctx context.Context, target string) (id, add
 // server observes (a new leader, or the leader lost), or when its own
 // leadership becomes established (it takes heartbeats from then on).
 func (s *Server) LeaderWatch() <-chan struct{} {
-	s.leaderChMu.Lock()
-	defer s.leaderChMu.Unlock()
-	return s.leaderCh
+	return s.leaderMoved.watch()
 }
 
 // leaderChanged wakes LeaderWatch's waiters (observe).
 func (s *Server) leaderChanged() {
-	s.leaderChMu.Lock()
-	defer s.leaderChMu.Unlock()
-	close(s.leaderCh)
-	s.leaderCh = make(chan struct{})
+	s.leaderMoved.fire()
 }

@@ -98,26 +98,9 @@ func (b *Bench) failover(sys System, freeze bool) (_ *failoverRun, err error) {
 	fr := &failoverRun{victims: map[string]int{}, newLeader: map[string]int{}}
 	procs := c.Procs()
 	for round := range b.Plan.FailoverRounds {
-		if err := waitCaughtUp(c, 2*failoverWithin); err != nil {
-			return nil, fmt.Errorf("round %d: %w", round+1, err)
-		}
-		time.Sleep(b.Plan.Settle)
-		l, err := waitLeader(c, 10*time.Second)
-		if err != nil {
-			return nil, fmt.Errorf("round %d: %w", round+1, err)
-		}
-		ws, err := writers(c, others(len(procs), l))
+		l, ws, err := b.roundStart(c, round, 2*failoverWithin)
 		if err != nil {
 			return nil, err
-		}
-		// Warm every survivor's connection with a write, as a client
-		// that has been running would have.
-		for _, w := range ws {
-			err := warmWrite(w, 10*time.Second)
-			if err != nil {
-				closeAll(ws)
-				return nil, fmt.Errorf("round %d: warm-up write: %w", round+1, err)
-			}
 		}
 		t0 := time.Now()
 		log.Printf("  %s failover round %d: %s %s at %s", sys.Name(), round+1, verb, procs[l].Host.Name, t0.Format("15:04:05.000"))
@@ -170,6 +153,31 @@ func fmtCounts(m map[string]int) string {
 
 // warmWrite makes one write through w, retrying (a leadership change may
 // be under way, e.g. leader placement) until within has passed.
+// roundStart readies a failover-style round: every server caught up
+// (within caughtUp), the settle pause, the leader found, and a writer to
+// each survivor whose connection is warmed with a write, as a client that
+// has been running would have. The caller closes the writers.
+func (b *Bench) roundStart(c Cluster, round int, caughtUp time.Duration) (leader int, ws []Writer, err error) {
+	if err := waitCaughtUp(c, caughtUp); err != nil {
+		return 0, nil, fmt.Errorf("round %d: %w", round+1, err)
+	}
+	time.Sleep(b.Plan.Settle)
+	l, err := waitLeader(c, 10*time.Second)
+	if err != nil {
+		return 0, nil, fmt.Errorf("round %d: %w", round+1, err)
+	}
+	if ws, err = writers(c, others(len(c.Procs()), l)); err != nil {
+		return 0, nil, err
+	}
+	for _, w := range ws {
+		if err := warmWrite(w, 10*time.Second); err != nil {
+			closeAll(ws)
+			return 0, nil, fmt.Errorf("round %d: warm-up write: %w", round+1, err)
+		}
+	}
+	return l, ws, nil
+}
+
 func warmWrite(w Writer, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for {

@@ -239,23 +239,9 @@ func (b *Bench) silent(sys System, cut hostCutter) (_ *silentRun, err error) {
 	run := &silentRun{}
 	procs := c.Procs()
 	for round := range b.Plan.FailoverRounds {
-		if err := waitCaughtUp(c, rejoinWithin); err != nil {
-			return nil, fmt.Errorf("round %d: %w", round+1, err)
-		}
-		time.Sleep(b.Plan.Settle)
-		l, err := waitLeader(c, 10*time.Second)
-		if err != nil {
-			return nil, fmt.Errorf("round %d: %w", round+1, err)
-		}
-		ws, err := writers(c, others(len(procs), l))
+		l, ws, err := b.roundStart(c, round, rejoinWithin)
 		if err != nil {
 			return nil, err
-		}
-		for _, w := range ws {
-			if err := warmWrite(w, 10*time.Second); err != nil {
-				closeAll(ws)
-				return nil, fmt.Errorf("round %d: warm-up write: %w", round+1, err)
-			}
 		}
 		victim := procs[l].Host
 		rd := silentRound{Victim: victim.Name, VictimCloud: victim.Cloud}
