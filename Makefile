@@ -8,6 +8,8 @@
 #   make dev     a local cluster: 5 servers and 3 Python agents (rctl dev).
 #   make bench   benchmarks that print figures (bench/RESULTS.md, bench/RESULTS-peer.md);
 #                make bench-quick (< 5 min), make chaos SEED=… DURATION=….
+#   make bench-compare BASE=<git rev> [BENCH=<regexp>]   ./bench/ figures of
+#                BASE's build and the working tree's side by side (one table).
 
 GO      ?= go
 PYTHON  ?= python3
@@ -19,7 +21,7 @@ BIN     := bin/rctl
 # running as root (as CI does); without them those tests skip.
 DEB_PKGS := tmux iproute2
 
-.PHONY: deps all build test test-rollout lint-monitoring lint-terraform test-go lint lint-go agent-venv test-agent lint-agent dev bench bench-quick bench-tls chaos fuzz clean
+.PHONY: deps all build test test-rollout lint-monitoring lint-terraform test-go lint lint-go agent-venv test-agent lint-agent dev bench bench-quick bench-compare bench-tls chaos fuzz clean
 
 all: build
 
@@ -118,6 +120,14 @@ bench-tls: build
 
 bench-quick: build
 	$(PEERBENCH) --mode quick
+
+# ./bench/ (the Go benchmarks) run against BASE's build (bin/rctl-base, built
+# from git archive: the working tree is not touched) and this tree's
+# (bin/rctl), base then head per benchmark; prints one Markdown table and
+# keeps the raw outputs in bench/out/compare-<base>-<head>/ (bench/compare.sh).
+# e.g. make bench-compare BASE=HEAD~3 BENCH='^BenchmarkTaskAdd$'
+bench-compare:
+	@GO='$(GO)' MAKE='$(MAKE)' bash bench/compare.sh "$$BASE" "$$BENCH"
 
 # Randomized nemesis session on the emulated two-cloud network (needs root);
 # prints the path of its Markdown report, e.g. make chaos SEED=7 DURATION=10m
