@@ -535,7 +535,12 @@ func (s *Server) quorumSilent(voters []raft.Server, order []raft.ServerID, gone 
 	for _, v := range others {
 		go func() {
 			var st rpc.StatusReply
-			err := s.rpc.Pool().Call(ctx, string(v.Address), rpc.MethodStatus, &rpc.StatusArgs{}, &st)
+			// Held until that voter's own silence passes (or it hears
+			// the leader again): the far cloud heard the leader's last
+			// word later, so asking once and then again after
+			// successionRecheck cost a quarter second more.
+			args := rpc.StatusArgs{AwaitSilenceMS: s.timing.SuccessionSilence.Milliseconds()}
+			err := s.rpc.Pool().Call(ctx, string(v.Address), rpc.MethodStatus, &args, &st)
 			silent := err == nil && st.State == "follower" &&
 				(st.LeaderID == "" || (st.LeaderID == string(gone) &&
 					(st.LastContactMS < 0 || time.Duration(st.LastContactMS)*time.Millisecond > s.timing.SuccessionSilence)))

@@ -54,8 +54,13 @@ var timings = map[string]Timing{
 	// cross-cloud RTT ≈ 243 ms. Failover here is succession's job
 	// (succession.go): the first successor stands when the leader's port
 	// refuses (a crash) or when a quorum has not heard from the leader for
-	// SuccessionSilence (a hang or a partition), ~0.3 s and ~0.9 s after
-	// the leader's last word. raft's own timeouts are the fallback and
+	// SuccessionSilence (a hang or a partition), ~0.3 s and ~0.65 s after
+	// the leader's last word. SuccessionSilence is several times the gap
+	// between two words from a healthy leader (its replication stream
+	// sends an AppendEntries every CommitTimeout, 50–100 ms, entries or
+	// not) and above a lost packet's retransmission stall within a cloud
+	// (≈ 0.23 s); a quorum of voters must be silent at once
+	// (docs/operations.md, "Timing profiles"). raft's own timeouts are the fallback and
 	// must not fire before a successor's election is through (about
 	// SuccessionSilence + two cross-cloud round trips), or candidates in
 	// both clouds disrupt each other's elections: with 300/600 ms they
@@ -65,7 +70,7 @@ var timings = map[string]Timing{
 	// two-server cloud would step down on an idle cluster.
 	"wan": {Name: "wan", HeartbeatTimeout: 1500 * time.Millisecond, ElectionTimeout: 1500 * time.Millisecond,
 		LeaderLeaseTimeout: 800 * time.Millisecond, CommitTimeout: 50 * time.Millisecond,
-		SuccessionSilence: 600 * time.Millisecond, MaxRPCsInFlight: 16,
+		SuccessionSilence: 400 * time.Millisecond, MaxRPCsInFlight: 16,
 		MaxRTT: 500 * time.Millisecond},
 }
 

@@ -229,6 +229,7 @@ func (n *Nemesis) Calm() {
 	nodes := n.NodeNames()
 	n.C.Net.Switch.SetLoss(0, nodes...)
 	n.C.Net.Switch.AddDelay(0, nodes...)
+	n.C.Net.Switch.ClearLinkDelays()
 	for _, sv := range n.C.Servers {
 		if sv.Paused() {
 			_ = n.Resume(sv)

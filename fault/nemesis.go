@@ -142,6 +142,13 @@ func (n *Nemesis) Spike(d time.Duration, nodes ...string) {
 	n.C.Net.Switch.AddDelay(d, nodes...)
 }
 
+// LinkSpike adds d to the one-way delay of the one link between nodes a
+// and b, both ways (0 clears it).
+func (n *Nemesis) LinkSpike(d time.Duration, a, b string) {
+	n.Mon.Note("nemesis: latency spike +%s on the link %s ↔ %s", d, a, b)
+	n.C.Net.Switch.AddLinkDelay(d, a, b)
+}
+
 // LinkLoss makes every link between two of the named nodes lose frames
 // with probability target, each way (a link's loss compounds the loss
 // of both its ends, so each node gets 1-√(1-target)); 0 clears it.

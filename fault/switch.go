@@ -57,6 +57,7 @@ type Switch struct {
 	macs   map[[6]byte]*swPort
 	cuts   map[[2]string]bool
 	extra  map[string]time.Duration
+	pair   map[[2]string]time.Duration // extra delay of one link, both ways (AddLinkDelay)
 	loss   map[string]float64
 	rng    *rand.Rand
 	closed bool
@@ -109,6 +110,7 @@ func NewSwitch(base LinkFunc, seed uint64) *Switch {
 		macs:  map[[6]byte]*swPort{},
 		cuts:  map[[2]string]bool{},
 		extra: map[string]time.Duration{},
+		pair:  map[[2]string]time.Duration{},
 		loss:  map[string]float64{},
 		rng:   rand.New(rand.NewPCG(seed, seed^0x5eed)),
 	}
@@ -291,7 +293,7 @@ func (s *Switch) linkLocked(src, dst *swPort) Link {
 	if s.base != nil {
 		l = s.base(src.label, dst.label)
 	}
-	l.Delay += s.extra[src.name] + s.extra[dst.name]
+	l.Delay += s.extra[src.name] + s.extra[dst.name] + s.pair[[2]string{src.name, dst.name}]
 	keep := (1 - l.Loss) * (1 - s.loss[src.name]) * (1 - s.loss[dst.name])
 	l.Loss = 1 - keep
 	return l
@@ -380,6 +382,28 @@ func (s *Switch) AddDelay(d time.Duration, ports ...string) {
 			s.extra[p] = d
 		}
 	}
+}
+
+// AddLinkDelay adds d to the one-way delay of every frame between ports
+// a and b, both ways, and of no other link (a spike on one link); d = 0
+// removes it.
+func (s *Switch) AddLinkDelay(d time.Duration, a, b string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range [][2]string{{a, b}, {b, a}} {
+		if d == 0 {
+			delete(s.pair, k)
+		} else {
+			s.pair[k] = d
+		}
+	}
+}
+
+// ClearLinkDelays removes every AddLinkDelay.
+func (s *Switch) ClearLinkDelays() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.pair)
 }
 
 // SetLoss drops frames sent or received by the named ports with

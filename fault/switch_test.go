@@ -239,6 +239,29 @@ func TestSwitchLossAndSpike(t *testing.T) {
 	}
 }
 
+// A spike on one link delays that link both ways and no other.
+func TestSwitchLinkSpike(t *testing.T) {
+	fx := newFixture(t, func(string, string) Link { return Link{Delay: time.Millisecond} })
+	fx.sw.AddLinkDelay(500*time.Millisecond, "a1", "g1")
+	for _, c := range []struct {
+		src, dst string
+		want     time.Duration
+	}{
+		{"a1", "g1", 501 * time.Millisecond},
+		{"g1", "a1", 501 * time.Millisecond},
+		{"a1", "a2", time.Millisecond},
+		{"a2", "g1", time.Millisecond},
+	} {
+		if l, _, err := fx.sw.LinkBetween(c.src, c.dst); err != nil || l.Delay != c.want {
+			t.Errorf("link %s→%s: %v %v, want delay %s", c.src, c.dst, l.Delay, err, c.want)
+		}
+	}
+	fx.sw.ClearLinkDelays()
+	if l, _, _ := fx.sw.LinkBetween("g1", "a1"); l.Delay != time.Millisecond {
+		t.Errorf("after ClearLinkDelays g1→a1 delay %s, want 1ms", l.Delay)
+	}
+}
+
 func TestSwitchFloodsBroadcasts(t *testing.T) {
 	fx := newFixture(t, func(string, string) Link { return Link{} })
 	fx.ports["g1"].in <- ethFrame(bcast, mac(3), 9)

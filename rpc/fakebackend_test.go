@@ -25,6 +25,8 @@ type fakeBackend struct {
 	follower   bool
 	leaderAddr string
 	watch      chan struct{} // closed at the next leader change
+	// lastContact: a follower's last word from its leader (setContact).
+	lastContact time.Time
 }
 
 func newFakeBackend() *fakeBackend {
@@ -45,7 +47,18 @@ func (b *fakeBackend) FSM() *fsm.FSM { return b.f }
 func (b *fakeBackend) RaftState() RaftState {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return RaftState{State: "leader", Term: 1, CommitIndex: b.index, AppliedIndex: b.index, LastIndex: b.index}
+	st := RaftState{State: "leader", Term: 1, CommitIndex: b.index, AppliedIndex: b.index, LastIndex: b.index}
+	if b.follower {
+		st.State, st.LastContact = "follower", b.lastContact
+	}
+	return st
+}
+
+// setContact records a follower's last word from its leader.
+func (b *fakeBackend) setContact(at time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lastContact = at
 }
 func (b *fakeBackend) Leader() (string, string) {
 	b.mu.Lock()

@@ -48,6 +48,13 @@ func (s *Server) status(ctx context.Context, req *Request) (any, error) {
 	if a.MaxWaitMS < 0 {
 		return nil, Errorf(CodeInvalidArgument, "max_wait_ms must not be negative, got %d", a.MaxWaitMS)
 	}
+	if err := a.checkAwaitSilence(); err != nil {
+		return nil, err
+	}
+	if a.AwaitSilenceMS > 0 {
+		s.waitSilence(ctx, time.Duration(a.AwaitSilenceMS)*time.Millisecond)
+		return s.localStatus(), nil
+	}
 	if a.MinIndex > 0 || a.KnownLeader != "" {
 		wait := DefaultMaxWait
 		if a.MaxWaitMS > 0 {
@@ -87,6 +94,58 @@ func (s *Server) waitStatus(ctx context.Context, a StatusArgs, wait time.Duratio
 		case <-time.After(leaderRecheck):
 		case <-deadline.C:
 			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// MaxAwaitSilence bounds StatusArgs.AwaitSilenceMS.
+const MaxAwaitSilence = time.Minute
+
+// checkAwaitSilence validates AwaitSilenceMS.
+func (a *StatusArgs) checkAwaitSilence() error {
+	switch {
+	case a.AwaitSilenceMS < 0:
+		return Errorf(CodeInvalidArgument, "await_silence_ms must not be negative, got %d", a.AwaitSilenceMS)
+	case a.AwaitSilenceMS > MaxAwaitSilence.Milliseconds():
+		return Errorf(CodeInvalidArgument, "await_silence_ms must be at most %d, got %d", MaxAwaitSilence.Milliseconds(), a.AwaitSilenceMS)
+	case a.AwaitSilenceMS > 0 && (a.MinIndex > 0 || a.KnownLeader != ""):
+		return Errorf(CodeInvalidArgument, "await_silence_ms cannot be combined with min_index or known_leader")
+	}
+	return nil
+}
+
+// waitSilence holds a Status.Get with AwaitSilenceMS while this server is
+// a follower whose last word from its leader is less than silence old. It
+// returns when that word is more than silence old (the reply's
+// last_contact_ms then exceeds it), when a newer word has arrived (the
+// leader is heard again: the reply says so), when the state, leader or
+// term changes, or when the caller goes away. It never holds longer than
+// silence: a timer set for the moment the silence would pass, raft's
+// leader changes waking it earlier.
+func (s *Server) waitSilence(ctx context.Context, silence time.Duration) {
+	start := s.b.RaftState()
+	_, leader := s.leader()
+	wake := time.NewTimer(0)
+	defer wake.Stop()
+	<-wake.C
+	for {
+		changed := s.b.LeaderWatch()
+		rs := s.b.RaftState()
+		_, id := s.leader()
+		if rs.State != "follower" || rs.Term != start.Term || id != leader || id == "" ||
+			rs.LastContact.IsZero() || rs.LastContact.After(start.LastContact) {
+			return
+		}
+		left := time.Until(rs.LastContact.Add(silence))
+		if left < 0 {
+			return
+		}
+		wake.Reset(left + time.Millisecond) // the reply's last_contact_ms must exceed silence
+		select {
+		case <-wake.C:
+		case <-changed:
 		case <-ctx.Done():
 			return
 		}

@@ -164,6 +164,14 @@ type StatusArgs struct {
 	// leader whose id differs from it (or MaxWaitMS passes): how node
 	// agents learn of a new leader without polling.
 	KnownLeader string `codec:"known_leader"`
+	// AwaitSilenceMS, when > 0, holds the call while this server is a
+	// follower that heard from its leader within the last AwaitSilenceMS:
+	// until that silence has passed, the leader is heard from again, or
+	// the state, leader or term changes. Servers use it to ask each other
+	// whether a leader went silent (cluster/succession.go): the answer
+	// comes the moment it is yes, not a probe later. At most
+	// MaxAwaitSilence; not combined with MinIndex or KnownLeader.
+	AwaitSilenceMS int64 `codec:"await_silence_ms"`
 }
 
 // StatusReply describes one server as it sees itself.

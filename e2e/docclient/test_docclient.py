@@ -681,6 +681,35 @@ def test_status_get_known_leader(env: Env) -> None:
     assert r["leader_id"] == lead.id
 
 
+def test_status_get_await_silence(env: Env) -> None:
+    # "on a follower whose last word from its leader is less than that many
+    # ms old, hold the reply until it is older ... or until the leader is
+    # heard from again (last_contact_ms below it) ... never longer than
+    # await_silence_ms. Any other server answers at once."
+    lead = env.leader()
+    s = env.follower()
+    t0 = time.monotonic()
+    r = env.client.call("Status.Get", {"await_silence_ms": 300}, addr=s.addr)
+    assert time.monotonic() - t0 < 2.0  # held at most 300 ms (+ the call)
+    assert r["leader_id"] == lead.id
+    assert 0 <= r["last_contact_ms"] < 300  # a live leader is heard again
+    t0 = time.monotonic()
+    r = env.client.call("Status.Get", {"await_silence_ms": 5000}, addr=lead.addr)
+    assert time.monotonic() - t0 < 1.0 and r["state"] == "leader"  # at once
+    bads: list[dict[str, object]] = [
+        {"await_silence_ms": -1},
+        {"await_silence_ms": 60001},
+        {"await_silence_ms": 100, "min_index": 1},
+        {"await_silence_ms": 100, "known_leader": lead.id},
+    ]
+    for bad in bads:
+
+        def held(args: dict[str, object] = bad) -> object:
+            return env.client.call("Status.Get", args, addr=s.addr)
+
+        expect_error("invalid_argument", held)
+
+
 def test_status_members_every_field(env: Env) -> None:
     lead = env.leader()
     for s in env.cluster.live():
