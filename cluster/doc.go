@@ -14,10 +14,13 @@
 //  3. Each server records its labels (cloud, region) in the manifest
 //     through the leader, so listings show them even for servers that are
 //     down.
-//  4. On gaining leadership, a server applies a barrier before it serves
-//     linearizable reads (LeaderReady). A read then confirms leadership
-//     with a quorum and waits until the manifest has applied every command
-//     up to the commit index it saw (ReadBarrier).
+//  4. On gaining leadership, a server waits until its manifest holds every
+//     entry of earlier terms in its log before it serves linearizable
+//     reads and node heartbeats (LeaderReady; server.go's leaderLoop): at
+//     once when it had applied its whole log, else until its term's first
+//     entry commits. A read then confirms leadership with a quorum and
+//     waits until the manifest has applied every command up to the commit
+//     index it saw (ReadBarrier).
 //  5. Shutdown hands leadership over (TransferOnShutdown), stops RPC and
 //     raft, and closes every connection it accepted.
 //
@@ -30,7 +33,7 @@
 //
 // # The leader's duties
 //
-// While a server leads and its barrier has applied (leader.go):
+// While a server leads and its leadership is established (leader.go):
 //   - liveness (liveness.go): node heartbeats are held in memory, never
 //     written to the log; a ticker judges them and proposes only status
 //     changes (degraded after two intervals without a heartbeat,

@@ -12,7 +12,7 @@ import (
 // nothing in the manifest changed meanwhile (a change starts one at once).
 const scheduleEvery = time.Second
 
-// leaderDuties runs while this server leads and its barrier has applied:
+// leaderDuties runs while this server leads and its leadership is established:
 // judging node liveness and scheduling pending tasks. Both propose
 // ordinary Raft entries; nothing here changes state directly.
 func (s *Server) leaderDuties(stop <-chan struct{}) {

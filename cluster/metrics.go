@@ -477,7 +477,7 @@ func (s *Server) readiness(now time.Time) Readiness {
 type readinessInput struct {
 	state                 raft.RaftState
 	leader                string
-	leaderReady           bool // this server leads and applied its term's barrier
+	leaderReady           bool // this server leads and has established its leadership (leaderLoop)
 	term                  uint64
 	commit, applied, last uint64
 	lastContact, now      time.Time // lastContact zero: never heard from a leader
@@ -487,7 +487,7 @@ type readinessInput struct {
 }
 
 // decide is the readiness rule: this server knows a leader; a leader has
-// established its term (its barrier applied); a follower heard from the
+// established its leadership (leaderLoop); a follower heard from the
 // leader within one election timeout of the timing profile; and at most
 // maxLag committed entries wait to be applied. The commit index a
 // follower knows is the leader's, from its last AppendEntries, capped at
@@ -512,7 +512,7 @@ func (in readinessInput) decide() Readiness {
 	case in.state == raft.Shutdown:
 		rd.Reason = "the server is shutting down"
 	case in.state == raft.Leader && !in.leaderReady:
-		rd.Reason = "this server was just elected leader and has not applied its term's barrier yet"
+		rd.Reason = "this server was just elected leader and its manifest does not hold every entry of earlier terms yet"
 	case in.state == raft.Leader:
 	case in.leader == "":
 		rd.Reason = "no leader known: an election is under way or this server is cut off from the majority"

@@ -417,7 +417,7 @@ func TestReadinessRule(t *testing.T) {
 		{"candidate", func(in *readinessInput) { in.state, in.leader = raft.Candidate, "" }, false, "no leader known"},
 		{"never heard from the leader", func(in *readinessInput) { in.lastContact = time.Time{} }, false, "since this server started"},
 		{"established leader", func(in *readinessInput) { in.state, in.leaderReady, in.lastContact = raft.Leader, true, time.Time{} }, true, ""},
-		{"leader before its barrier", func(in *readinessInput) { in.state = raft.Leader }, false, "barrier"},
+		{"leader before its leadership is established", func(in *readinessInput) { in.state = raft.Leader }, false, "earlier terms"},
 		{"leader lagging", func(in *readinessInput) { in.state, in.leaderReady, in.applied = raft.Leader, true, 50 }, false, "50 committed entries"},
 		{"shutting down", func(in *readinessInput) { in.state = raft.Shutdown }, false, "shutting down"},
 	} {

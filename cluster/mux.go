@@ -39,7 +39,7 @@ type mux struct {
 	limits    ConnLimits
 
 	raftCh chan net.Conn
-	warm   *warmPool    // ready raft connections (TLS only; warm.go)
+	warm   *warmPool    // ready raft connections (warm.go)
 	dial   rpc.DialFunc // Config.Dial: every connection to another server
 	rpc    func(net.Conn, pki.Identity)
 	snap   func(net.Conn, pki.Identity)

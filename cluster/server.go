@@ -212,10 +212,12 @@ func (s *Server) listen(undo *undoStack) (metricsLn net.Listener, err error) {
 	s.mux = newMux(ln, tcpAddr(cfg.Advertise), s.log)
 	s.mux.self, s.mux.tls, s.mux.limits = cfg.NodeID, cfg.TLS, cfg.ConnLimits
 	s.mux.dial = cfg.Dial
-	if cfg.TLS != nil {
-		s.mux.warm = newWarmPool(s.mux.dialTLS)
-		undo.push(s.mux.warm.close)
+	warmAge := warmRefresh
+	if cfg.TLS == nil {
+		warmAge = warmRefreshPlain
 	}
+	s.mux.warm = newWarmPool(s.mux.dialTLS, warmAge)
+	undo.push(s.mux.warm.close)
 	s.mux.raftClosed = s.raftConnClosed
 	undo.push(s.mux.close)
 	if s.metricsCfg.Addr != "" {
@@ -365,8 +367,8 @@ func (s *Server) Self() fsm.Server {
 	return fsm.Server{ID: s.cfg.NodeID, Address: s.cfg.Advertise, Cloud: s.cfg.Cloud, Region: s.cfg.Region}
 }
 
-// LeaderReady reports whether this server leads and has applied its
-// term's barrier.
+// LeaderReady reports whether this server leads and has established its
+// leadership (leaderLoop).
 func (s *Server) LeaderReady() bool {
 	return s.leaderReady.Load() && s.raft.State() == raft.Leader
 }
@@ -547,10 +549,6 @@ func (s *Server) monitorLeadership() {
 
 // Durations of the server's own background calls.
 const (
-	// barrierTimeout bounds the new leader's barrier entry's wait to enter
-	// raft's queue; barrierRetry is the pause before another attempt.
-	barrierTimeout = time.Minute
-	barrierRetry   = 100 * time.Millisecond
 	// labelsCallTimeout and joinCallTimeout bound one call this server
 	// makes through the cluster for itself: recording its labels, and
 	// asking to join (which waits for the configuration change to commit).
@@ -562,25 +560,73 @@ const (
 	retryMax   = 5 * time.Second
 )
 
-// leaderLoop establishes leadership: a barrier proves every entry of
-// earlier terms is applied locally, after which linearizable reads are
-// safe. Later duties (liveness, scheduling) hang off this loop.
+// leaderLoop establishes leadership, then runs the leader's duties
+// (liveness, scheduling) until leadership ends (stop).
+//
+// Established means the manifest holds every entry of earlier terms: then
+// it holds every write ever acknowledged (a leader's log holds every
+// committed entry), and reads confirmed with a quorum are linearizable
+// (ReadBarrier). The classic proof is a barrier entry of the new term
+// applied: two round trips to a quorum after the election, since raft
+// sends the barrier only behind the new term's no-op. rctl waits instead
+// for the manifest to apply the last command entry of an earlier term in
+// this server's log (awaitApplied). The manifest applies only committed
+// entries, so that entry and all before it are committed, and no entry
+// of an earlier term can be committed that this log does not hold. On a
+// follower that had applied its whole log, which is the rule on a busy
+// cluster and always on an idle one, leadership is established at the
+// election. Otherwise it is established when the no-op commits (one round
+// trip), which commits the rest.
 func (s *Server) leaderLoop(stop chan struct{}) {
-	for {
-		err := s.raft.Barrier(barrierTimeout).Error()
-		if err == nil {
-			break
-		}
-		s.log.Warn("leader barrier failed; retrying", "err", err)
+	t0 := time.Now()
+	term := s.raft.CurrentTerm()
+	ctx, cancel := context.WithCancel(s.ctx)
+	go func() {
 		select {
 		case <-stop:
-			return
-		case <-time.After(barrierRetry):
+		case <-ctx.Done():
 		}
+		cancel()
+	}()
+	end, err := s.earlierTermsEnd(term)
+	if err == nil {
+		err = s.awaitApplied(ctx, end)
+	}
+	cancel()
+	if err != nil {
+		select {
+		case <-stop:
+			return // leadership ended while waiting
+		default:
+		}
+		s.log.Error("could not establish leadership; stepping down", "term", term, "err", err)
+		_ = s.raft.LeadershipTransfer()
+		return
 	}
 	s.leaderReady.Store(true)
-	s.log.Info("leadership established", "term", s.raft.CurrentTerm(), "applied_index", s.raft.AppliedIndex())
+	s.log.Info("leadership established", "term", term, "earlier_terms_end", end,
+		"applied_index", s.fsm.Indexes().Applied, "took", time.Since(t0).Round(time.Millisecond).String())
 	s.leaderDuties(stop)
+}
+
+// earlierTermsEnd is the index of the last entry in this server's log
+// from a term before term (0 if none): the log is walked down from its
+// end over the entries of term (the no-op and the first writes). An
+// entry compacted into a snapshot is older than any of term's entries.
+func (s *Server) earlierTermsEnd(term uint64) (uint64, error) {
+	var l raft.Log
+	for i := s.raft.LastIndex(); i > 0; i-- {
+		if err := s.logs.GetLog(i, &l); err != nil {
+			if errors.Is(err, raft.ErrLogNotFound) {
+				return i, nil
+			}
+			return 0, fmt.Errorf("read log entry %d: %w", i, err)
+		}
+		if l.Term < term {
+			return i, nil
+		}
+	}
+	return 0, nil
 }
 
 func (s *Server) liveTracker() *liveness {

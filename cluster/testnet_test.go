@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/rctl-dev/rctl/rpc"
 )
@@ -19,11 +20,17 @@ import (
 // in the tests) do not go through it and keep working, as for a client on
 // the isolated server's side of a partition. The fault harness (e2e/fault)
 // partitions real processes instead.
-var testNet = &network{isolated: map[string]bool{}, conns: map[*netConn]struct{}{}}
+//
+// A server can also be made slow (setSlow): every write on a connection it
+// dialled or that was dialled to it waits that long first, a one-way
+// latency for requests (the answers, written by the accepting side, are
+// not delayed).
+var testNet = &network{isolated: map[string]bool{}, slow: map[string]time.Duration{}, conns: map[*netConn]struct{}{}}
 
 type network struct {
 	mu       sync.Mutex
-	isolated map[string]bool // by server address
+	isolated map[string]bool          // by server address
+	slow     map[string]time.Duration // by server address
 	conns    map[*netConn]struct{}
 }
 
@@ -80,6 +87,31 @@ func (n *network) isolate(addr string, v bool) {
 	}
 }
 
+// setSlow delays every write on the connections dialled by or to the
+// server at addr by d (0: none).
+func (n *network) setSlow(addr string, d time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if d == 0 {
+		delete(n.slow, addr)
+	} else {
+		n.slow[addr] = d
+	}
+}
+
+func (n *network) delay(from, to string) time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return max(n.slow[from], n.slow[to])
+}
+
+func (c *netConn) Write(p []byte) (int, error) {
+	if d := testNet.delay(c.from, c.to); d > 0 {
+		time.Sleep(d) // the emulated latency, not a wait for a condition
+	}
+	return c.Conn.Write(p)
+}
+
 func (c *netConn) Close() error {
 	testNet.mu.Lock()
 	delete(testNet.conns, c)
@@ -89,3 +121,10 @@ func (c *netConn) Close() error {
 
 // isolate cuts server i off from the other servers (v) or heals it.
 func (c *testCluster) isolate(i int, v bool) { testNet.isolate(c.cfgs[i].Bind, v) }
+
+// slow delays the requests server i sends and receives by d (0: none).
+func (c *testCluster) slow(i int, d time.Duration) {
+	addr := c.cfgs[i].Bind
+	testNet.setSlow(addr, d)
+	c.t.Cleanup(func() { testNet.setSlow(addr, 0) })
+}

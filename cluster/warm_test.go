@@ -82,7 +82,7 @@ func TestWarmPoolHandsOutOnlyLiveConnections(t *testing.T) {
 		servers = append(servers, s)
 		mu.Unlock()
 		return c, nil
-	})
+	}, warmRefresh)
 	defer p.close()
 	if c := p.take("a"); c != nil {
 		t.Fatal("take before any refresh returned a connection")
@@ -155,6 +155,28 @@ func TestTLSClusterKeepsRaftConnectionsWarm(t *testing.T) {
 // Every server keeps an RPC connection open to each peer (succession's
 // quorum probe and forwarded calls do not pay a handshake), and dials
 // again when one closes.
+// In plaintext too (the first failover after a start paid a TCP
+// handshake across clouds for its vote), with the shorter refresh.
+func TestPlaintextClusterKeepsRaftConnectionsWarm(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.waitLeader(10 * time.Second)
+	succeedsWithin(t, 5*time.Second, func() error {
+		for i, s := range c.servers {
+			s.mux.warm.mu.Lock()
+			n, each, age := len(s.mux.warm.ready), 0, s.mux.warm.age
+			for _, ws := range s.mux.warm.ready {
+				each = max(each, len(ws))
+			}
+			s.mux.warm.mu.Unlock()
+			if n != 2 || each != warmPerPeer || age != warmRefreshPlain {
+				return fmt.Errorf("%s holds ready connections to %d peers (want both), up to %d each (want %d), replaced at %s (want %s)",
+					c.cfgs[i].NodeID, n, each, warmPerPeer, age, warmRefreshPlain)
+			}
+		}
+		return nil
+	})
+}
+
 func TestServersKeepRPCConnectionsToPeers(t *testing.T) {
 	c := newTestCluster(t, 3)
 	c.waitLeader(10 * time.Second)

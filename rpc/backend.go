@@ -50,7 +50,8 @@ type Backend interface {
 	// Self is this server's id, advertised address and labels.
 	Self() fsm.Server
 	// LeaderReady reports whether this server is leader and has applied
-	// every entry committed before its term (a barrier in its term), so it
+	// every entry committed before its term (cluster: its manifest holds
+	// every entry of earlier terms in its log), so it
 	// may serve linearizable reads.
 	LeaderReady() bool
 	// LastLeaderChange is when this server last saw the leader change.

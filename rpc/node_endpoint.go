@@ -54,7 +54,7 @@ func (s *Server) nodeRegister(ctx context.Context, req *Request) (any, error) {
 }
 
 // establishWait bounds how long a heartbeat that reaches a leader before
-// its leadership is established (its barrier applied) waits for that,
+// its leadership is established (LeaderReady) waits for that,
 // rather than sending the agent into backoff: agents that follow an
 // election arrive within milliseconds of it.
 const establishWait = 2 * time.Second

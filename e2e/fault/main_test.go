@@ -34,13 +34,15 @@
 //	                        leader's half commits on, the far side's clients
 //	                        write through the bridge
 //	TestPacketLoss          5 % loss per link, a leader kill under it (< 5 s),
-//	                        10 %: writes never stop for 5 s
-//	TestLatencySpikes       +100/250/500 ms on the leader, +250 ms on a
+//	                        10 %: writes never stop for 5 s, no election in
+//	                        either loss window
+//	TestLatencySpikes       +500 ms on one cross-cloud link (no election),
+//	                        +100/250/500 ms on the leader, +250 ms on a
 //	                        cloud, +500 ms on a follower: writes never stop
 //	                        for 5 s, the cluster settles after each
-//	TestFaultFreeRun        3 minutes without faults, agents and workload
-//	                        running: no election, no server ever seen
-//	                        without a leader
+//	TestFaultFreeRun        1 minute (RCTL_FAULT_STABLE: longer) without
+//	                        faults, agents and workload running: no
+//	                        election, no server ever seen without a leader
 //	TestChaos               a randomized nemesis session with a Markdown
 //	                        report; only with RCTL_CHAOS_SEED (make chaos)
 //	TestLongJobsCutOffAgents agents cut off for longer than their TTL while
@@ -53,11 +55,11 @@
 // that use agents run without them and log that they did. Run as root
 // from the repository root:
 //
-//	go test -race -count=1 -v ./e2e/fault/
+//	go test -count=1 -v ./e2e/fault/
 //
 // RCTL_BIN uses a prebuilt rctl instead of building one; RCTL_FAULT_ROUNDS
 // changes the number of leader kills (default 10); RCTL_FAULT_STABLE the
-// length of the fault-free run (default 3m); RCTL_FAULT_SCALE multiplies
+// length of the fault-free run (default 1m); RCTL_FAULT_SCALE multiplies
 // the loss and spike phases (default 1). RCTL_CHAOS_SEED,
 // RCTL_CHAOS_DURATION, RCTL_CHAOS_SHAPE and RCTL_CHAOS_REPORT drive
 // TestChaos. A failing test keeps its servers' and agents' data dirs and

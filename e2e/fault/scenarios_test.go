@@ -520,14 +520,7 @@ func TestCloudSplit(t *testing.T) {
 func TestLeaderIsolated(t *testing.T) {
 	c, mon := startCluster(t, 3, 2, false)
 	nem := fault.NewNemesis(c, mon, 4)
-	leader, err := nem.Leader(30 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := c.Status(ctxFor(t, 2*time.Second), leader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	leader, st := leaderAndStatus(t, c, nem)
 	nem.Isolate(leader)
 	t0 := time.Now()
 	stepDown := make(chan time.Time, 1)
@@ -582,6 +575,21 @@ func TestLeaderIsolated(t *testing.T) {
 	}
 }
 
+// leaderAndStatus finds the leader and its status (its term), before a
+// fault is done to it.
+func leaderAndStatus(t *testing.T, c *fault.Cluster, nem *fault.Nemesis) (*fault.Server, *rpc.StatusReply) {
+	t.Helper()
+	leader, err := nem.Leader(30 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Status(ctxFor(t, 2*time.Second), leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leader, st
+}
+
 // stalePauseTasks are the tasks of TestPausedLeader's stale-leader probe.
 var stalePauseTasks = []string{"paused-0", "paused-1", "paused-2", "paused-3", "paused-4", "paused-5"}
 
@@ -597,14 +605,7 @@ var stalePauseTasks = []string{"paused-0", "paused-1", "paused-2", "paused-3", "
 func TestPausedLeader(t *testing.T) {
 	c, mon := startCluster(t, 3, 2, false)
 	nem := fault.NewNemesis(c, mon, 5)
-	leader, err := nem.Leader(30 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := c.Status(ctxFor(t, 2*time.Second), leader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	leader, st := leaderAndStatus(t, c, nem)
 	// A recorded history for the stale-leader probe below: tasks added
 	// before the pause, cancelled by the new leader during it.
 	h := fault.NewHistory()
