@@ -43,8 +43,15 @@ const (
 	// warmIdle is how long a server waits for the protocol byte on a TLS
 	// connection whose peer presented a valid certificate.
 	warmIdle = 60 * time.Second
-	// warmRefresh is the age at which a ready connection is replaced.
+	// warmRefresh is the age at which a ready connection is replaced. It
+	// stays in the pool, and is handed out, until its replacement is ready
+	// or it is warmOverlap older: replacing a peer's connections all at
+	// once left it none for the round trips a dial takes (one in twenty
+	// silent-leader rounds in bench/peer paid a cold dial for the vote).
 	warmRefresh = 30 * time.Second
+	// warmOverlap is how long past warmRefresh a ready connection may
+	// still be handed out while its replacement is dialled.
+	warmOverlap = 2 * warmTick
 	// warmRefreshPlain is that age in plaintext (--insecure): the peer's
 	// mux then waits only routeTimeout for the protocol byte of a
 	// connection it cannot authenticate, so ready connections are
@@ -91,7 +98,7 @@ func (p *warmPool) take(addr string) net.Conn {
 		w := ws[len(ws)-1] // the newest
 		p.ready[addr] = ws[:len(ws)-1]
 		p.mu.Unlock()
-		if time.Since(w.at) > p.age+warmTick || !connAlive(w.c) {
+		if time.Since(w.at) > p.age+warmOverlap || !connAlive(w.c) {
 			w.c.Close()
 			continue
 		}
@@ -99,9 +106,11 @@ func (p *warmPool) take(addr string) net.Conn {
 	}
 }
 
-// refresh replaces, in the background, the ready connections due for
-// replacement and dials up to warmPerPeer for every address listed, and
-// drops those of addresses no longer listed.
+// refresh dials, in the background, replacements for the ready
+// connections due for replacement and up to warmPerPeer for every address
+// listed, closes those past their overlap, and drops those of addresses
+// no longer listed. A connection due for replacement stays until a new one
+// takes its place (fill).
 func (p *warmPool) refresh(addrs []string, timeout time.Duration) {
 	want := map[string]bool{}
 	p.mu.Lock()
@@ -111,16 +120,20 @@ func (p *warmPool) refresh(addrs []string, timeout time.Duration) {
 	}
 	for _, a := range addrs {
 		want[a] = true
-		fresh := p.ready[a][:0]
+		kept, young := p.ready[a][:0], 0
 		for _, w := range p.ready[a] {
-			if time.Since(w.at) < p.age {
-				fresh = append(fresh, w)
-			} else {
+			switch age := time.Since(w.at); {
+			case age < p.age:
+				young++
+				kept = append(kept, w)
+			case age < p.age+warmOverlap:
+				kept = append(kept, w)
+			default:
 				w.c.Close()
 			}
 		}
-		p.ready[a] = fresh
-		for n := len(fresh) + p.dialing[a]; n < warmPerPeer; n++ {
+		p.ready[a] = kept
+		for n := young + p.dialing[a]; n < warmPerPeer; n++ {
 			p.dialing[a]++
 			go p.fill(a, timeout)
 		}
@@ -145,11 +158,18 @@ func (p *warmPool) fill(addr string, timeout time.Duration) {
 	if err != nil {
 		return // the peer is down; try again next tick
 	}
-	if p.closed || len(p.ready[addr]) >= warmPerPeer {
+	if p.closed {
 		c.Close()
 		return
 	}
-	p.ready[addr] = append(p.ready[addr], warmConn{c: c, at: time.Now()})
+	ws := p.ready[addr]
+	if len(ws) >= warmPerPeer {
+		// It replaces the oldest (ready connections are in the order
+		// dialled).
+		ws[0].c.Close()
+		ws = ws[1:]
+	}
+	p.ready[addr] = append(ws, warmConn{c: c, at: time.Now()})
 }
 
 func (p *warmPool) close() {

@@ -133,6 +133,97 @@ func TestWarmPoolHandsOutOnlyLiveConnections(t *testing.T) {
 	}
 }
 
+// A peer's ready connections due for replacement stay, and are handed
+// out, while their replacements are dialled: the pool never runs dry for
+// the round trips a dial takes. A replacement takes the oldest one's place.
+func TestWarmPoolOverlapsReplacements(t *testing.T) {
+	release := make(chan struct{})
+	var blocking bool
+	var mu sync.Mutex
+	p := newWarmPool(func(addr string, timeout time.Duration) (net.Conn, error) {
+		mu.Lock()
+		b := blocking
+		mu.Unlock()
+		if b {
+			<-release
+		}
+		c, _ := tcpPair(t)
+		return c, nil
+	}, time.Minute)
+	defer p.close()
+	p.refresh([]string{"a"}, time.Second)
+	waitReady(t, p, "a")
+
+	// All three are due for replacement (within the overlap).
+	p.mu.Lock()
+	old := map[net.Conn]bool{}
+	for i := range p.ready["a"] {
+		p.ready["a"][i].at = time.Now().Add(-time.Minute - time.Duration(3-i)*time.Millisecond)
+		old[p.ready["a"][i].c] = true
+	}
+	p.mu.Unlock()
+	mu.Lock()
+	blocking = true
+	mu.Unlock()
+	p.refresh([]string{"a"}, time.Second) // three replacement dials, held
+	p.mu.Lock()
+	kept, dialing := len(p.ready["a"]), p.dialing["a"]
+	p.mu.Unlock()
+	if kept != warmPerPeer || dialing != warmPerPeer {
+		t.Fatalf("while replacements are dialled: %d ready (want %d kept), %d dialling (want %d)", kept, warmPerPeer, dialing, warmPerPeer)
+	}
+	c := p.take("a")
+	if c == nil || !old[c] {
+		t.Fatalf("take while replacements are dialled = %v, want a connection due for replacement", c)
+	}
+
+	// One replacement arrives: the pool is full again (two old, one new),
+	// and the oldest left is the next to go.
+	release <- struct{}{}
+	succeedsWithin(t, 2*time.Second, func() error {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if n := len(p.ready["a"]); n != warmPerPeer {
+			return fmt.Errorf("%d ready, want %d", n, warmPerPeer)
+		}
+		return nil
+	})
+	release <- struct{}{}
+	succeedsWithin(t, 2*time.Second, func() error {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		newN := 0
+		for _, w := range p.ready["a"] {
+			if !old[w.c] {
+				newN++
+			}
+		}
+		if len(p.ready["a"]) != warmPerPeer || newN != 2 {
+			return fmt.Errorf("%d ready, %d of them new; want %d, 2 new", len(p.ready["a"]), newN, warmPerPeer)
+		}
+		return nil
+	})
+	close(release) // the third
+	succeedsWithin(t, 2*time.Second, func() error {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.dialing["a"] != 0 {
+			return fmt.Errorf("%d dials still under way", p.dialing["a"])
+		}
+		return nil
+	})
+
+	// Past the overlap, a connection is neither kept nor handed out.
+	p.mu.Lock()
+	for i := range p.ready["a"] {
+		p.ready["a"][i].at = time.Now().Add(-time.Minute - warmOverlap - time.Millisecond)
+	}
+	p.mu.Unlock()
+	if c := p.take("a"); c != nil {
+		t.Fatalf("take handed out a connection past its overlap")
+	}
+}
+
 func TestTLSClusterKeepsRaftConnectionsWarm(t *testing.T) {
 	c, _ := newTLSCluster(t, 3)
 	c.waitLeader(10 * time.Second)
