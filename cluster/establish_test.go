@@ -13,15 +13,16 @@ import (
 
 // A new leader whose manifest already holds its whole log is established
 // at its election: it does not wait for an entry of its own term to
-// commit (a barrier did, two round trips after the election). The two
-// survivors' requests to each other take establishSlowLink each way, so
+// commit (a barrier did, two round trips after the election). Leadership
+// is transferred to a server whose requests take establishSlowLink, so
 // the new term's no-op cannot commit sooner than that after the
 // election; leadership must be established (LeaderReady, its watch
 // fired) while the commit index is still below the no-op.
 func TestLeadershipEstablishedAtTheElection(t *testing.T) {
 	c := newTestCluster(t, 3)
 	old := c.waitLeader(10 * time.Second)
-	if err := c.servers[old].propose(&fsm.NodeRegisterEntry{ID: "n1", Address: "10.0.0.1:7000", Cloud: "aws", Capacity: 1, Time: 1}); err != nil {
+	// A pending task no node can take: the leader proposes nothing after it.
+	if err := c.servers[old].propose(&fsm.AddTaskEntry{ID: "t1", Type: "shell", Cloud: "aws", Time: 1}); err != nil {
 		t.Fatal(err)
 	}
 	var rest []int
@@ -30,18 +31,34 @@ func TestLeadershipEstablishedAtTheElection(t *testing.T) {
 			rest = append(rest, i)
 		}
 	}
-	succeedsWithin(t, 10*time.Second, func() error { // every server applied it
+	// Quiet: every server's labels recorded (nothing more to propose), and
+	// every survivor holds the leader's whole log, knows all of it
+	// committed and has applied it. A survivor that had not would rightly
+	// wait for its no-op.
+	succeedsWithin(t, 10*time.Second, func() error {
+		l := c.servers[old]
+		for _, cfg := range c.cfgs {
+			if l.fsm.Server(cfg.NodeID) == nil {
+				return fmt.Errorf("%s's labels not recorded yet", cfg.NodeID)
+			}
+		}
 		for _, i := range rest {
-			if c.servers[i].fsm.Node("n1") == nil {
-				return fmt.Errorf("%s has not applied n1", c.cfgs[i].NodeID)
+			s := c.servers[i]
+			if last := s.raft.LastIndex(); last != l.raft.LastIndex() || s.raft.CommitIndex() != last || s.raft.AppliedIndex() != last || s.fsm.Task("t1") == nil {
+				return fmt.Errorf("%s: last %d (leader %d), commit %d, applied %d, t1 %v", c.cfgs[i].NodeID,
+					last, l.raft.LastIndex(), s.raft.CommitIndex(), s.raft.AppliedIndex(), s.fsm.Task("t1") != nil)
 			}
 		}
 		return nil
 	})
+	// Leadership moves to a survivor by transfer (TimeoutNow, one election,
+	// no other candidate), with the survivors' requests slowed.
 	for _, i := range rest {
 		c.slow(i, establishSlowLink)
 	}
-	c.isolate(old, true)
+	if _, _, err := c.servers[old].TransferLeadership(ctxT(t, 10*time.Second), c.cfgs[rest[0]].NodeID); err != nil {
+		t.Fatal(err)
+	}
 
 	deadline := time.After(20 * time.Second)
 	for {
@@ -73,8 +90,8 @@ func TestLeadershipEstablishedAtTheElection(t *testing.T) {
 			if err := s.ReadBarrier(ctxT(t, 10*time.Second)); err != nil {
 				t.Fatal(err)
 			}
-			if s.fsm.Node("n1") == nil {
-				t.Fatal("the new leader's read does not see n1")
+			if s.fsm.Task("t1") == nil {
+				t.Fatal("the new leader's read does not see t1")
 			}
 			return
 		}
