@@ -52,13 +52,23 @@ func TestLeadershipEstablishedAtTheElection(t *testing.T) {
 		return nil
 	})
 	// Leadership moves to a survivor by transfer (TimeoutNow, one election,
-	// no other candidate), with the survivors' requests slowed.
+	// no other candidate), with the survivors' requests slowed. The
+	// transfer runs beside the watch below: it returns only when the old
+	// leader hears from the new one, a slowed request that arrives as late
+	// as the no-op's commit (CI on 6519905 failed waiting for it first).
 	for _, i := range rest {
 		c.slow(i, establishSlowLink)
 	}
-	if _, _, err := c.servers[old].TransferLeadership(ctxT(t, 10*time.Second), c.cfgs[rest[0]].NodeID); err != nil {
-		t.Fatal(err)
-	}
+	transferred := make(chan error, 1)
+	go func() {
+		_, _, err := c.servers[old].TransferLeadership(ctxT(t, 10*time.Second), c.cfgs[rest[0]].NodeID)
+		transferred <- err
+	}()
+	defer func() {
+		if err := <-transferred; err != nil {
+			t.Errorf("transfer: %v", err)
+		}
+	}()
 
 	deadline := time.After(20 * time.Second)
 	for {
