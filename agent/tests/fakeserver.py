@@ -18,8 +18,10 @@ back out of order, matched by ``seq``).  All servers of a
   ``believes_term``: a server that has not heard of the election);
   ``ignores_wait`` makes it answer at once, as a server without
   ``known_leader`` (an older version) would;
-* per server: ``mode`` ("ok", "unavailable", "drop": close the connection on
-  each request, "blackhole": never answer), ``delay`` seconds before
+* per server: ``close_on_accept`` (close each connection at once, as a
+  server refusing the client's certificate does), ``mode`` ("ok",
+  "unavailable", "drop": close the connection on each request,
+  "blackhole": never answer), ``delay`` seconds before
   answering (the value when the request arrives), ``die_after`` (a set of
   methods: apply it, then crash without answering), :meth:`FakeServer.kill`
   / :meth:`FakeServer.revive`.
@@ -140,6 +142,7 @@ class FakeServer:
         self.ignores_wait = False  # Status.Get answers at once, ignoring known_leader
         self.port = 0
         self.accepts = 0  # TCP connections accepted
+        self.close_on_accept = False  # close each connection as soon as it is accepted
         self.received: list[str] = []  # methods of the requests, as they arrive
         self.tls_errors: list[str] = []  # failed TLS handshakes
         self._listener: socket.socket | None = None
@@ -168,6 +171,10 @@ class FakeServer:
             ls, self._listener = self._listener, None
             conns, self._conns = self._conns, set()
         if ls is not None:
+            try:
+                ls.shutdown(socket.SHUT_RDWR)  # wakes the accept thread: the port is free now
+            except OSError:
+                pass
             ls.close()
         for c in conns:
             try:
@@ -204,6 +211,9 @@ class FakeServer:
                 if not self.alive:
                     conn.close()
                     return
+                if self.close_on_accept:
+                    conn.close()
+                    continue
                 self._conns.add(conn)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 

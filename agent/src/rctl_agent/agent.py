@@ -8,7 +8,9 @@ keeps a leader watch (:meth:`ClusterClient.watch_leader`) waiting on a
 server other than the leader and, when it names a new leader, brings the
 next heartbeat forward to a random point within the ``follow_spread_ms``
 the leader hands out (sized to the fleet; ``min(250 ms, interval/4)`` from a
-server too old to send it).
+server too old to send it); and the client keeps a connection open to every
+server (:meth:`ClusterClient.keep_ready`), so that heartbeat needs no
+handshake.
 
 The heartbeat reply's ``tasks`` list is authoritative.  After each reply the
 agent starts the ``assigned`` tasks it does not run yet (at most
@@ -140,6 +142,7 @@ class Agent:
             if not self._register(initial=True):
                 return
             self._start_watcher()
+            self.client.keep_ready()  # the next leader is reached without a handshake
             self._loop()
             self._finish()
         finally:

@@ -31,6 +31,16 @@ shared backoff, without waiting for the old leader's calls to fail.  A reply
 is adopted only if it names a leader at a newer term than any seen so far,
 at a trusted address, and not one adopted before and found unreachable.
 
+Ready connections (:meth:`ClusterClient.keep_ready`, which the agent
+uses): a background thread keeps an open connection to every known server
+and opens a new one, off the call path, when a server closes its own (a
+restart, or the server's idle timeout).  A new leader is then reached
+without a TCP and TLS handshake, which across clouds costs two of the
+three round trips of a first heartbeat.  A connection that fails to open,
+or closes within ``READY_STABLE`` ticks of opening (a server refusing
+this certificate), is tried again after a pause that doubles from one tick
+to ``READY_MAX_DELAY`` ticks (30 s).
+
 Backoff is shared by all calls and threads (connection retry is kept apart
 from what each call does): it grows with consecutive failures and resets on
 the first success, which also wakes threads still waiting it out.  Callers
@@ -100,6 +110,17 @@ WATCH_MIN_DELAY = 0.1
 
 WATCH_MAX_DELAY = 2.0
 """Longest such pause: the pause doubles with each fruitless watch in a row."""
+
+
+READY_TICK = 1.0
+"""Seconds between checks that every known server has an open connection."""
+
+READY_STABLE = 10
+"""A ready connection that closes sooner than this many ticks after opening
+counts as a failure to connect: the next one waits out a doubling pause."""
+
+READY_MAX_DELAY = 30
+"""Longest pause, in ticks, before opening a ready connection again."""
 
 
 class ClusterUnavailable(Exception):
@@ -194,6 +215,15 @@ class ClusterClient:
         self._adoptions = 0
         self._watch_next = int(self.policy.random() * 1024)  # spread agents over servers
         self._watch_failures = 0
+        # Ready connections (keep_ready): per address, when its connection
+        # opened, how many tries in a row failed, when to try next.
+        self._ready_thread: threading.Thread | None = None
+        self._ready_tick = READY_TICK
+        self._ready_wake = threading.Event()
+        self._ready_opened: dict[str, float] = {}
+        self._ready_failures: dict[str, int] = {}
+        self._ready_retry_at: dict[str, float] = {}
+        self._dialing: set[str] = set()
 
     # ---- observation -------------------------------------------------
     @property
@@ -342,13 +372,91 @@ class ClusterClient:
                 raise ClusterUnavailable(method, tried, last)
 
     def close(self) -> None:
-        """Close every connection (calls in flight fail) and end leader watches."""
+        """Close every connection (calls in flight fail) and end leader
+        watches and ready connections."""
         with self._lock:
             self._closed = True
             self._leader_known.notify_all()
             conns, self._conns = list(self._conns.values()), {}
+        self._ready_wake.set()
         for conn in conns:
             conn.close()
+
+    # ---- ready connections -------------------------------------------
+    def keep_ready(self, tick: float = READY_TICK) -> None:
+        """Keep an open connection to every known server, from a background
+        thread that checks every ``tick`` seconds (see module doc); until
+        :meth:`close`.  Calling it again does nothing."""
+        with self._lock:
+            if self._ready_thread is not None or self._closed:
+                return
+            self._ready_tick = tick
+            self._ready_thread = threading.Thread(
+                target=self._keep_ready, name="rctl-ready-conns", daemon=True
+            )
+        self._ready_thread.start()
+
+    def ready_servers(self) -> list[str]:
+        """Known servers this client holds an open connection to now."""
+        with self._lock:
+            conns = [(a, self._conns.get(a)) for a in self._servers]
+        return [a for a, c in conns if c is not None and not c.closed]
+
+    def _keep_ready(self) -> None:
+        while not self._is_closed():
+            for addr in self._ready_due():
+                threading.Thread(
+                    target=self._ready_dial, args=(addr,), name=f"rctl-ready-{addr}", daemon=True
+                ).start()
+            self._ready_wake.wait(self._ready_tick)
+
+    def _ready_due(self) -> list[str]:
+        """Servers without an open connection whose pause is over; marks
+        them as being dialled."""
+        now = self.policy.clock()
+        stable = READY_STABLE * self._ready_tick
+        due = []
+        with self._lock:
+            for addr in self._servers:
+                if addr in self._dialing:
+                    continue
+                conn = self._conns.get(addr)
+                opened = self._ready_opened.get(addr)
+                if conn is not None and not conn.closed:
+                    if opened is not None and now - opened >= stable:
+                        self._ready_failures.pop(addr, None)  # it held: start over
+                    continue
+                self._ready_opened.pop(addr, None)
+                if opened is not None and now - opened < stable:
+                    self._ready_failed(addr, now)  # opened, then closed at once
+                if self._ready_retry_at.get(addr, 0.0) > now:
+                    continue
+                self._dialing.add(addr)
+                due.append(addr)
+        return due
+
+    def _ready_dial(self, addr: str) -> None:
+        try:
+            _, fresh = self._connection(addr)
+        except TransportError as e:
+            log.debug("ready connection to %s failed: %s", addr, e)
+            with self._lock:
+                self._ready_failed(addr, self.policy.clock())
+            return
+        finally:
+            with self._lock:
+                self._dialing.discard(addr)
+        with self._lock:
+            self._ready_opened[addr] = self.policy.clock()
+        if fresh:
+            log.debug("ready connection to %s open", addr)
+
+    def _ready_failed(self, addr: str, now: float) -> None:
+        """Count a failed try at addr's ready connection (caller holds the lock)."""
+        n = self._ready_failures.get(addr, 0) + 1
+        self._ready_failures[addr] = n
+        pause = self._ready_tick * min(READY_MAX_DELAY, 2 ** min(n - 1, 16))
+        self._ready_retry_at[addr] = now + pause * (1 + 0.25 * self.policy.random())
 
     # ---- following elections -----------------------------------------
     def watch_leader(self, max_wait: float, *, spread: float = 0.0) -> bool:
@@ -542,6 +650,9 @@ class ClusterClient:
                 return conn, False
         conn = Connection(addr, connect_timeout=self._connect_timeout, tls=self._tls)  # unlocked
         with self._lock:
+            if self._closed:  # close() ran meanwhile: it must not outlive it
+                conn.close()
+                raise TransportError(f"connection to {addr}: client closed", maybe_sent=False)
             other = self._conns.get(addr)
             if other is not None and not other.closed:
                 conn.close()
