@@ -179,6 +179,40 @@ def test_watch_adopts_the_new_leader_without_marking_it_following(
     client.close()
 
 
+def test_a_heartbeat_held_by_a_silent_leader_moves_to_the_new_one_at_once(
+    cluster: FakeCluster,
+) -> None:
+    """A heartbeat in flight to a leader that went silent (cut off: it never
+    answers) fails when a watch names the new leader, and goes there at
+    once: it does not reconnect to the silent one (a connect timeout) or
+    wait out a backoff."""
+    s0 = cluster.servers[0]
+    client = following(cluster, make_client([s.addr for s in cluster.servers]))
+    s0.mode = "blackhole"
+    watcher = threading.Thread(target=client.watch_leader, args=(30,), daemon=True)
+    watcher.start()
+    held_watch(cluster)
+    accepts = s0.accepts
+    done: list[float] = []
+    beat = threading.Thread(
+        target=lambda: (heartbeat(client, timeout=20.0), done.append(time.monotonic())),
+        daemon=True,
+    )
+    beat.start()
+    cluster.wait_for(
+        lambda: s0.received.count("Node.Heartbeat") == 2, what="a heartbeat held by s0"
+    )
+    new = next(s for s in cluster.servers[1:] if cluster.held[s.id] == 0)
+    t0 = time.monotonic()
+    cluster.set_leader(new)
+    beat.join(5)
+    assert done, "the heartbeat did not move to the new leader"
+    assert done[0] - t0 < 1.0, f"took {done[0] - t0:.2f} s"
+    assert [c.server for c in cluster.calls_of("Node.Heartbeat")][-1] == new.id
+    assert s0.accepts == accepts, "it reconnected to the silent leader"
+    client.close()
+
+
 def test_a_new_leader_not_ready_yet_is_retried_not_walked_away_from(
     cluster: FakeCluster,
 ) -> None:

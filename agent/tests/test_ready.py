@@ -116,3 +116,21 @@ def test_close_ends_the_ready_connections(cluster: FakeCluster) -> None:
         return not any(t.name == "rctl-ready-conns" for t in threading.enumerate())
 
     wait_until(ended, what="the ready thread to end")
+
+
+def test_a_server_that_cannot_be_reached_is_tried_every_tick(cluster: FakeCluster) -> None:
+    """A refused connect costs the server nothing: no doubling pause, so a
+    restarted server has its connection back within a tick."""
+    client = make_client([s.addr for s in cluster.servers])
+    try:
+        client.keep_ready(TICK)
+        all_ready(client, cluster)
+        s1 = cluster.servers[1]
+        s1.kill()
+        time.sleep(40 * TICK)  # refused all along; doubling pauses: the next try 23 ticks on
+        s1.revive()
+        t0 = time.monotonic()
+        cluster.wait_for(lambda: s1.accepts == 2, what="s1's connection opened after its restart")
+        assert time.monotonic() - t0 < 10 * TICK
+    finally:
+        client.close()

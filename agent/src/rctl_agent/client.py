@@ -36,10 +36,12 @@ uses): a background thread keeps an open connection to every known server
 and opens a new one, off the call path, when a server closes its own (a
 restart, or the server's idle timeout).  A new leader is then reached
 without a TCP and TLS handshake, which across clouds costs two of the
-three round trips of a first heartbeat.  A connection that fails to open,
-or closes within ``READY_STABLE`` ticks of opening (a server refusing
-this certificate), is tried again after a pause that doubles from one tick
-to ``READY_MAX_DELAY`` ticks (30 s).
+three round trips of a first heartbeat.  A server that cannot be reached
+(refused, timed out) is tried again every tick, so a restarted server has
+its connection back within a tick; one whose TLS handshake fails, or whose
+connection closes within ``READY_STABLE`` ticks of opening (a server
+refusing this certificate), costs that server work and is tried again only
+after a pause that doubles from one tick to ``READY_MAX_DELAY`` ticks (30 s).
 
 Backoff is shared by all calls and threads (connection retry is kept apart
 from what each call does): it grows with consecutive failures and resets on
@@ -346,7 +348,7 @@ class ClusterClient:
             with self._lock:
                 adoptions = self._adoptions
             try:
-                result = self._attempt(addr, method, args, attempt_timeout, idempotent)
+                result = self._attempt(addr, method, args, attempt_timeout, idempotent, adoptions)
             except RpcError as e:
                 if e.code == "not_leader" and e.leader_addr and e.leader_addr != addr:
                     if redirects < self._max_redirects and self._trusted(e.leader_addr.strip()):
@@ -362,6 +364,11 @@ class ClusterClient:
                     self._failed(addr, e)
                     raise
                 last = e
+                if self._moved(addr, adoptions):
+                    # A watch named a new leader meanwhile and closed this
+                    # connection to the old one: go there now, no backoff.
+                    log.debug("%s to %s ended by the move to leader %s", method, addr, self.leader)
+                    continue
             else:
                 self._succeeded(addr, leader_only, result, adoptions)
                 return result
@@ -440,8 +447,9 @@ class ClusterClient:
             _, fresh = self._connection(addr)
         except TransportError as e:
             log.debug("ready connection to %s failed: %s", addr, e)
-            with self._lock:
-                self._ready_failed(addr, self.policy.clock())
+            if e.reached:  # the server did work for it: do not repeat that every tick
+                with self._lock:
+                    self._ready_failed(addr, self.policy.clock())
             return
         finally:
             with self._lock:
@@ -617,13 +625,27 @@ class ClusterClient:
         return True
 
     # ---- internals ---------------------------------------------------
+    def _moved(self, addr: str, adoptions: int) -> bool:
+        """Whether a watch adopted a leader other than ``addr`` since
+        ``adoptions`` was read."""
+        with self._lock:
+            leader = self._leader
+            return self._adoptions != adoptions and leader is not None and leader != addr
+
     def _attempt(
-        self, addr: str, method: str, args: dict[str, Any] | None, timeout: float, idempotent: bool
+        self,
+        addr: str,
+        method: str,
+        args: dict[str, Any] | None,
+        timeout: float,
+        idempotent: bool,
+        adoptions: int,
     ) -> Any:
         """One attempt at ``addr``.  A reused connection that turns out dead
         (servers close RPC connections idle for 15 minutes, docs/rpc.md) is
         replaced once at no backoff cost, unless that could repeat a
-        non-idempotent call."""
+        non-idempotent call, or the connection was closed because a watch
+        moved to a new leader (``adoptions`` read before the attempt)."""
         conn, fresh = self._connection(addr)
         try:
             return conn.call(method, args, timeout=timeout, grace=self._grace)
@@ -632,7 +654,7 @@ class ClusterClient:
             raise
         except TransportError as e:
             self._drop_connection(addr, conn)
-            if fresh or (e.maybe_sent and not idempotent):
+            if fresh or (e.maybe_sent and not idempotent) or self._moved(addr, adoptions):
                 raise
             log.debug("connection to %s was stale (%s); reconnecting", addr, e)
         conn, _ = self._connection(addr)

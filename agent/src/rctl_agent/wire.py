@@ -80,12 +80,15 @@ class TransportError(Exception):
     """A call got no answer: connect failed, the connection broke, or it timed out.
 
     ``maybe_sent`` is False only when the request certainly never left this
-    process (so even a non-idempotent call may be retried).
+    process (so even a non-idempotent call may be retried).  ``reached`` is
+    True when opening a connection failed after the TCP connect succeeded
+    (the TLS handshake, a refused certificate): the server spent work on it.
     """
 
-    def __init__(self, message: str, *, maybe_sent: bool) -> None:
+    def __init__(self, message: str, *, maybe_sent: bool, reached: bool = False) -> None:
         super().__init__(message)
         self.maybe_sent = maybe_sent
+        self.reached = reached
 
 
 class CallTimeout(TransportError):
@@ -309,6 +312,7 @@ class Connection:
                     raise TransportError(
                         f"refusing {addr}: {e}; only rctl servers may answer agents",
                         maybe_sent=False,
+                        reached=True,
                     ) from None
             sock.settimeout(io_timeout)
             stream.sendall(bytes([CONN_RPC]))
@@ -321,7 +325,7 @@ class Connection:
             sock.close()
             why = f"TLS handshake with {addr} failed" if isinstance(err, ssl.SSLError) else ""
             raise TransportError(
-                f"{why or f'cannot connect to {addr}'}: {err}", maybe_sent=False
+                f"{why or f'cannot connect to {addr}'}: {err}", maybe_sent=False, reached=True
             ) from e
         except TransportError:
             sock.close()
