@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -142,8 +143,9 @@ func (a AgentsFollowing) String() string {
 // server claiming leadership in the highest term) has heard a heartbeat
 // from every running agent within maxAge and sees it healthy: Node.List
 // on the leader, heartbeat_age_ms ≥ 0 (-1 means this leader has not heard
-// from the node) and ≤ maxAge.
-func (c *Cluster) WaitAgentsFollowLeader(ctx context.Context, maxAge time.Duration) (AgentsFollowing, error) {
+// from the node) and ≤ maxAge. Servers named in not are never taken for
+// the leader (an isolated old leader that still claims it).
+func (c *Cluster) WaitAgentsFollowLeader(ctx context.Context, maxAge time.Duration, not ...string) (AgentsFollowing, error) {
 	if len(c.Agents) == 0 {
 		return AgentsFollowing{}, errNoAgents
 	}
@@ -151,7 +153,7 @@ func (c *Cluster) WaitAgentsFollowLeader(ctx context.Context, maxAge time.Durati
 	first := map[string]time.Time{}
 	firstOf := ""
 	for {
-		res, err := c.agentsFollowing(ctx, maxAge)
+		res, err := c.agentsFollowing(ctx, maxAge, not)
 		if res.Leader != firstOf {
 			first, firstOf = map[string]time.Time{}, res.Leader
 		}
@@ -173,11 +175,11 @@ func (c *Cluster) WaitAgentsFollowLeader(ctx context.Context, maxAge time.Durati
 	}
 }
 
-func (c *Cluster) agentsFollowing(ctx context.Context, maxAge time.Duration) (AgentsFollowing, error) {
+func (c *Cluster) agentsFollowing(ctx context.Context, maxAge time.Duration, not []string) (AgentsFollowing, error) {
 	var leader *Server
 	var term uint64
 	for _, sv := range c.Servers {
-		if !sv.Running() || sv.Paused() {
+		if !sv.Running() || sv.Paused() || slices.Contains(not, sv.Name) {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, time.Second)

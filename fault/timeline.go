@@ -136,3 +136,32 @@ func ParseLogfmt(s string) map[string]string {
 	}
 	return kv
 }
+
+// Established is when the named server logged that it established its
+// leadership of term (cluster/server.go: from then on it answers node
+// heartbeats and linearizable reads; a heartbeat that reaches it earlier
+// is held until then).
+func (c *Cluster) Established(name string, term uint64) (time.Time, error) {
+	sv := c.Server(name)
+	if sv == nil {
+		return time.Time{}, fmt.Errorf("fault: no server %q", name)
+	}
+	f, err := os.Open(sv.LogPath)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer f.Close()
+	want := strconv.FormatUint(term, 10)
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		kv := ParseLogfmt(sc.Text())
+		if kv["msg"] == "leadership established" && kv["term"] == want {
+			return time.Parse(time.RFC3339Nano, kv["time"])
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return time.Time{}, err
+	}
+	return time.Time{}, fmt.Errorf("fault: %s has not logged establishing its leadership of term %d", name, term)
+}

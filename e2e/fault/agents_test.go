@@ -4,8 +4,10 @@ package fault_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,14 +112,38 @@ func (r *agentRig) check(t *testing.T, acked, uncertain []string) {
 	t.Logf("agents follow the leader: %s", fol)
 }
 
+// waitAgentsLogged waits until every agent's log holds the line part.
+func waitAgentsLogged(t *testing.T, c *fault.Cluster, part string) {
+	t.Helper()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(30 * time.Second)
+	for {
+		var missing []string
+		for _, a := range c.Agents {
+			if b, err := os.ReadFile(a.LogPath); err != nil || !strings.Contains(string(b), part) {
+				missing = append(missing, a.Name)
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("agents %v never logged %q", missing, part)
+		}
+	}
+}
+
 // waitAgentsFollow waits until every running agent heartbeats to the
 // current leader and returns how long that took.
-func waitAgentsFollow(t *testing.T, c *fault.Cluster, within time.Duration) (fault.AgentsFollowing, time.Duration, error) {
+func waitAgentsFollow(t *testing.T, c *fault.Cluster, within time.Duration, not ...string) (fault.AgentsFollowing, time.Duration, error) {
 	t.Helper()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
-	res, err := c.WaitAgentsFollowLeader(ctx, agentHeartbeatAge)
+	res, err := c.WaitAgentsFollowLeader(ctx, agentHeartbeatAge, not...)
 	return res, time.Since(start), err
 }
 

@@ -164,7 +164,7 @@ func TestLeaderKillFailover(t *testing.T) {
 	work := startWorkload(c, 4)
 	probes := c.LocalProbes()
 
-	var elections, commits, follows, fromElection []time.Duration
+	var elections, commits, follows, fromElection, fromEstablished []time.Duration
 	for i := 0; i < rounds; i++ {
 		old, err := nem.Leader(30 * time.Second)
 		if err != nil {
@@ -189,7 +189,7 @@ func TestLeaderKillFailover(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d: no write after killing %s: %v", i+1, old.Name, err)
 		}
-		leader, _, electedAt, err := mon.WaitLeader(ctxFor(t, 10*time.Second), st.Term, old.Name)
+		leader, term, electedAt, err := mon.WaitLeader(ctxFor(t, 10*time.Second), st.Term, old.Name)
 		if err != nil {
 			t.Fatalf("round %d: %v", i+1, err)
 		}
@@ -205,11 +205,20 @@ func TestLeaderKillFailover(t *testing.T) {
 			case r.fol.Leader != leader:
 				t.Errorf("round %d: agents follow %s, the new leader is %s", i+1, r.fol.Leader, leader)
 			default:
+				// A heartbeat reaching the new leader before it has
+				// established its leadership is held until then.
 				last := r.fol.Last()
 				follows = append(follows, last.Sub(t0))
 				fromElection = append(fromElection, last.Sub(electedAt))
-				following = fmt.Sprintf(", every agent heartbeating to %s after %s (%s after the election)",
+				following = fmt.Sprintf(", every agent heartbeating to %s after %s (%s after the election",
 					r.fol.Leader, ms(last.Sub(t0)), ms(last.Sub(electedAt)))
+				if est, err := c.Established(leader, term); err == nil {
+					fromEstablished = append(fromEstablished, last.Sub(est))
+					following += fmt.Sprintf(", %s after it established its leadership", ms(last.Sub(est)))
+				} else {
+					t.Logf("round %d: %v", i+1, err)
+				}
+				following += ")"
 			}
 		}
 		t.Logf("round %2d: killed leader %s (term %d) → new leader %s after %s, first committed write (%s) after %s%s",
@@ -223,6 +232,10 @@ func TestLeaderKillFailover(t *testing.T) {
 		t.Logf("agents: every agent heartbeating to the new leader p50 %s max %s after the kill; p50 %s p99 %s max %s after the election",
 			ms(percentile(follows, 50)), ms(slices.Max(follows)),
 			ms(percentile(fromElection, 50)), ms(percentile(fromElection, 99)), ms(slices.Max(fromElection)))
+	}
+	if len(fromEstablished) > 0 {
+		t.Logf("agents: every agent heartbeating to the new leader p50 %s p99 %s max %s after it established its leadership",
+			ms(percentile(fromEstablished, 50)), ms(percentile(fromEstablished, 99)), ms(slices.Max(fromEstablished)))
 	}
 	for i := range commits {
 		if d := elections[i]; d >= failoverBound {
@@ -517,12 +530,33 @@ func TestCloudSplit(t *testing.T) {
 
 // The leader isolated from everything: the rest elect a leader and commit,
 // the old leader steps down; healed, it catches up.
+//
+// One node agent per cloud follows the leader throughout: its heartbeat
+// connection to the old leader goes silent, so only its leader watch can
+// tell it of the new one (issue 16: agents reach the new leader within a
+// round trip of its election).
 func TestLeaderIsolated(t *testing.T) {
-	c, mon := startCluster(t, 3, 2, false)
+	c, mon := startClusterWith(t, clusterOpts{aws: 3, gcp: 2, agents: 1})
 	nem := fault.NewNemesis(c, mon, 4)
 	leader, st := leaderAndStatus(t, c, nem)
+	if len(c.Agents) > 0 {
+		c.StartAgents()
+		if _, err := c.WaitAgentsFollowLeader(ctxFor(t, 60*time.Second), agentHeartbeatAge); err != nil {
+			t.Fatal(err)
+		}
+		// And each agent has had a heartbeat answered (its registration
+		// may have committed without its reply reaching it yet).
+		waitAgentsLogged(t, c, "following leader "+leader.Name)
+	}
 	nem.Isolate(leader)
 	t0 := time.Now()
+	followed := make(chan followResult, 1)
+	if len(c.Agents) > 0 {
+		go func() {
+			fol, _, err := waitAgentsFollow(t, c, 15*time.Second, leader.Name)
+			followed <- followResult{fol, err}
+		}()
+	}
 	stepDown := make(chan time.Time, 1)
 	go func() {
 		at, err := mon.WaitState(ctxFor(t, 10*time.Second), leader.Name, func(s string, _ uint64) bool { return s != "leader" })
@@ -536,9 +570,28 @@ func TestLeaderIsolated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newLeader, _, electedAt, err := mon.WaitLeader(ctxFor(t, 10*time.Second), st.Term, leader.Name)
+	newLeader, newTerm, electedAt, err := mon.WaitLeader(ctxFor(t, 10*time.Second), st.Term, leader.Name)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(c.Agents) > 0 {
+		r := <-followed
+		switch {
+		case r.err != nil:
+			t.Error(r.err)
+		case r.fol.Leader != newLeader:
+			t.Errorf("agents follow %s, the new leader is %s", r.fol.Leader, newLeader)
+		default:
+			last := r.fol.Last()
+			line := fmt.Sprintf("agents %v: every one heartbeating to %s after %s (%s after the election",
+				fault.AgentNames(c.Agents), newLeader, ms(last.Sub(t0)), ms(last.Sub(electedAt)))
+			if est, err := c.Established(newLeader, newTerm); err == nil {
+				line += fmt.Sprintf(", %s after it established its leadership", ms(last.Sub(est)))
+			} else {
+				t.Log(err)
+			}
+			t.Log(line + ")")
+		}
 	}
 	downAt := <-stepDown
 	if downAt.IsZero() {
