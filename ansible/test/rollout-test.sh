@@ -39,7 +39,9 @@
 # took, and where the playbooks' time went (slowest tasks) is in
 # logs/profile.txt (ansible/test/profile/rollout_profile.py; RO_KEEP keeps
 # it). Everything it creates (namespaces, bridge,
-# processes, mounts, temporary files) is removed on exit; it stops only
+# processes, mounts, temporary files) is removed on exit (and, should a run
+# be killed before that, by the next run, which holds a lock while it
+# runs and so knows such hosts are left over); it stops only
 # processes it started (its sshds and what their sessions started: the
 # processes inside its own namespaces, by pid) and the ssh masters and
 # write client it started. Logs: kept in $RO_KEEP (if set) or printed in
@@ -77,15 +79,32 @@ declare -A ip=([aws-1]=$subnet.11 [aws-2]=$subnet.12 [aws-3]=$subnet.13 [gcp-1]=
 	[gcp-3]=$subnet.23 [worker-1]=$subnet.41 [worker-2]=$subnet.42)
 mounts=(/etc/rctl /var/lib/rctl /var/lib/rctl-agent /opt/rctl /opt/rctl-agent /run/rctl /var/log/rctl)
 
-for h in "${hosts[@]}"; do
-	if ip netns list | grep -qw "ro-$h"; then
-		echo "rollout-test: namespace ro-$h exists (another rollout-test running?); not touching it" >&2
-		exit 1
-	fi
-done
-if ip link show "$bridge" >/dev/null 2>&1; then
-	echo "rollout-test: bridge $bridge exists (another rollout-test running?); not touching it" >&2
+# One run at a time: a run holds this lock until it exits (the kernel
+# drops it when the process dies, however it dies).
+lock=/run/lock/rctl-rollout-test.lock
+mkdir -p "$(dirname "$lock")"
+exec 9>"$lock"
+if ! flock -n 9; then
+	echo "rollout-test: another rollout-test is running (it holds $lock); not touching its hosts" >&2
 	exit 1
+fi
+# With the lock ours, test hosts that exist were left by a run that was
+# killed before its cleanup ran (SIGKILL): every process in them is that
+# run's, so they are removed as its cleanup would have.
+stale=()
+for h in "${hosts[@]}"; do
+	ip netns list | grep -qw "ro-$h" && stale+=("ro-$h")
+done
+if [ ${#stale[@]} -gt 0 ] || ip link show "$bridge" >/dev/null 2>&1; then
+	echo "rollout-test: removing hosts left by a killed run: ${stale[*]:-} $bridge" >&2
+	for ns in "${stale[@]}"; do
+		for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+	done
+	for ns in "${stale[@]}"; do
+		for i in $(seq 1 50); do [ -z "$(ip netns pids "$ns" 2>/dev/null)" ] && break; sleep 0.1; done
+		ip netns del "$ns"
+	done
+	ip link del "$bridge" 2>/dev/null || true
 fi
 if ip route show | grep -q "^$subnet\."; then
 	echo "rollout-test: $subnet.0/24 is already routed here; not touching it" >&2
