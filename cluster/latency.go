@@ -83,13 +83,15 @@ func (w *latencyWindow) p99() (time.Duration, bool) {
 // fdatasync of a batch).
 type timedLogStore struct {
 	raft.LogStore
-	lat *latencyWindow
+	lat  *latencyWindow
+	grew *signal // fired after entries are stored (nil: none)
 }
 
 func (t timedLogStore) StoreLog(l *raft.Log) error {
 	t0 := time.Now()
 	err := t.LogStore.StoreLog(l)
 	t.lat.observe(time.Since(t0))
+	t.stored(err)
 	return err
 }
 
@@ -97,7 +99,14 @@ func (t timedLogStore) StoreLogs(ls []*raft.Log) error {
 	t0 := time.Now()
 	err := t.LogStore.StoreLogs(ls)
 	t.lat.observe(time.Since(t0))
+	t.stored(err)
 	return err
+}
+
+func (t timedLogStore) stored(err error) {
+	if err == nil && t.grew != nil {
+		t.grew.fire()
+	}
 }
 
 // HealthFigures are this server's commit and log sync p99 (rpc.Backend);

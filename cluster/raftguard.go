@@ -63,6 +63,9 @@ import (
 // heard. Binding the header ID to the peer's certificate would close the
 // first gap; it needs a transport that reports the connection per RPC.
 //
+// Outbound, the guard also lets termopen.go fill a new leader's first
+// AppendEntries to each follower with the term's no-op.
+//
 // Pipelined AppendEntries responses (AppendEntriesPipeline) are passed
 // through unchecked: raft pipelines only after a successful exchange in
 // the same term, and a higher term there makes a leader step down
@@ -135,6 +138,10 @@ type raftGuard struct {
 	inner *raft.NetworkTransport
 	view  guardView
 	log   *slog.Logger
+	// opener fills a new leader's first AppendEntries to a follower with
+	// the term's no-op (termopen.go); nil sends requests as raft built
+	// them. Set before raft starts.
+	opener func(*raft.AppendEntriesRequest)
 
 	out     chan raft.RPC // Consumer: what raft reads
 	done    <-chan struct{}
@@ -421,6 +428,9 @@ func (g *raftGuard) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
 
 // AppendEntries implements raft.Transport.
 func (g *raftGuard) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if g.opener != nil && opensTerm(args) {
+		g.opener(args)
+	}
 	if err := g.inner.AppendEntries(id, target, args, resp); err != nil {
 		return err
 	}

@@ -69,6 +69,7 @@ type Server struct {
 	raftMoved          signal        // fired on raft's state and leader changes and vote requests (observe)
 	staleCandidateTerm atomic.Uint64 // succession.go: the last term whose candidate's log was behind ours
 	leaderMoved        signal        // fired at each leader change and when leadership is established (transfer.go)
+	logGrew            signal        // fired when entries reach raft's log (termopen.go)
 	notifyCh           chan bool
 	observerCh         chan raft.Observation
 	observer           *raft.Observer
@@ -287,11 +288,13 @@ func (s *Server) bootstrapIfNew(rc *raft.Config) error {
 // startRaft starts raft over the cached, timed log, the manifest and the
 // transport (behind raftguard.go's checks), and observes it.
 func (s *Server) startRaft(rc *raft.Config) error {
-	logs, err := raft.NewLogCache(logCacheSize, timedLogStore{LogStore: s.store, lat: &s.logSyncLat})
+	logs, err := raft.NewLogCache(logCacheSize, timedLogStore{LogStore: s.store, lat: &s.logSyncLat, grew: &s.logGrew})
 	if err != nil {
 		return fmt.Errorf("raft log cache: %w", err)
 	}
+	s.logs = logs
 	guard := newRaftGuard(s.trans, s, s.log)
+	guard.opener = s.openTerm
 	s.noteSnapshotConfigIndex()
 	r, err := raft.NewRaft(rc, raftFSM{FSM: s.fsm, s: s}, logs, s.store, s.snaps, guard)
 	if err != nil {
@@ -299,7 +302,6 @@ func (s *Server) startRaft(rc *raft.Config) error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	s.raft = r
-	s.logs = logs
 	s.raftReady.Store(r)
 	s.observer = raft.NewObserver(s.observerCh, false, nil)
 	s.raft.RegisterObserver(s.observer)
