@@ -213,6 +213,37 @@ def test_a_heartbeat_held_by_a_silent_leader_moves_to_the_new_one_at_once(
     client.close()
 
 
+def test_a_heartbeat_searching_at_a_silent_follower_moves_to_the_new_leader_at_once(
+    cluster: FakeCluster,
+) -> None:
+    """The leader died; the heartbeat walks the servers and waits at a
+    follower that does not answer (cut off) when a watch names the new
+    leader: it goes there at once, and the follower's connection stays."""
+    s0, s1, s2 = cluster.servers
+    client = following(cluster, make_client([s.addr for s in cluster.servers]))
+    watcher = threading.Thread(target=client.watch_leader, args=(30,), daemon=True)
+    watcher.start()
+    held_watch(cluster)
+    s1.mode = "blackhole"
+    s0.kill()
+    done: list[float] = []
+    beat = threading.Thread(
+        target=lambda: (heartbeat(client, timeout=20.0), done.append(time.monotonic())),
+        daemon=True,
+    )
+    beat.start()
+    # Refused at s0, the walk goes on to s1 (the next server), which holds it.
+    cluster.wait_for(lambda: "Node.Heartbeat" in s1.received, what="a heartbeat waiting at s1")
+    t0 = time.monotonic()
+    cluster.set_leader(s2)
+    beat.join(5)
+    assert done, "the heartbeat did not move to the new leader"
+    assert done[0] - t0 < 1.0, f"took {done[0] - t0:.2f} s"
+    assert [c.server for c in cluster.calls_of("Node.Heartbeat")][-1] == "s2"
+    assert s1.addr in client.ready_servers(), "s1's connection was closed, not just the call"
+    client.close()
+
+
 def test_a_new_leader_not_ready_yet_is_retried_not_walked_away_from(
     cluster: FakeCluster,
 ) -> None:

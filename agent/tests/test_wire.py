@@ -11,6 +11,7 @@ from fakeserver import FakeCluster
 
 from rctl_agent.wire import (
     MAX_FRAME,
+    CallAbandoned,
     CallTimeout,
     Connection,
     RpcError,
@@ -105,6 +106,37 @@ def test_timeout_closes_connection(cluster: FakeCluster) -> None:
     with pytest.raises(TransportError) as info:
         conn.call("Task.Get", {"id": "x"}, timeout=0.1)
     assert info.value.maybe_sent is False
+
+
+def test_abandon_fails_the_method_s_calls_and_keeps_the_connection(cluster: FakeCluster) -> None:
+    leader = cluster.servers[0]
+    conn = Connection(leader.addr)
+    leader.delay = 0.5  # the calls below wait at the server
+    errors: dict[str, BaseException] = {}
+
+    def call(method: str, args: dict[str, str]) -> None:
+        try:
+            conn.call(method, args, timeout=5)
+        except BaseException as e:
+            errors[method] = e
+
+    threads = [
+        threading.Thread(target=call, args=("Node.Heartbeat", {"node_id": "n1"})),
+        threading.Thread(target=call, args=("Task.Get", {"id": "x"})),
+    ]
+    for t in threads:
+        t.start()
+    cluster.wait_for(lambda: len(leader.received) == 2, what="both calls at the server")
+    assert conn.abandon("Node.Heartbeat") == 1
+    threads[0].join(1)
+    assert isinstance(errors.get("Node.Heartbeat"), CallAbandoned)
+    threads[1].join(5)
+    assert isinstance(errors.get("Task.Get"), RpcError)  # answered (not_found), not abandoned
+    assert not conn.closed  # the heartbeat's late answer was dropped, nothing broke
+    leader.delay = 0.0
+    with pytest.raises(RpcError):
+        conn.call("Task.Get", {"id": "x"}, timeout=2)
+    conn.close()
 
 
 def test_connect_refused_is_transport_error() -> None:

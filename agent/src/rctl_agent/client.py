@@ -80,6 +80,7 @@ from .retry import RetryPolicy
 from .tls import ClientTLS
 from .wire import (
     DEFAULT_GRACE,
+    CallAbandoned,
     CallTimeout,
     Connection,
     RpcError,
@@ -226,6 +227,7 @@ class ClusterClient:
         self._ready_failures: dict[str, int] = {}
         self._ready_retry_at: dict[str, float] = {}
         self._dialing: set[str] = set()
+        self._leader_only: set[str] = set()  # methods called with leader_only
 
     # ---- observation -------------------------------------------------
     @property
@@ -334,6 +336,9 @@ class ClusterClient:
         if not_after is not None:
             deadline = min(deadline, not_after)
         retryable = IDEMPOTENT_RETRYABLE_CODES if idempotent else RETRYABLE_CODES
+        if leader_only:
+            with self._lock:
+                self._leader_only.add(method)
         redirects = 0
         tried: list[str] = []
         last: BaseException | None = None
@@ -622,6 +627,14 @@ class ClusterClient:
             # Calls still waiting on the old leader (paused or cut off) fail
             # now and are retried at the new one.
             self._drop_connection_to(old)
+        with self._lock:
+            others = [c for a, c in self._conns.items() if a != laddr]
+            methods = list(self._leader_only)
+        for conn in others:
+            # Leader-only calls still waiting on another server (a search
+            # for the leader under way) go to the new one now.
+            for method in methods:
+                conn.abandon(method)
         return True
 
     # ---- internals ---------------------------------------------------
@@ -649,6 +662,8 @@ class ClusterClient:
         conn, fresh = self._connection(addr)
         try:
             return conn.call(method, args, timeout=timeout, grace=self._grace)
+        except CallAbandoned:
+            raise  # the leader moved (_adopt): the connection is fine
         except CallTimeout:
             self._drop_connection(addr, conn)
             raise

@@ -95,6 +95,11 @@ class CallTimeout(TransportError):
     """No response arrived within the call's timeout plus the grace period."""
 
 
+class CallAbandoned(TransportError):
+    """The caller gave up waiting (:meth:`Connection.abandon`); the
+    connection stays open and a late answer is dropped."""
+
+
 def parse_address(addr: str) -> tuple[str, int]:
     """Split ``host:port`` (or ``[v6]:port``) and check the port; raise ValueError."""
     host, sep, port_text = addr.strip().rpartition(":")
@@ -335,7 +340,7 @@ class Connection:
         self._closed = threading.Event()
         self._why = ""  # why it closed (a TLS alert from the server, say)
         self._lock = threading.RLock()  # guards _pending and writes
-        self._pending: dict[int, Future[dict[str, Any]]] = {}
+        self._pending: dict[int, tuple[Future[dict[str, Any]], str]] = {}  # seq -> (answer, method)
         self._seq = itertools.count(1)
         self._reader = threading.Thread(
             target=self._read_loop, name=f"rctl-conn-{addr}", daemon=True
@@ -371,7 +376,7 @@ class Connection:
                     f"connection to {self.addr} is closed ({self._why})", maybe_sent=False
                 )
             seq = next(self._seq)
-            self._pending[seq] = fut
+            self._pending[seq] = (fut, method)
             request = {
                 "seq": seq,
                 "method": method,
@@ -404,11 +409,24 @@ class Connection:
                 f"{method} to {self.addr}: no answer within {timeout + grace:.1f} s",
                 maybe_sent=True,
             ) from None
+        except CallAbandoned:
+            raise
         except TransportError as e:
             raise TransportError(f"{method} to {self.addr}: {e}", maybe_sent=True) from None
         if response.get("error") is not None:
             raise RpcError.from_wire(response["error"])
         return response.get("result")
+
+    def abandon(self, method: str) -> int:
+        """Fail the calls of ``method`` waiting here now with
+        :class:`CallAbandoned`, keeping the connection open (an answer that
+        still comes is dropped); return how many there were."""
+        with self._lock:
+            seqs = [seq for seq, (_, m) in self._pending.items() if m == method]
+            futs = [self._pending.pop(seq)[0] for seq in seqs]
+        for fut in futs:
+            fut.set_exception(CallAbandoned(f"{method} to {self.addr}: abandoned", maybe_sent=True))
+        return len(futs)
 
     def close(self) -> None:
         """Close the connection; calls in flight fail with TransportError."""
@@ -427,7 +445,7 @@ class Connection:
         except OSError:
             pass
         self._sock.close()
-        for fut in pending.values():
+        for fut, _ in pending.values():
             fut.set_exception(TransportError(f"connection lost ({why})", maybe_sent=True))
 
     def _read_loop(self) -> None:
@@ -440,9 +458,9 @@ class Connection:
                     why = f"malformed response {frame!r:.80}"
                     break
                 with self._lock:
-                    fut = self._pending.pop(seq, None)
-                if fut is not None:  # None: the call gave up already
-                    fut.set_result(frame)
+                    entry = self._pending.pop(seq, None)
+                if entry is not None:  # None: the call gave up already
+                    entry[0].set_result(frame)
         except (OSError, EOFError, ValueError) as e:
             why = str(e) or type(e).__name__
         except Exception as e:  # a decoding bug must not kill calls silently
