@@ -3,6 +3,7 @@
 package fault_test
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"testing"
@@ -95,4 +96,42 @@ func okOutcome(kind string) string {
 		return "pending"
 	}
 	return fault.OutOK
+}
+
+// A long run at 10 % loss on every link (issue 16: the 400 ms succession
+// silence must not move leadership under loss that leaves every quorum
+// able to talk). RCTL_FAULT_LOSS_SOAK (a Go duration, e.g. 20m) sets its
+// length; without it the test is skipped, so make test does not run it.
+// Only the pulse writes run, no history: a linearizability check of tens
+// of minutes of the full workload does not fit the machine
+// (bench/RESULTS-peer.md, the hour-long fault-free run). A window is
+// reported every 5 minutes.
+func TestLossSoak(t *testing.T) {
+	s := os.Getenv("RCTL_FAULT_LOSS_SOAK")
+	if s == "" {
+		t.Skip("set RCTL_FAULT_LOSS_SOAK=<duration> (e.g. 20m; go test -timeout above it) to hold 10% loss on every link that long")
+	}
+	run, err := time.ParseDuration(s)
+	if err != nil || run <= 0 {
+		t.Fatalf("RCTL_FAULT_LOSS_SOAK=%q: want a duration such as 20m", s)
+	}
+	c, mon := startCluster(t, 3, 2, false)
+	nem := fault.NewNemesis(c, mon, 10)
+	if _, err := nem.Leader(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	pulse := fault.StartPulse(pulseClient(c, 2*time.Second), "pulse-soak", 100*time.Millisecond, 10*time.Second)
+	defer pulse.Stop()
+	nodes := nem.NodeNames()
+	nem.LinkLoss(0.10, nodes...)
+	t0 := time.Now()
+	for done := time.Duration(0); done < run; {
+		step := min(run-done, 5*time.Minute)
+		from := time.Now()
+		time.Sleep(step)
+		window(t, fmt.Sprintf("10%% loss per link, %s–%s", done, done+step), mon, pulse, from, time.Now())
+		done += step
+	}
+	noElection(t, "10% loss per link, the whole soak", mon, t0)
+	nem.LinkLoss(0, nodes...)
 }
