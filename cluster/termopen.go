@@ -40,32 +40,25 @@ func (s *Server) openTerm(req *raft.AppendEntriesRequest) {
 		return
 	}
 	next := req.PrevLogEntry + 1
-	var timeout <-chan time.Time
+	timeout := time.NewTimer(termOpenWait)
+	defer timeout.Stop()
+	var last uint64
 	for {
 		grew := s.logGrew.watch()
-		last, err := logs.LastIndex()
-		if err != nil {
+		var err error
+		if last, err = logs.LastIndex(); err != nil {
 			return
 		}
 		if last >= next {
 			break
 		}
-		if timeout == nil {
-			t := time.NewTimer(termOpenWait)
-			defer t.Stop()
-			timeout = t.C
-		}
 		select {
 		case <-grew:
-		case <-timeout:
+		case <-timeout.C:
 			return
 		case <-s.shutdownCh:
 			return
 		}
-	}
-	last, err := logs.LastIndex()
-	if err != nil {
-		return
 	}
 	last = min(last, next+maxAppendEntries-1)
 	entries := make([]*raft.Log, 0, last-next+1)
