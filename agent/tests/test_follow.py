@@ -306,17 +306,49 @@ def test_fruitless_watches_back_off_instead_of_spinning(cluster: FakeCluster, ca
         assert client.watch_leader(30) is False
         rounds += 1
     pauses = t.sleeps[before:]
-    # Pauses of 0.1 s doubling (up to 25 % longer): 5 watches in 2 s.
-    assert len(pauses) == rounds, "every fruitless watch pauses"
+    # A failed watch moves on to the other server at once; the pause comes
+    # after both failed.  An answer that told nothing new pauses each time.
+    per_pause = 2 if case in ("refused", "unavailable") else 1
+    # Pauses of 0.1 s doubling (up to 25 % longer): 5 in 2 s.
+    assert rounds == per_pause * len(pauses), "every fruitless round pauses"
     for n, pause in enumerate(pauses):
         floor = min(WATCH_MAX_DELAY, WATCH_MIN_DELAY * 2**n)
         assert floor <= pause <= floor * 1.25, (n, pauses)
-    assert 2 <= rounds <= 8, rounds
+    assert 2 <= len(pauses) <= 8, pauses
     if case != "refused":
-        assert 2 <= len(watches(cluster)) <= 9
+        assert 2 <= len(watches(cluster)) <= 9 * per_pause
         assert {w.server for w in watches(cluster)} == {"s1", "s2"}, "it rotates"
     assert client.leader == cluster.servers[0].addr
     client.close()
+
+
+@pytest.mark.parametrize("case", ["refused", "unavailable"])
+def test_a_failed_watch_moves_to_the_next_server_at_once(cluster: FakeCluster, case: str) -> None:
+    """A watch whose server is gone (killed or restarting, as in overlapping
+    failures) or answers an error costs no pause while another server has
+    not failed: the next watch is held there at once."""
+    t = FakeTime()
+    policy = fast_policy(sleep=t.sleep, clock=t.clock)
+    client = following(cluster, make_client([s.addr for s in cluster.servers], policy=policy))
+    bad, good = cluster.servers[1], cluster.servers[2]
+    if case == "refused":
+        bad.kill()
+    else:
+        bad.mode = "unavailable"
+    with client._lock:  # aim the first watch at the failing server
+        client._watch_next = client._watch_targets().index(bad.addr)
+    assert client.watch_leader(30) is False
+    assert t.sleeps == [], "no pause after the first failure"
+    held = threading.Thread(target=client.watch_leader, args=(30,), daemon=True)
+    held.start()
+    cluster.wait_for(
+        lambda: [w for w in watches(cluster) if w.server == good.id], what="a watch at s2"
+    )
+    held_watch(cluster)
+    assert t.sleeps == []
+    client.close()
+    held.join(2)
+    assert not held.is_alive()
 
 
 @pytest.mark.parametrize("case", FRUITLESS)
@@ -325,14 +357,20 @@ def test_close_ends_a_pause_after_a_fruitless_watch(cluster: FakeCluster, case: 
     policy = RetryPolicy(base_delay=pause, max_delay=pause, jitter=0.0)
     client = following(cluster, make_client([s.addr for s in cluster.servers], policy=policy))
     make_fruitless(cluster, case)
+    # Failed watches pause once both other servers failed: the second watch.
+    n = 2 if case in ("refused", "unavailable") else 1
     result: list[bool] = []
-    t = threading.Thread(target=lambda: result.append(client.watch_leader(30)), daemon=True)
+
+    def watch() -> None:
+        result.extend(client.watch_leader(30) for _ in range(n))
+
+    t = threading.Thread(target=watch, daemon=True)
     t.start()
     wait_until(lambda: parked_in(t, "_watch_fruitless"), what="the pause after the watch")
     t0 = time.monotonic()
     client.close()
     t.join(2)
-    assert not t.is_alive() and result == [False]
+    assert not t.is_alive() and result == [False] * n
     assert time.monotonic() - t0 < 2 < pause
     assert client.leader == cluster.servers[0].addr
 

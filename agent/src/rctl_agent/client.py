@@ -218,6 +218,7 @@ class ClusterClient:
         self._adoptions = 0
         self._watch_next = int(self.policy.random() * 1024)  # spread agents over servers
         self._watch_failures = 0
+        self._watch_missed = 0  # failed watches in a row since the last pause
         # Ready connections (keep_ready): per address, when its connection
         # opened, how many tries in a row failed, when to try next.
         self._ready_thread: threading.Thread | None = None
@@ -489,7 +490,12 @@ class ClusterClient:
         failure or an answer that told nothing new, after a pause that grows
         with each such answer in a row (:data:`WATCH_MIN_DELAY` doubling to
         :data:`WATCH_MAX_DELAY`, or the retry policy's delay if longer), so
-        calling it in a loop never spins.  Before any leader-only call has
+        calling it in a loop never spins.  A watch that failed (its server
+        refused, reset or timed out the call, or answered an error) returns
+        False at once while another server has not failed since the last
+        pause: the next watch asks that one.  A server killed or restarting
+        during overlapping failures thus costs no pause; a whole round of
+        failed servers does.  Before any leader-only call has
         succeeded there is no leader to watch: it waits for that instead.
         Returns False at once once the client is closed (which also ends a
         watch in flight).
@@ -520,6 +526,8 @@ class ClusterClient:
                 self._drop_connection_to(addr)
             log.debug("leader watch at %s failed: %s", addr, e)
             return self._watch_fruitless(addr, rotate=True)
+        with self._lock:
+            self._watch_missed = 0
         if self._adopt(addr, known, reply, spread):
             return True
         with self._lock:
@@ -534,19 +542,33 @@ class ClusterClient:
         with self._lock:
             return self._closed
 
+    def _watch_targets(self) -> list[str]:
+        """The servers a watch asks in turn: all but the leader (caller holds
+        the lock); empty when the leader is the only known server."""
+        return [a for a in self._servers if a not in (self._leader, self._leader_id_addr)]
+
     def _watch_target(self) -> str:
         """The next server to watch the leader from (caller holds the lock)."""
-        others = [a for a in self._servers if a not in (self._leader, self._leader_id_addr)]
+        others = self._watch_targets()
         if not others:
             return self._leader or self._leader_id_addr or self._servers[0]
         return others[self._watch_next % len(others)]
 
     def _watch_fruitless(self, addr: str, *, rotate: bool) -> bool:
-        """Pause after a watch that told nothing new; always False."""
+        """Pause after a watch that told nothing new; always False.
+
+        ``rotate``: the watch failed.  The next watch asks the next server,
+        at once while a server has not failed since the last pause."""
         with self._lock:
-            self._watch_failures += 1
             if rotate:
                 self._watch_next += 1
+                self._watch_missed += 1
+                targets = len(self._watch_targets()) or 1
+                if self._watch_missed < targets and not self._closed:
+                    log.debug("leader watch moves on from %s at once", addr)
+                    return False
+                self._watch_missed = 0
+            self._watch_failures += 1
             n = self._watch_failures
             if self._closed:
                 return False
