@@ -21,6 +21,7 @@ import (
 // 3.0 s. The median must stay under one dial timeout (rpc.DialTimeout),
 // which every call paid before.
 func TestBlackholedFirstAddress(t *testing.T) {
+	t.Parallel()
 	c, mon := startClusterWith(t, clusterOpts{aws: 3, gcp: 2})
 	nem := fault.NewNemesis(c, mon, 1)
 	leader, err := nem.Leader(30 * time.Second)

@@ -155,6 +155,7 @@ func waitAgentsFollow(t *testing.T, c *fault.Cluster, within time.Duration, not 
 // acknowledged for ttl - max(ttl/4, interval) they stop their tasks, before
 // the leader requeues them (this test failed before agents did).
 func TestLongJobsCutOffAgents(t *testing.T) {
+	t.Parallel()
 	if agentErr != nil {
 		t.Skip(agentErr)
 	}

@@ -30,6 +30,7 @@ import (
 // or "3+3"; RCTL_CHAOS_REPORT the report's path (default
 // $TMPDIR/rctl-chaos-<seed>-<time>/report.md).
 func TestChaos(t *testing.T) {
+	t.Parallel()
 	seedText := os.Getenv("RCTL_CHAOS_SEED")
 	if seedText == "" {
 		t.Skip("randomized nemesis session: runs only with RCTL_CHAOS_SEED set (make chaos SEED=1 DURATION=5m)")

@@ -50,6 +50,13 @@
 //	                        their jobs) before the leader requeues them, so
 //	                        no job runs on two nodes at once
 //
+// Every scenario builds its own network (namespaces named per process and
+// network, see package fault), so they run in parallel: make test passes
+// -parallel 3 (go test's default is GOMAXPROCS). Mostly they wait on the
+// emulated network's delays and timeouts: three at a time keep about a
+// third of two cores busy. For figures of one scenario alone, run it
+// alone (-run).
+//
 // They need root and skip with a message without it. Without a node agent
 // (RCTL_AGENT_BIN, or agent/.venv from `make agent-venv`) the scenarios
 // that use agents run without them and log that they did. Run as root

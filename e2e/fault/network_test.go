@@ -85,6 +85,7 @@ func noElection(t *testing.T, name string, mon *fault.Monitor, from time.Time) {
 // knows a leader and refuses its votes) and its clients get through via
 // the bridge. Healed, everything converges.
 func TestBridgePartition(t *testing.T) {
+	t.Parallel()
 	c, mon := startCluster(t, 3, 2, false)
 	nem := fault.NewNemesis(c, mon, 7)
 	leader, err := nem.Leader(30 * time.Second)
@@ -143,6 +144,7 @@ func TestBridgePartition(t *testing.T) {
 // applies), then 10 %. Figures are logged; writes must never stop for the
 // failover bound, and neither loss window may see a leader election.
 func TestPacketLoss(t *testing.T) {
+	t.Parallel()
 	c, mon := startCluster(t, 3, 2, false)
 	nem := fault.NewNemesis(c, mon, 8)
 	if _, err := nem.Leader(30 * time.Second); err != nil {
@@ -206,6 +208,7 @@ func TestPacketLoss(t *testing.T) {
 // move leadership. A big enough spike on the leader may; writes must never
 // stop for the failover bound, and the cluster must settle after each.
 func TestLatencySpikes(t *testing.T) {
+	t.Parallel()
 	c, mon := startCluster(t, 3, 2, false)
 	nem := fault.NewNemesis(c, mon, 9)
 	if _, err := nem.Leader(30 * time.Second); err != nil {
@@ -292,6 +295,7 @@ func TestLatencySpikes(t *testing.T) {
 // such a leader in bursts, a quorum is rarely silent at the same moment,
 // and raft's timers, not succession, then decide.
 func TestLeaderOnALossyLink(t *testing.T) {
+	t.Parallel()
 	c, mon := startCluster(t, 3, 2, false)
 	nem := fault.NewNemesis(c, mon, 10)
 	leader, st := leaderAndStatus(t, c, nem)

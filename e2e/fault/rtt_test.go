@@ -24,6 +24,7 @@ import (
 // 1 ms with an independent TCP echo between the same namespaces. `rctl members` shows the same
 // figures from the leader. On the wan profile nothing is out of range.
 func TestOperatorRTT(t *testing.T) {
+	t.Parallel()
 	c, mon := startCluster(t, 3, 2, false)
 	if _, err := mon.WaitStable(ctxFor(t, 30*time.Second)); err != nil {
 		t.Fatal(err)
@@ -124,6 +125,7 @@ func TestOperatorRTT(t *testing.T) {
 // profile (made for round trips under 20 ms) get a warning from `rctl
 // operator rtt` and from `rctl members`.
 func TestRTTWarnsAboutTheTimingProfile(t *testing.T) {
+	t.Parallel()
 	fault.SkipUnlessCapable(t)
 	c := fault.StartCluster(t, fault.ClusterConfig{Bin: rctlBin, Servers: fault.Shape(3, 0),
 		Clients: fault.ClientsPerCloud(), Timing: "lan", Insecure: os.Getenv("RCTL_FAULT_INSECURE") == "1"})

@@ -92,6 +92,7 @@ func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }
 // TestEmulatedNetwork measures the emulated round trips with real TCP
 // between the namespaces the scenarios use.
 func TestEmulatedNetwork(t *testing.T) {
+	t.Parallel()
 	fault.SkipUnlessCapable(t)
 	n := fault.NewNetwork(t, fault.DefaultNet(), append(fault.Shape(3, 2), fault.ClientsPerCloud()...)...)
 	for _, p := range [][2]string{{"aws1", "aws2"}, {"gcp1", "gcp2"}, {"aws1", "gcp1"}, {"c-gcp", "aws3"}, {"c-aws", "aws2"}} {
@@ -107,6 +108,7 @@ func TestEmulatedNetwork(t *testing.T) {
 // from starting the processes to the first leader and to the first
 // acknowledged write, which must be under 10 s.
 func TestColdStart(t *testing.T) {
+	t.Parallel()
 	c, mon := startCluster(t, 3, 2, true)
 	probes := c.LocalProbes()
 	t0 := time.Now()
@@ -149,6 +151,7 @@ type followResult struct {
 }
 
 func TestLeaderKillFailover(t *testing.T) {
+	t.Parallel()
 	rounds := 10
 	if s := os.Getenv("RCTL_FAULT_ROUNDS"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil && n > 0 {
@@ -327,6 +330,7 @@ func checkHistory(t *testing.T, c *fault.Cluster, h *fault.History) {
 // keeps changing: a build that answered linearizable reads without a
 // quorum would show them stale state there, and the checker would say so.
 func TestMinorityPartition(t *testing.T) {
+	t.Parallel()
 	c, mon := startClusterWith(t, clusterOpts{aws: 3, gcp: 2, agents: 2})
 	nem := fault.NewNemesis(c, mon, 2)
 	leader, err := nem.Leader(30 * time.Second)
@@ -441,6 +445,7 @@ func TestMinorityPartition(t *testing.T) {
 // both sides while stale reads are still answered; once healed, writes
 // resume. With 3+2 the three-server side keeps committing.
 func TestCloudSplit(t *testing.T) {
+	t.Parallel()
 	fault.SkipUnlessCapable(t)
 	for _, tc := range []struct {
 		name     string
@@ -536,6 +541,7 @@ func TestCloudSplit(t *testing.T) {
 // tell it of the new one (issue 16: agents reach the new leader within a
 // round trip of its election).
 func TestLeaderIsolated(t *testing.T) {
+	t.Parallel()
 	c, mon := startClusterWith(t, clusterOpts{aws: 3, gcp: 2, agents: 1})
 	nem := fault.NewNemesis(c, mon, 4)
 	leader, st := leaderAndStatus(t, c, nem)
@@ -656,6 +662,7 @@ var stalePauseTasks = []string{"paused-0", "paused-1", "paused-2", "paused-3", "
 // the first nine tries); a partition cannot catch it at all, since the
 // cut-off leader's lease (300 ms) runs out before the others can elect.
 func TestPausedLeader(t *testing.T) {
+	t.Parallel()
 	c, mon := startCluster(t, 3, 2, false)
 	nem := fault.NewNemesis(c, mon, 5)
 	leader, st := leaderAndStatus(t, c, nem)
@@ -747,6 +754,7 @@ func TestPausedLeader(t *testing.T) {
 // after a restart, and after every server is killed -9 at once and
 // restarted, every acknowledged write is still there.
 func TestRestartRecoversLog(t *testing.T) {
+	t.Parallel()
 	c, mon := startCluster(t, 3, 2, false)
 	nem := fault.NewNemesis(c, mon, 6)
 	leader, err := nem.Leader(30 * time.Second)
@@ -817,6 +825,7 @@ func TestRestartRecoversLog(t *testing.T) {
 // is in the very next term, chosen by the hand-over (the stopping
 // server's log says so), and the process exits 0.
 func TestGracefulStopHandsOver(t *testing.T) {
+	t.Parallel()
 	c, mon := startClusterWith(t, clusterOpts{aws: 3, gcp: 2})
 	nem := fault.NewNemesis(c, mon, 3)
 	if _, err := nem.Leader(30 * time.Second); err != nil {

@@ -46,6 +46,7 @@ func stableRun(t *testing.T) time.Duration {
 // leader and pre-votes in vain leaves the term as it is: DESIGN.md's
 // pitfall; the monitor counts those observations too).
 func TestFaultFreeRun(t *testing.T) {
+	t.Parallel()
 	run := stableRun(t)
 	c, mon := startClusterWith(t, clusterOpts{aws: 3, gcp: 2, agents: 1})
 	if _, err := mon.WaitStable(ctxFor(t, 30*time.Second)); err != nil {
@@ -107,6 +108,7 @@ func okOutcome(kind string) string {
 // (bench/RESULTS-peer.md, the hour-long fault-free run). A window is
 // reported every 5 minutes.
 func TestLossSoak(t *testing.T) {
+	t.Parallel()
 	s := os.Getenv("RCTL_FAULT_LOSS_SOAK")
 	if s == "" {
 		t.Skip("set RCTL_FAULT_LOSS_SOAK=<duration> (e.g. 20m; go test -timeout above it) to hold 10% loss on every link that long")
