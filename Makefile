@@ -218,12 +218,13 @@ test-docclient: agent-venv build
 #                       (5 voters, the non-voter gcp-3, 2 agent workers), each
 #                       a network namespace with its own sshd and its own
 #                       /etc/rctl, /var/lib/rctl, /opt/rctl: site.yml for
-#                       version 0.9.0 with TLS and ACLs, again (changed=0),
-#                       once more with a changed setting (rolling restart),
-#                       then upgrade.yml to this build while a client writes;
-#                       prints one line lost_writes=… failed_writes=…
-#                       max_write_gap_ms=… leader_changes=… changed_on_second_run=…
-#                       nonvoter_ok=…, then the seconds per phase
+#                       version 0.9.0 with TLS and ACLs, again with a
+#                       changed server setting (only rctl.env and a rolling
+#                       restart may change), then upgrade.yml to this build
+#                       while a client writes; prints one line lost_writes=…
+#                       failed_writes=… max_write_gap_ms=… leader_changes=…
+#                       unexpected_changes_on_second_run=… nonvoter_ok=…,
+#                       then the seconds per phase
 #                       (ansible/test/rollout-test.sh). make test runs it as
 #                       root (test-rollout).
 ANSIBLE_VENV         := .tools/ansible-venv
