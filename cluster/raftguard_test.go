@@ -108,6 +108,10 @@ func newGuardHarness(t *testing.T, view *guardFakeView) *guardHarness {
 	h.addr = inner.LocalAddr()
 	h.client = newGuardTransport(t)
 	t.Cleanup(func() {
+		// The client's pooled connections first: the server side's
+		// connection goroutines end when they close (Close alone leaves
+		// them open, and goleak saw them when these tests ran alone).
+		h.client.CloseStreams()
 		h.client.Close()
 		h.g.Close()
 	})
@@ -460,7 +464,11 @@ func TestRaftGuardTimeoutNow(t *testing.T) {
 func TestRaftGuardTimeoutNowCheckIsOffThePath(t *testing.T) {
 	v := newGuardFakeView(100, "L")
 	release := make(chan struct{})
-	v.onGone = func() { <-release }
+	started := make(chan struct{}, maxPendingTimeoutNow+1)
+	v.onGone = func() {
+		started <- struct{}{}
+		<-release
+	}
 	v.gone.Store(true)
 	h := newGuardHarness(t, v)
 
@@ -468,12 +476,13 @@ func TestRaftGuardTimeoutNowCheckIsOffThePath(t *testing.T) {
 	for range maxPendingTimeoutNow {
 		waiting = append(waiting, h.call(&raft.TimeoutNowRequest{RPCHeader: guardHeader("X")}, nil))
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for v.goneCalls.Load() < maxPendingTimeoutNow {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d LeaderGone checks started, want %d", v.goneCalls.Load(), maxPendingTimeoutNow)
+	timeout := time.After(5 * time.Second)
+	for n := range maxPendingTimeoutNow {
+		select {
+		case <-started:
+		case <-timeout:
+			t.Fatalf("%d LeaderGone checks started, want %d", n, maxPendingTimeoutNow)
 		}
-		time.Sleep(time.Millisecond)
 	}
 	// Other RPCs still flow, and one more TimeoutNow is refused as busy.
 	h.expectAccepted(guardRequest("AppendEntries", 100), nil)
@@ -531,8 +540,12 @@ func TestRaftGuardRefusesResponseTerm(t *testing.T) {
 		}
 	})
 	logs := &guardLogs{}
-	g := newRaftGuard(newGuardTransport(t), newGuardFakeView(100, ""), slog.New(slog.NewJSONHandler(logs, nil)))
-	t.Cleanup(func() { g.Close() })
+	inner := newGuardTransport(t)
+	g := newRaftGuard(inner, newGuardFakeView(100, ""), slog.New(slog.NewJSONHandler(logs, nil)))
+	t.Cleanup(func() {
+		inner.CloseStreams() // its pooled connections to peer (see newGuardHarness)
+		g.Close()
+	})
 	to := peer.LocalAddr()
 	calls := map[string]func() error{
 		"AppendEntries": func() error {
