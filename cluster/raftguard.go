@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -188,18 +189,28 @@ type refusal struct {
 	err    error
 }
 
+// refusalPrefix starts the error text of every refusal, as the peer gets
+// it (NetworkTransport carries an RPC error as its text).
+const refusalPrefix = "rctl: raft rpc refused: "
+
 var (
 	refusedTermCeiling = &refusal{"term_ceiling",
-		errors.New("rctl: raft rpc refused: term too close to the end of the term space")}
+		errors.New(refusalPrefix + "term too close to the end of the term space")}
 	refusedTermJump = &refusal{"term_jump",
-		errors.New("rctl: raft rpc refused: term too far ahead of this server's")}
+		errors.New(refusalPrefix + "term too far ahead of this server's")}
 	refusedLogTerm = &refusal{"log_term_ahead",
-		errors.New("rctl: raft rpc refused: log term ahead of the request's term")}
+		errors.New(refusalPrefix + "log term ahead of the request's term")}
 	refusedLeaderAlive = &refusal{"leader_alive",
-		errors.New("rctl: raft rpc refused: TimeoutNow not from the leader, which this server still hears")}
+		errors.New(refusalPrefix + "TimeoutNow not from the leader, which this server still hears")}
 	refusedBusy = &refusal{"busy",
-		errors.New("rctl: raft rpc refused: too many TimeoutNow requests under check")}
+		errors.New(refusalPrefix + "too many TimeoutNow requests under check")}
 )
+
+// guardRefused reports whether err, returned by a raft RPC to a peer, is
+// that peer's guard refusing it: an answer, not a failed connection.
+func guardRefused(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), refusalPrefix)
+}
 
 // errGuardClosed answers RPCs still in the guard when it stops.
 var errGuardClosed = raft.ErrTransportShutdown

@@ -708,3 +708,25 @@ func BenchmarkRaftGuardAppendEntries(b *testing.B) {
 		})
 	}
 }
+
+// A successor's TimeoutNow that the receiver's guard refuses (its leader
+// is alive) is not sent again: the refusal is the answer. Sent again a
+// round trip later, it could find that leader gone and start an election
+// for the leader the sender had judged lost, long replaced
+// (TestLeaderKillFailover saw a 6 s failover from that). A failed
+// connection is still tried once more.
+func TestTimeoutNowRefusalIsNotResent(t *testing.T) {
+	v := newGuardFakeView(100, "L") // a leader this server still hears
+	h := newGuardHarness(t, v)
+	s := &Server{trans: h.client, cfg: Config{NodeID: "X", Advertise: string(h.client.LocalAddr())}}
+	err := s.timeoutNow(peerState{id: "srv", addr: string(h.addr)})
+	if !guardRefused(err) {
+		t.Fatalf("TimeoutNow to a server that hears its leader: %v, want its guard's refusal", err)
+	}
+	if n := v.goneCalls.Load(); n != 1 {
+		t.Errorf("the receiver checked %d TimeoutNow requests, want 1 (no resend after a refusal)", n)
+	}
+	if guardRefused(errors.New("dial tcp 10.0.0.1:50051: connect: connection refused")) {
+		t.Error("a refused connection counts as a guard's refusal; it must be retried")
+	}
+}

@@ -407,9 +407,14 @@ func (s *Server) timeoutNow(p peerState) error {
 	}}
 	var resp raft.TimeoutNowResponse
 	err := s.trans.TimeoutNow(id, addr, &req, &resp)
-	if err != nil {
+	if err != nil && !guardRefused(err) {
 		// A pooled connection may have gone stale (the transport drops
-		// it on error): once more on a fresh one.
+		// it on error): once more on a fresh one. Not after a refusal:
+		// that is the successor's answer (it still hears its leader), and
+		// sent again a round trip later the request could find that
+		// leader gone and start an election for the one this server
+		// judged lost, already replaced (a kill -9 failover of 6 s, with
+		// succMu held meanwhile, so this server missed the real loss).
 		err = s.trans.TimeoutNow(id, addr, &req, &resp)
 	}
 	return err
