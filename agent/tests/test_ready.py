@@ -12,7 +12,7 @@ from fakeserver import FakeCluster
 from test_client import heartbeat, register
 from test_follow import held_watch
 
-from rctl_agent.client import ClusterClient
+from rctl_agent.client import READY_STABLE, ClusterClient
 
 TICK = 0.05  # the tests' ready tick: pauses double from here
 
@@ -51,6 +51,38 @@ def test_a_connection_the_server_closed_is_opened_again(cluster: FakeCluster) ->
         s1.revive()
         cluster.wait_for(lambda: s1.accepts == 3, what="s1's connection opened after its restart")
         all_ready(client, cluster)
+    finally:
+        client.close()
+
+
+def test_a_connection_that_held_is_reopened_without_a_pause_after_each_crash(
+    cluster: FakeCluster,
+) -> None:
+    """Servers killed one after another every few seconds (overlapping
+    failures) must not leave the agent without a ready connection: a
+    connection that held READY_STABLE ticks and then closed is no failure,
+    so every reopen comes within a tick or two.  Counted as failures, the
+    pauses would double, 1, 2, 4, 8 ticks, and the last reopen below would
+    take 8 ticks or more."""
+    HELD = 5  # ticks each connection lives: killed every 5 s with a 1 s tick
+    assert READY_STABLE < HELD
+    s1 = cluster.servers[1]
+    client = make_client([s.addr for s in cluster.servers])
+    try:
+        client.keep_ready(TICK)
+        all_ready(client, cluster)
+        for n in range(2, 6):
+            time.sleep(HELD * TICK)  # it held, then the server crashed
+            s1.kill()
+            wait_until(lambda: s1.addr not in client.ready_servers(), what="s1's connection closed")
+            s1.revive()
+            t0 = time.monotonic()
+            what = f"s1's connection opened again ({n})"
+            cluster.wait_for(lambda n=n: s1.accepts == n, what=what)
+            took = time.monotonic() - t0
+        # Within two ticks of the restart (a pause of 8 ticks on the
+        # fourth crash if each counted as a failure), plus scheduling slack.
+        assert took < 5 * TICK, took
     finally:
         client.close()
 
