@@ -30,7 +30,7 @@ build:
 
 # make test also runs the release and rollout checks: the packages
 # (package-test: goreleaser snapshot, contents, systemd-analyze verify,
-# install/upgrade/purge) and, as root, the Ansible rollout on five
+# install/upgrade/purge) and, as root, the Ansible rollout on eight
 # namespace hosts (rollout-test; skipped with a message when not root).
 #
 # The phases run one after another, each timed ("make test: <phase> took N
