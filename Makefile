@@ -21,7 +21,7 @@ BIN     := bin/rctl
 # running as root (as CI does); without them those tests skip.
 DEB_PKGS := tmux iproute2
 
-.PHONY: deps all build test test-rollout lint-monitoring lint-terraform test-go lint lint-go agent-venv test-agent lint-agent dev bench bench-quick bench-compare bench-tls chaos fuzz clean
+.PHONY: deps all build test test-rollout lint-monitoring lint-terraform test-go lint lint-go agent-venv test-agent lint-agent dev bench bench-quick bench-compare bench-compare-peer bench-tls chaos fuzz clean
 
 all: build
 
@@ -149,9 +149,28 @@ bench-quick: build
 # from git archive: the working tree is not touched) and this tree's
 # (bin/rctl), base then head per benchmark; prints one Markdown table and
 # keeps the raw outputs in bench/out/compare-<base>-<head>/ (bench/compare.sh).
+# BENCH_COUNT=N alternates base and head N times and shows the means.
 # e.g. make bench-compare BASE=HEAD~3 BENCH='^BenchmarkTaskAdd$'
 bench-compare:
 	@GO='$(GO)' MAKE='$(MAKE)' bash bench/compare.sh "$$BASE" "$$BENCH"
+
+# The failover scenarios (kill -9, SIGSTOP, host cut off) on the emulated
+# two-cloud network (needs root) with BASE's build as rctl-base beside this
+# tree's rctl (bench/peer). bin/rctl-base is built as bench-compare builds
+# it (git archive BASE, the working tree untouched), with BASE's commit
+# stamped in as its version for the report's header; the report goes to
+# bench/out/peer-compare-<base>.md, e.g. make bench-compare-peer BASE=HEAD~3
+bench-compare-peer: build
+	@test -n "$$BASE" || { echo "bench-compare-peer: BASE=<git rev> is missing" >&2; exit 2; }
+	set -e; git() { command git -c safe.directory='$(CURDIR)' "$$@"; }; \
+	base=$$(git rev-parse --short --verify --quiet "$$BASE^{commit}") || { echo "bench-compare-peer: BASE=$$BASE is no revision" >&2; exit 2; }; \
+	src=$$(mktemp -d); trap 'rm -rf "$$src"' EXIT; \
+	git archive --format=tar "$$base" | tar -x --no-same-owner -C "$$src"; \
+	(cd "$$src" && $(GO) build -ldflags "-X github.com/rctl-dev/rctl/cli.Version=$$base" -o '$(abspath bin/rctl-base)' .); \
+	mkdir -p bench/out; rc=0; \
+	($(PEERBENCH) --rctl-base-bin '$(abspath bin/rctl-base)' --systems rctl,rctl-base --net wan \
+		--scenarios failover,freeze,silent --out ../out/peer-compare-$$base.md) || rc=$$?; \
+	[ "$$(id -u)" != 0 ] || chown -R "$$(stat -c %u:%g .)" bench/out bin/rctl-base; exit $$rc
 
 # Randomized nemesis session on the emulated two-cloud network (needs root);
 # prints the path of its Markdown report, e.g. make chaos SEED=7 DURATION=10m

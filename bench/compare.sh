@@ -17,7 +17,10 @@
 # `go test -list` does; a part after the first "/" selects sub-benchmarks,
 # e.g. BENCH='^BenchmarkTaskAdd$/clients=1$'. Raw outputs are kept in
 # bench/out/compare-<base>-<head>/ (base.txt, head.txt, compare.md).
-# Environment: GO (go), MAKE (make), BENCH_TIMEOUT (per run, 30m); the
+# Environment: GO (go), MAKE (make), BENCH_TIMEOUT (per run, 30m),
+# BENCH_COUNT (1: runs of each benchmark per build, alternated base, head,
+# base, head, …; the table shows each side's mean and the count, for
+# figures whose run-to-run spread is larger than the change sought); the
 # benchmarks' own RCTL_BENCH_* settings are passed on.
 # Exit status: 0, 1 if a build or a benchmark run failed (the table is
 # printed all the same), 2 for a usage error.
@@ -42,6 +45,7 @@ fail_usage() {
 GO=${GO:-go}
 MAKE=${MAKE:-make}
 TIMEOUT=${BENCH_TIMEOUT:-30m}
+COUNT=${BENCH_COUNT:-1}
 base_arg=${1:-${BASE:-}}
 bench_re=${2:-${BENCH:-}}
 
@@ -52,6 +56,7 @@ cd "$root"
 # repository ("dubious ownership"); this script only reads from it.
 git() { command git -c safe.directory="$root" "$@"; }
 
+[[ $COUNT =~ ^[1-9][0-9]*$ ]] || fail_usage "BENCH_COUNT=$COUNT: want a positive number of runs per build"
 [ -n "$base_arg" ] || fail_usage "BASE is missing: name the git revision to compare with"
 git rev-parse --is-inside-work-tree >/dev/null 2>&1 || fail_usage "$root is not a git checkout"
 base_sha=$(git rev-parse --verify --quiet "${base_arg}^{commit}") ||
@@ -119,18 +124,20 @@ for name in "${benches[@]}"; do
 	i=$((i + 1))
 	pattern="^${name}\$${sub_re}"
 	times=""
-	for side in base head; do
-		if [ "$side" = base ]; then bin=$root/bin/rctl-base; else bin=$root/bin/rctl; fi
-		t0=$(date +%s)
-		rc=0
-		echo "# bench-compare: $name, $side build ($bin), $(date '+%H:%M:%S')" >>"$out/$side.txt"
-		(cd bench && RCTL_BIN=$bin "$tmp/bench.test" -test.run='^$' -test.bench="$pattern" \
-			-test.benchtime=1x -test.timeout="$TIMEOUT") >>"$out/$side.txt" 2>&1 || rc=$?
-		times+=" $side $(($(date +%s) - t0)) s"
-		if [ "$rc" != 0 ]; then
-			times+=" (FAILED, exit $rc)"
-			failed+=("$name on $side (exit $rc, see $out_rel/$side.txt)")
-		fi
+	for ((rep = 1; rep <= COUNT; rep++)); do
+		for side in base head; do
+			if [ "$side" = base ]; then bin=$root/bin/rctl-base; else bin=$root/bin/rctl; fi
+			t0=$(date +%s)
+			rc=0
+			echo "# bench-compare: $name, $side build ($bin), run $rep of $COUNT, $(date '+%H:%M:%S')" >>"$out/$side.txt"
+			(cd bench && RCTL_BIN=$bin "$tmp/bench.test" -test.run='^$' -test.bench="$pattern" \
+				-test.benchtime=1x -test.timeout="$TIMEOUT") >>"$out/$side.txt" 2>&1 || rc=$?
+			times+=" $side $(($(date +%s) - t0)) s"
+			if [ "$rc" != 0 ]; then
+				times+=" (FAILED, exit $rc)"
+				failed+=("$name on $side, run $rep (exit $rc, see $out_rel/$side.txt)")
+			fi
+		done
 	done
 	echo "bench-compare: [$i/${#benches[@]}] $name:$times"
 done
@@ -142,7 +149,7 @@ cpu=$(sed -n 's/^cpu: //p' "$out/head.txt" | head -1)
 	echo
 	echo "- date: $(date '+%Y-%m-%d %H:%M %Z'); nproc $(nproc)${cpu:+, $cpu}; $("$GO" env GOVERSION)"
 	echo "- load average (1/5/15 min): at start $load_start; before the runs $load_before; after $load_after"
-	echo "- benchmarks: ${bench_re:-all} (${#benches[@]} top-level), -benchtime=1x, each run base then head with the head's bench code"
+	echo "- benchmarks: ${bench_re:-all} (${#benches[@]} top-level), -benchtime=1x, $COUNT run(s) per build, each base then head with the head's bench code"
 	echo "- raw output: $out_rel/"
 	echo
 	"$tmp/benchcompare" -base "base $base_short" -head "head $head_label" "$out/base.txt" "$out/head.txt" || true

@@ -45,11 +45,14 @@ func planFor(mode string, wan bool) Plan {
 	return p
 }
 
-// Bench runs the scenarios of one network for both systems and keeps what
-// the report and the charts need.
+// Bench runs the scenarios of one network for the systems compared and
+// keeps what the report and the charts need.
 type Bench struct {
 	Net     Network
-	Systems []System // rctl first, then etcd
+	Systems []System // in the order of --systems
+	// names are the tables' two columns (columns): the systems run, or
+	// with one system the pair it belongs to.
+	names [2]string
 	// Security is "plain" or "tls" (both systems with mutual TLS).
 	Security string
 	Plan     Plan
@@ -64,6 +67,20 @@ type Bench struct {
 	// For the charts: failover times and throughput per clients, by system.
 	Failover   map[string][]time.Duration
 	Throughput map[string][]float64
+}
+
+// table starts a scenario's table, its columns the bench's systems.
+func (b *Bench) table(title string, notes ...string) *Table {
+	return &Table{Title: title, Names: b.names, Notes: notes}
+}
+
+// systemNames lists the systems run, in order.
+func (b *Bench) systemNames() []string {
+	var out []string
+	for _, sys := range b.Systems {
+		out = append(out, sys.Name())
+	}
+	return out
 }
 
 // label names the network in titles and logs: "wan", or "wan, TLS".

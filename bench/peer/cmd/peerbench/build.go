@@ -2,54 +2,93 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"debug/buildinfo"
 	"fmt"
 	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 )
 
 // peerModule is this module's path; its go.mod marks the directory the
 // binaries are built from.
 const peerModule = "github.com/rctl-dev/rctl/bench/peer"
 
-// binaries are the two servers, and what they were built from.
+// binaries are the servers of the systems run, and what they were built
+// from.
 type binaries struct {
-	rctl, etcd    string
-	rctlVersion   string // git commit of the repository (+dirty)
-	raftVersion   string // hashicorp/raft in the rctl binary
-	etcdVersion   string // go.etcd.io/etcd/server/v3 in the etcd binary
-	peerDir, root string
+	rctl        rctlBuild // system rctl
+	rctlBase    rctlBuild // system rctl-base (--rctl-base-bin)
+	etcd        string
+	etcdVersion string // go.etcd.io/etcd/server/v3 in the etcd binary
+	peerDir     string
+	root        string
 }
 
-// buildBinaries builds rctl (in the repository root, with the root
-// module's dependencies) and etcd (in this module) into dir, unless paths
-// to prebuilt binaries are given.
-func buildBinaries(dir, rctlBin, etcdBin string) (binaries, error) {
+// rctlBuild is one rctl binary and what it was built from.
+type rctlBuild struct {
+	bin     string
+	version string // rctl: git commit of the repository (+dirty); rctl-base: binVersion
+	raft    string // hashicorp/raft in the binary
+}
+
+const raftModule = "github.com/hashicorp/raft"
+
+// rctlOf returns the build of an rctl system (rctl or rctl-base).
+func (b binaries) rctlOf(name string) rctlBuild {
+	if name == sysRCTLBase {
+		return b.rctlBase
+	}
+	return b.rctl
+}
+
+// buildBinaries builds, for the systems of cfg, rctl (in the repository
+// root, with the root module's dependencies) and etcd (in this module)
+// into cfg.work, unless paths to prebuilt binaries are given; rctl-base is
+// always prebuilt (--rctl-base-bin).
+func buildBinaries(cfg runConfig) (binaries, error) {
 	var b binaries
 	peerDir, err := findPeerDir()
 	if err != nil {
 		return b, err
 	}
 	b.peerDir, b.root = peerDir, filepath.Clean(filepath.Join(peerDir, "..", ".."))
-	b.rctl, b.etcd = rctlBin, etcdBin
-	if b.rctl == "" {
-		b.rctl = filepath.Join(dir, "rctl")
-		if err := goBuild(b.root, b.rctl, "."); err != nil {
+	if slices.Contains(cfg.systems, sysRCTL) {
+		bin := cfg.rctlBin
+		if bin == "" {
+			bin = filepath.Join(cfg.work, "rctl")
+			if err := goBuild(b.root, bin, "."); err != nil {
+				return b, err
+			}
+		}
+		b.rctl = rctlBuild{bin: bin, version: gitVersion(b.root), raft: depVersion(bin, raftModule)}
+	}
+	if slices.Contains(cfg.systems, sysRCTLBase) {
+		// Absolute: on wan the servers start through `ip netns exec`,
+		// which would look a bare name up in PATH.
+		bin, err := filepath.Abs(cfg.rctlBaseBin)
+		if err != nil {
 			return b, err
 		}
-	}
-	if b.etcd == "" {
-		b.etcd = filepath.Join(dir, "etcd")
-		if err := goBuild(peerDir, b.etcd, "./cmd/etcd"); err != nil {
-			return b, err
+		if _, err := os.Stat(bin); err != nil {
+			return b, fmt.Errorf("--rctl-base-bin: %w", err)
 		}
+		b.rctlBase = rctlBuild{bin: bin, version: binVersion(bin), raft: depVersion(bin, raftModule)}
 	}
-	b.raftVersion = depVersion(b.rctl, "github.com/hashicorp/raft")
-	b.etcdVersion = depVersion(b.etcd, "go.etcd.io/etcd/server/v3")
-	b.rctlVersion = gitVersion(b.root)
+	if slices.Contains(cfg.systems, sysEtcd) {
+		b.etcd = cfg.etcdBin
+		if b.etcd == "" {
+			b.etcd = filepath.Join(cfg.work, "etcd")
+			if err := goBuild(peerDir, b.etcd, "./cmd/etcd"); err != nil {
+				return b, err
+			}
+		}
+		b.etcdVersion = depVersion(b.etcd, "go.etcd.io/etcd/server/v3")
+	}
 	return b, nil
 }
 
@@ -112,6 +151,55 @@ func depVersion(bin, mod string) string {
 		}
 	}
 	return "?"
+}
+
+// binVersion is the version of a prebuilt rctl binary, which the
+// repository's git commit (gitVersion) does not describe: what `rctl
+// version` prints when it was stamped in (-X cli.Version, as goreleaser
+// and make bench-compare-peer do), else the commit go build recorded (a
+// build in a checkout), else what it prints ("dev" for a plain go build of
+// a git archive), else "?".
+func binVersion(bin string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	said := ""
+	if out, err := exec.CommandContext(ctx, bin, "version").Output(); err == nil {
+		if f := strings.Fields(string(out)); len(f) == 2 && f[0] == "rctl" {
+			said = f[1]
+		}
+	}
+	if said != "" && said != "dev" {
+		return said
+	}
+	if v := vcsVersion(bin); v != "" {
+		return v
+	}
+	if said != "" {
+		return said
+	}
+	return "?"
+}
+
+// vcsVersion is the commit (+ "-dirty") a Go binary's build info records,
+// as git describe --always --dirty prints it; "" if none.
+func vcsVersion(bin string) string {
+	info, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		return ""
+	}
+	var rev, dirty string
+	for _, s := range info.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			rev = s.Value
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	return rev[:min(7, len(rev))] + dirty
 }
 
 func gitVersion(root string) string {

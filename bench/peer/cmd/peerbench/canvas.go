@@ -23,7 +23,7 @@ var (
 	grey      = color.RGBA{150, 150, 150, 255}
 	lightGrey = color.RGBA{225, 225, 225, 255}
 	// One colour per system, the same in every chart.
-	sysColor = map[string]color.RGBA{"rctl": {31, 119, 180, 255}, "etcd": {255, 127, 14, 255}}
+	sysColor = map[string]color.RGBA{sysRCTL: {31, 119, 180, 255}, sysEtcd: {255, 127, 14, 255}, sysRCTLBase: {44, 160, 44, 255}}
 )
 
 func newCanvas(w, h int) *canvas {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -12,10 +13,10 @@ import (
 // ColdStart: processes started → first committed write, for fresh
 // clusters of 3 and 5 servers.
 func (b *Bench) ColdStart() (*Table, error) {
-	t := &Table{Title: fmt.Sprintf("Cold start → first committed write (%s, %d rounds)", b.label(), b.Plan.ColdRounds),
-		Notes: []string{"From starting the server processes to the first acknowledged write (a write is tried through every server every 50 ms). Lower is better."}}
-	if b.Security == secTLS {
-		t.Notes = append(t.Notes, "TLS: rctl's first write is ACL.Bootstrap (a Raft write) then Task.Add with the new token, as an operator's first use of a fresh secure cluster; etcd's is a Put.")
+	t := b.table(fmt.Sprintf("Cold start → first committed write (%s, %d rounds)", b.label(), b.Plan.ColdRounds),
+		"From starting the server processes to the first acknowledged write (a write is tried through every server every 50 ms). Lower is better.")
+	if n := coldTLSNote(b.systemNames()); b.Security == secTLS && n != "" {
+		t.Notes = append(t.Notes, n)
 	}
 	for _, n := range []int{3, 5} {
 		res := map[string][]time.Duration{}
@@ -28,11 +29,24 @@ func (b *Bench) ColdStart() (*Table, error) {
 				res[sys.Name()] = append(res[sys.Name()], d)
 			}
 		}
-		r, e := res["rctl"], res["etcd"]
-		t.DurRow(fmt.Sprintf("%d servers, p50", n), pct(r, .5), pct(e, .5), 0)
-		t.DurRow(fmt.Sprintf("%d servers, max", n), pct(r, 1), pct(e, 1), 0)
+		x, y := pair(res, b.names)
+		t.DurRow(fmt.Sprintf("%d servers, p50", n), pct(x, .5), pct(y, .5), 0)
+		t.DurRow(fmt.Sprintf("%d servers, max", n), pct(x, 1), pct(y, 1), 0)
 	}
 	return t, nil
+}
+
+// coldTLSNote says what the first write is with TLS for the systems run:
+// rctl's has an extra Raft write (etcd's, a Put, is said only beside it).
+func coldTLSNote(systems []string) string {
+	if !slices.ContainsFunc(systems, isRCTL) {
+		return ""
+	}
+	n := "TLS: rctl's first write is ACL.Bootstrap (a Raft write) then Task.Add with the new token, as an operator's first use of a fresh secure cluster"
+	if slices.Contains(systems, sysEtcd) {
+		n += "; etcd's is a Put"
+	}
+	return n + "."
 }
 
 func (b *Bench) coldOnce(sys System, n int) (d time.Duration, err error) {

@@ -37,7 +37,7 @@ type etcdSystem struct {
 	pki                  *pkiSet // nil: plaintext; else client and peer TLS with client certificate auth
 }
 
-func (*etcdSystem) Name() string { return "etcd" }
+func (*etcdSystem) Name() string { return sysEtcd }
 func (s *etcdSystem) Timing() string {
 	t := fmt.Sprintf("--heartbeat-interval %d --election-timeout %d", s.heartbeatMs, s.electMs)
 	if s.pki != nil {

@@ -39,11 +39,11 @@ func (b *Bench) FreezeScenario() (*Table, error) {
 func (b *Bench) failoverScenario(freeze bool) (*Table, error) {
 	var t *Table
 	if freeze {
-		t = &Table{Title: fmt.Sprintf("Failover, leader frozen: SIGSTOP the leader → first committed write (%s, 5 servers, %d rounds)", b.label(), b.Plan.FailoverRounds),
-			Notes: []string{"As above, but the leader is frozen, not killed: its connections stay open and its port accepts, as with a hung host or a partition, so no server learns of the failure before its timeouts. The frozen leader is killed and restarted after each round. Lower is better."}}
+		t = b.table(fmt.Sprintf("Failover, leader frozen: SIGSTOP the leader → first committed write (%s, 5 servers, %d rounds)", b.label(), b.Plan.FailoverRounds),
+			"As above, but the leader is frozen, not killed: its connections stay open and its port accepts, as with a hung host or a partition, so no server learns of the failure before its timeouts. The frozen leader is killed and restarted after each round. Lower is better.")
 	} else {
-		t = &Table{Title: fmt.Sprintf("Failover: kill -9 the leader → first committed write (%s, 5 servers, %d rounds)", b.label(), b.Plan.FailoverRounds),
-			Notes: []string{"A write is tried through every survivor every 50 ms from the kill on; the victim restarts between rounds. Lower is better."}}
+		t = b.table(fmt.Sprintf("Failover: kill -9 the leader → first committed write (%s, 5 servers, %d rounds)", b.label(), b.Plan.FailoverRounds),
+			"A write is tried through every survivor every 50 ms from the kill on; the victim restarts between rounds. Lower is better.")
 	}
 	res := map[string]*failoverRun{}
 	for _, sys := range b.Systems {
@@ -56,25 +56,25 @@ func (b *Bench) failoverScenario(freeze bool) (*Table, error) {
 			b.Failover[sys.Name()] = r.took
 		}
 	}
-	var r, e []time.Duration
-	if fr := res["rctl"]; fr != nil {
-		r = fr.took
+	var x, y []time.Duration
+	if fr := res[b.names[0]]; fr != nil {
+		x = fr.took
 	}
-	if fr := res["etcd"]; fr != nil {
-		e = fr.took
+	if fr := res[b.names[1]]; fr != nil {
+		y = fr.took
 	}
-	t.DurRow("p50", pct(r, .5), pct(e, .5), 0)
-	t.DurRow("p99", pct(r, .99), pct(e, .99), 0)
-	t.DurRow("max", pct(r, 1), pct(e, 1), 0)
+	t.DurRow("p50", pct(x, .5), pct(y, .5), 0)
+	t.DurRow("p99", pct(x, .99), pct(y, .99), 0)
+	t.DurRow("max", pct(x, 1), pct(y, 1), 0)
 	stuck := func(name string) int {
 		if fr := res[name]; fr != nil {
 			return fr.stuck
 		}
 		return 0
 	}
-	if rs, es := stuck("rctl"), stuck("etcd"); rs+es > 0 {
+	if xs, ys := stuck(b.names[0]), stuck(b.names[1]); xs+ys > 0 {
 		t.Rows = append(t.Rows, [5]string{fmt.Sprintf("rounds with no write within %s (counted as %s)", fmtDur(failoverWithin), fmtDur(failoverWithin)),
-			fmt.Sprint(rs), fmt.Sprint(es), "—", "—"})
+			fmt.Sprint(xs), fmt.Sprint(ys), "—", "—"})
 	}
 	if b.Net.Name() != "loopback" {
 		for _, sys := range b.Systems {

@@ -67,8 +67,8 @@ func transferWithRetry(c Cluster, i int) error {
 
 // Latency: sequential writes from one client straight to the leader.
 func (b *Bench) Latency() (*Table, error) {
-	t := &Table{Title: fmt.Sprintf("Commit latency: sequential writes, one client → leader (%s, 5 servers, %d writes)", b.label(), b.Plan.LatencyWrites),
-		Notes: []string{"Floor: client↔leader RTT + leader↔quorum RTT + one fdatasync (all measured). Lower is better."}}
+	t := b.table(fmt.Sprintf("Commit latency: sequential writes, one client → leader (%s, 5 servers, %d writes)", b.label(), b.Plan.LatencyWrites),
+		"Floor: client↔leader RTT + leader↔quorum RTT + one fdatasync (all measured). Lower is better.")
 	places := b.placements()
 	res := map[string][][]time.Duration{} // by system, then placement
 	floors := make([]time.Duration, len(places))
@@ -99,9 +99,9 @@ func (b *Bench) Latency() (*Table, error) {
 			}
 			return nil
 		}
-		r, e := get("rctl"), get("etcd")
-		t.DurRow(label+"p50", pct(r, .5), pct(e, .5), floors[pi])
-		t.DurRow(label+"p99", pct(r, .99), pct(e, .99), 0)
+		x, y := get(b.names[0]), get(b.names[1])
+		t.DurRow(label+"p50", pct(x, .5), pct(y, .5), floors[pi])
+		t.DurRow(label+"p99", pct(x, .99), pct(y, .99), 0)
 	}
 	return t, nil
 }

@@ -12,10 +12,15 @@
 // with rctl --timing wan against etcd's documented WAN tuning (heartbeat
 // 250 ms, election 2500 ms).
 //
+// The same scenarios compare two rctl builds with --systems rctl,rctl-base
+// and --rctl-base-bin OLD: rctl-base is rctl (same code, same timing)
+// started from the binary OLD, e.g. a build of an earlier commit.
+//
 // Usage, from bench/peer:
 //
 //	go run ./cmd/peerbench [--mode quick|full] [--net all|loopback|wan]
 //	    [--scenarios cold,failover,freeze,silent,latency,throughput] [--security plain|tls|plain,tls]
+//	    [--systems rctl,etcd|rctl,rctl-base|…] [--rctl-base-bin PATH]
 //	    [--out ../RESULTS.md] [--charts DIR]
 package main
 
@@ -43,9 +48,10 @@ func main() {
 	out := flag.String("out", "", "append the report (markdown) to this file")
 	charts := flag.String("charts", "", "directory for the PNG charts (default: that of --out, else bench/peer/out)")
 	rctlBin := flag.String("rctl-bin", os.Getenv("RCTL_BIN"), "rctl binary to use instead of building one")
+	rctlBaseBin := flag.String("rctl-base-bin", "", "rctl binary of another build (e.g. an older commit) to run as system rctl-base, beside rctl")
 	etcdBin := flag.String("etcd-bin", os.Getenv("ETCD_BIN"), "etcd binary (built from cmd/etcd) to use instead of building one")
 	work := flag.String("work", "", "parent directory of the servers' data dirs (default: the system temp dir)")
-	systems := flag.String("systems", "rctl,etcd", "systems to run, comma-separated (rctl, etcd); a table's column for a system not run shows —")
+	systems := flag.String("systems", "rctl,etcd", "systems to run, comma-separated, at most two, in the tables' column order: rctl, etcd, rctl-base (needs --rctl-base-bin); with one, the other column shows —")
 	rctlLog := flag.String("rctl-log-level", "warn", "--log-level of the rctl servers (their logs are kept with --keep-slow and on failures)")
 	security := flag.String("security", secPlain, "plain, tls, or plain,tls: run every scenario with plaintext and/or with mutual TLS for both systems (rctl: TLS + ACL token; etcd: client and peer TLS with client cert auth); with both, a TLS-cost table compares them")
 	keepSlow := flag.Duration("keep-slow", 0, "keep the server logs of every failover round slower than this (0: only of failed rounds)")
@@ -57,6 +63,14 @@ func main() {
 	netList, err := chooseNets(*nets)
 	if err != nil {
 		log.Fatal(err)
+	}
+	// Before the work dir exists: a usage error leaves nothing behind.
+	sysList, err := chooseSystems(*systems, *rctlBaseBin)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if *rctlBaseBin != "" && !slices.Contains(sysList, sysRCTLBase) {
+		log.Printf("--rctl-base-bin %s unused: add rctl-base to --systems to run it", *rctlBaseBin)
 	}
 
 	workDir, err := os.MkdirTemp(*work, "peerbench-")
@@ -87,16 +101,12 @@ func main() {
 		cleanup()
 		os.Exit(130)
 	}()
-	sysList, err := chooseSystems(*systems)
-	if err != nil {
-		log.Fatal(err)
-	}
 	secList, err := chooseSecurity(*security)
 	if err != nil {
 		log.Fatal(err)
 	}
 	code := run(runConfig{mode: *mode, nets: netList, systems: sysList, security: secList, keepSlow: *keepSlow, rctlLog: *rctlLog, scenarios: strings.Split(*scen, ","), out: *out,
-		charts: *charts, rctlBin: *rctlBin, etcdBin: *etcdBin, work: workDir, command: strings.Join(os.Args, " ")},
+		charts: *charts, rctlBin: *rctlBin, rctlBaseBin: *rctlBaseBin, etcdBin: *etcdBin, work: workDir, command: strings.Join(os.Args, " ")},
 		setNet)
 	cleanup()
 	os.Exit(code)
@@ -117,35 +127,49 @@ func chooseNets(s string) ([]string, error) {
 	return nil, fmt.Errorf("--net %q: use loopback, wan or all", s)
 }
 
-// chooseSystems resolves --systems.
-func chooseSystems(s string) (map[string]bool, error) {
-	out := map[string]bool{}
+// chooseSystems resolves --systems: the systems to run, in the order
+// given, which is also the order of the tables' columns. A table compares
+// two columns, so at most two systems run at once; rctl-base runs the
+// binary of --rctl-base-bin (rctlBaseBin), which it needs.
+func chooseSystems(s, rctlBaseBin string) ([]string, error) {
+	var out []string
 	for _, name := range strings.Split(s, ",") {
-		if name != "rctl" && name != "etcd" {
-			return nil, fmt.Errorf("--systems: unknown system %q; use rctl, etcd or both", name)
+		name = strings.TrimSpace(name)
+		if !slices.Contains(knownSystems, name) {
+			return nil, fmt.Errorf("--systems: unknown system %q; use two of rctl, etcd, rctl-base (or one)", name)
 		}
-		out[name] = true
+		if !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	if len(out) > 2 {
+		return nil, fmt.Errorf("--systems %s: at most two systems at once (a table compares two columns); e.g. rctl,etcd or rctl,rctl-base", s)
+	}
+	if slices.Contains(out, sysRCTLBase) && rctlBaseBin == "" {
+		return nil, fmt.Errorf("--systems %s: rctl-base needs --rctl-base-bin PATH, the rctl binary to run as rctl-base (e.g. a build of an older commit)", s)
 	}
 	return out, nil
 }
 
 type runConfig struct {
-	mode             string
-	systems          map[string]bool
-	security         []string // plain and/or tls, in the order run
-	keepSlow         time.Duration
-	rctlLog          string
-	nets, scenarios  []string
-	out, charts      string
-	rctlBin, etcdBin string
-	work, command    string
+	mode            string
+	systems         []string // in the order of --systems: the tables' columns
+	security        []string // plain and/or tls, in the order run
+	keepSlow        time.Duration
+	rctlLog         string
+	nets, scenarios []string
+	out, charts     string
+	rctlBin         string
+	rctlBaseBin     string // --rctl-base-bin: the binary of system rctl-base
+	etcdBin         string
+	work, command   string
 }
 
 // run builds the binaries and runs every network in turn; it returns the
 // exit code. setNet tells main which network to tear down on a signal.
 func run(cfg runConfig, setNet func(Network)) int {
 	t0 := time.Now()
-	bins, err := buildBinaries(cfg.work, cfg.rctlBin, cfg.etcdBin)
+	bins, err := buildBinaries(cfg)
 	if err != nil {
 		log.Print(err)
 		return 1
@@ -241,24 +265,34 @@ func openNet(name string) (Network, error) {
 	return newLoopback(), nil
 }
 
-// newBench pairs rctl and etcd with the timing settings that match on this
-// network.
+// newBench makes the systems of cfg, in its order, with the timing
+// settings that match on this network.
 func newBench(nw Network, bins binaries, cfg runConfig, fsync time.Duration) *Bench {
 	wan := nw.Name() == "wan"
-	rctl := &rctlSystem{bin: bins.rctl, timing: "lan", logLevel: cfg.rctlLog}
-	etcd := &etcdSystem{bin: bins.etcd, heartbeatMs: 100, electMs: 1000}
+	var systems []System
+	for _, name := range cfg.systems {
+		systems = append(systems, newSystem(name, bins, cfg.rctlLog, wan))
+	}
+	return &Bench{Net: nw, Systems: systems, names: columns(cfg.systems), KeepSlow: cfg.keepSlow, Plan: planFor(cfg.mode, wan), Work: cfg.work, Keep: cfg.charts,
+		Fsync: fsync, Failover: map[string][]time.Duration{}, Throughput: map[string][]float64{}}
+}
+
+// newSystem makes the system of a --systems name: every rctl build with
+// the same --timing (lan, or wan on wan), etcd with its default timeouts
+// or, on wan, its documented WAN tuning.
+func newSystem(name string, bins binaries, logLevel string, wan bool) System {
+	if name == sysEtcd {
+		etcd := &etcdSystem{bin: bins.etcd, heartbeatMs: 100, electMs: 1000}
+		if wan {
+			etcd.heartbeatMs, etcd.electMs = 250, 2500
+		}
+		return etcd
+	}
+	rctl := &rctlSystem{name: name, bin: bins.rctlOf(name).bin, timing: "lan", logLevel: logLevel}
 	if wan {
 		rctl.timing = "wan"
-		etcd.heartbeatMs, etcd.electMs = 250, 2500
 	}
-	var systems []System
-	for _, sys := range []System{rctl, etcd} {
-		if cfg.systems[sys.Name()] {
-			systems = append(systems, sys)
-		}
-	}
-	return &Bench{Net: nw, Systems: systems, KeepSlow: cfg.keepSlow, Plan: planFor(cfg.mode, wan), Work: cfg.work, Keep: cfg.charts,
-		Fsync: fsync, Failover: map[string][]time.Duration{}, Throughput: map[string][]float64{}}
+	return rctl
 }
 
 func appendFile(path, s string) error {
@@ -273,7 +307,7 @@ func appendFile(path, s string) error {
 	return f.Close()
 }
 
-// useTLS switches both systems of b to mutual TLS with the certificates
+// useTLS switches the systems of b to mutual TLS with the certificates
 // of pk.
 func (b *Bench) useTLS(pk *pkiSet) {
 	for _, sys := range b.Systems {
@@ -289,7 +323,7 @@ func (b *Bench) useTLS(pk *pkiSet) {
 // tlsCost is the table comparing a plaintext run (plain) with a TLS run
 // (tls) of the same scenarios on one network.
 func tlsCost(plain, tls *Bench) string {
-	return costTable(fmt.Sprintf("TLS cost: mutual TLS ÷ plaintext (%s, same run)", plain.Net.Name()),
+	return costTable(fmt.Sprintf("TLS cost: mutual TLS ÷ plaintext (%s, same run)", plain.Net.Name()), plain.names,
 		[]string{"Each system against itself: its figure with TLS ÷ without. Durations: above 1.00× is what TLS costs; writes/s: below 1.00× is. The plaintext and TLS runs of a scenario ran back to back, in the order of --security (see each table's load averages)."},
 		plain.Tables, tls.Tables)
 }

@@ -130,7 +130,7 @@ func TestCostTable(t *testing.T) {
 	tls.RateRow("16 clients, writes/s", 900, 0)
 	other := &Table{Key: "throughput"}
 	other.DurRow("p50", time.Second, time.Second, 0)
-	md := costTable("T", nil, []*Table{plain}, []*Table{other, tls})
+	md := costTable("T", [2]string{"rctl", "etcd"}, nil, []*Table{plain}, []*Table{other, tls})
 	for _, want := range []string{
 		"| commit latency | p50 | 2.00 ms | 3.00 ms | 1.50× | 4.00 ms | 4.00 ms | 1.00× |",
 		"| commit latency | 16 clients, writes/s | 1000 /s | 900 /s | 0.90× | 800 /s | — | — |",

@@ -17,15 +17,17 @@ import (
 // addresses of their own (rctl's default).
 const rctlPort = 50051
 
-// rctlSystem runs `rctl serve` processes with one timing profile.
+// rctlSystem runs `rctl serve` processes of one build with one timing
+// profile.
 type rctlSystem struct {
+	name     string // rctl, or rctl-base for the build of --rctl-base-bin
 	bin      string
 	timing   string  // lan or wan
 	logLevel string  // --log-level of the servers
 	pki      *pkiSet // nil: plaintext (--insecure); else mutual TLS and an ACL token
 }
 
-func (*rctlSystem) Name() string { return "rctl" }
+func (s *rctlSystem) Name() string { return s.name }
 func (s *rctlSystem) Timing() string {
 	if s.pki != nil {
 		return "--timing " + s.timing + " --tls-ca CA --tls-cert CRT --tls-key KEY"
@@ -83,7 +85,8 @@ func (s *rctlSystem) Start(nw Network, hosts []Host, dir string, opt StartOption
 		if opt.PinLeader {
 			args = append(args, "--leader-placement", "off")
 		}
-		c.procs = append(c.procs, &Proc{Name: "rctl-" + h.Name, Host: h, Bin: s.bin, Args: args,
+		// Named after the system: rctl-base's kept logs are not rctl's.
+		c.procs = append(c.procs, &Proc{Name: s.name + "-" + h.Name, Host: h, Bin: s.bin, Args: args,
 			LogPath: filepath.Join(dir, h.Name+".log"), Net: nw})
 	}
 	if err := startAll(c.procs); err != nil {

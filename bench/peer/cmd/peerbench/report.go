@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -14,24 +15,19 @@ import (
 // compared with which settings, the tables and the charts.
 func report(b *Bench, bins binaries, cfg runConfig, fsync50, fsync99 time.Duration, runErr error) string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "\n## %s — rctl vs etcd, %s, %s run\n\n", time.Now().Format("2006-01-02 15:04"), b.label(), cfg.mode)
+	fmt.Fprintf(&s, "\n## %s — %s vs %s, %s, %s run\n\n", time.Now().Format("2006-01-02 15:04"), b.names[0], b.names[1], b.label(), cfg.mode)
 	fmt.Fprintf(&s, "Machine: %s. Go %s.  \n", machine(), runtime.Version())
 	var run []string
 	for _, sys := range b.Systems {
-		switch sys.Name() {
-		case "rctl":
-			run = append(run, fmt.Sprintf("rctl %s (hashicorp/raft %s), `%s`", bins.rctlVersion, bins.raftVersion, sys.Timing()))
-		case "etcd":
-			run = append(run, fmt.Sprintf("etcd %s (go.etcd.io/etcd/server/v3 embedded, bench/peer/cmd/etcd), `%s`", bins.etcdVersion, sys.Timing()))
-		}
+		run = append(run, bins.describe(sys))
 	}
 	fmt.Fprintf(&s, "%s.  \n", strings.Join(run, "; "))
 	fmt.Fprintf(&s, "Network: %s.  \n", netNote(b.Net))
 	fmt.Fprintf(&s, "fdatasync of the data disk (4 KiB appends): p50 %s, p99 %s.  \n", fmtDur(fsync50), fmtDur(fsync99))
 	if b.Security == secTLS {
-		s.WriteString("Security: mutual TLS on both (one CA; server certificates with IP SANs; clients present an operator certificate). rctl: TLS 1.3 on its one port, clients also send the management token from ACL.Bootstrap (done once the cluster has a leader; in cold start the first write includes it). etcd: client and peer TLS with client certificate auth, its own auth off.  \n")
+		s.WriteString(securityNote(b.systemNames()))
 	}
-	fmt.Fprintf(&s, "Writes: rctl Task.Add (msgpack RPC, one connection per client); etcd Put of a %d-byte value (clientv3, one gRPC connection per client).  \n", len(etcdValue))
+	s.WriteString(writesNote(b.systemNames()))
 	fmt.Fprintf(&s, "Command: `%s` (from bench/peer).\n\n", cfg.command)
 	for _, t := range b.Tables {
 		s.WriteString(t.Markdown())
@@ -49,6 +45,41 @@ func report(b *Bench, bins binaries, cfg runConfig, fsync50, fsync99 time.Durati
 	return s.String()
 }
 
+// describe names a system's build and settings for the report's header.
+func (bins binaries) describe(sys System) string {
+	if sys.Name() == sysEtcd {
+		return fmt.Sprintf("etcd %s (go.etcd.io/etcd/server/v3 embedded, bench/peer/cmd/etcd), `%s`", bins.etcdVersion, sys.Timing())
+	}
+	r := bins.rctlOf(sys.Name())
+	return fmt.Sprintf("%s %s (hashicorp/raft %s), `%s`", sys.Name(), r.version, r.raft, sys.Timing())
+}
+
+// securityNote is the header's line on TLS: how each kind of system run
+// uses it (rctl's part for any rctl build, etcd's only if etcd runs).
+func securityNote(systems []string) string {
+	n := "Security: mutual TLS on both (one CA; server certificates with IP SANs; clients present an operator certificate)."
+	if slices.ContainsFunc(systems, isRCTL) {
+		n += " rctl: TLS 1.3 on its one port, clients also send the management token from ACL.Bootstrap (done once the cluster has a leader; in cold start the first write includes it)."
+	}
+	if slices.Contains(systems, sysEtcd) {
+		n += " etcd: client and peer TLS with client certificate auth, its own auth off."
+	}
+	return n + "  \n"
+}
+
+// writesNote is the header's line on what one write is, for the kinds of
+// system run.
+func writesNote(systems []string) string {
+	var parts []string
+	if slices.ContainsFunc(systems, isRCTL) {
+		parts = append(parts, "rctl Task.Add (msgpack RPC, one connection per client)")
+	}
+	if slices.Contains(systems, sysEtcd) {
+		parts = append(parts, fmt.Sprintf("etcd Put of a %d-byte value (clientv3, one gRPC connection per client)", len(etcdValue)))
+	}
+	return "Writes: " + strings.Join(parts, "; ") + ".  \n"
+}
+
 func chartName(kind string, b *Bench) string {
 	return fmt.Sprintf("peer-%s-%s%s.png", kind, b.Net.Name(), b.suffix())
 }
@@ -56,7 +87,7 @@ func chartName(kind string, b *Bench) string {
 // writeCharts draws the failover and throughput charts of a run, where
 // the run measured them.
 func writeCharts(b *Bench, dir string) error {
-	order := []string{"rctl", "etcd"}
+	order := b.names[:]
 	if len(b.Failover) > 0 {
 		p := filepath.Join(dir, chartName("failover", b))
 		title := fmt.Sprintf("Failover, %s: kill -9 leader -> first committed write (%d rounds each)", b.label(), b.Plan.FailoverRounds)

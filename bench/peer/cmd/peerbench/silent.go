@@ -124,11 +124,13 @@ func (rd silentRound) cell() string {
 	return s
 }
 
-// silentTable renders the scenario: the usual rctl/etcd/ratio rows, then
-// the per-system table (with each system's timing settings and the
-// new leader's cloud) and one line per round.
+// silentTable renders the scenario: the usual rows of the two columns'
+// systems (columns(order)) and their ratio, then the per-system
+// table (with each system's timing settings and the new leader's cloud)
+// and one line per round. order lists the systems run, in order.
 func silentTable(label string, rounds int, order []string, timing map[string]string, res map[string]*silentRun) *Table {
-	t := &Table{Title: fmt.Sprintf("Failover, leader cut off: isolate the leader's host on the network → first committed write (%s, 5 servers, %d rounds)", label, rounds),
+	names := columns(order)
+	t := &Table{Names: names, Title: fmt.Sprintf("Failover, leader cut off: isolate the leader's host on the network → first committed write (%s, 5 servers, %d rounds)", label, rounds),
 		Notes: []string{"Each round the leader's host is cut off the emulated network: every packet to or from it dropped, both ways, with no RST or FIN, so its connections stay open (a VM whose network died); the process runs on. A write is tried through every live server every 50 ms from the cut on, from the client in AWS; the first acknowledged one ends the round. Then the host is healed and the next round waits until the old leader follows and every server has caught up. Lower is better."}}
 	get := func(name string) *silentRun {
 		if r := res[name]; r != nil {
@@ -136,23 +138,23 @@ func silentTable(label string, rounds int, order []string, timing map[string]str
 		}
 		return &silentRun{}
 	}
-	r, e := get("rctl"), get("etcd")
-	rt, et := r.took(), e.took()
-	t.DurRow("p50", pct(rt, .5), pct(et, .5), 0)
-	t.DurRow("p99", pct(rt, .99), pct(et, .99), 0)
-	t.DurRow("max", pct(rt, 1), pct(et, 1), 0)
-	rs, rl, _, _, rj, _ := r.counts()
-	es, el, _, _, ej, _ := e.counts()
-	if rs+es > 0 {
+	x, y := get(names[0]), get(names[1])
+	xt, yt := x.took(), y.took()
+	t.DurRow("p50", pct(xt, .5), pct(yt, .5), 0)
+	t.DurRow("p99", pct(xt, .99), pct(yt, .99), 0)
+	t.DurRow("max", pct(xt, 1), pct(yt, 1), 0)
+	xs, xl, _, _, xj, _ := x.counts()
+	ys, yl, _, _, yj, _ := y.counts()
+	if xs+ys > 0 {
 		t.Rows = append(t.Rows, [5]string{fmt.Sprintf("rounds with no write within %s (counted as %s)", fmtDur(failoverWithin), fmtDur(failoverWithin)),
-			fmt.Sprint(rs), fmt.Sprint(es), "—", "—"})
+			fmt.Sprint(xs), fmt.Sprint(ys), "—", "—"})
 	}
-	if rl+el > 0 {
+	if xl+yl > 0 {
 		t.Rows = append(t.Rows, [5]string{fmt.Sprintf("rounds with no new leader seen within %s", fmtDur(newLeaderWithin)),
-			fmt.Sprint(rl), fmt.Sprint(el), "—", "—"})
+			fmt.Sprint(xl), fmt.Sprint(yl), "—", "—"})
 	}
-	t.DurRow("heal → old leader following, all caught up, p50", pct(rj, .5), pct(ej, .5), 0)
-	t.DurRow("heal → old leader following, all caught up, max", pct(rj, 1), pct(ej, 1), 0)
+	t.DurRow("heal → old leader following, all caught up, p50", pct(xj, .5), pct(yj, .5), 0)
+	t.DurRow("heal → old leader following, all caught up, max", pct(xj, 1), pct(yj, 1), 0)
 
 	var sum strings.Builder
 	sum.WriteString("| system | p50 | p99 | max | new leader's cloud | victims' cloud | old leader back as follower |\n|---|---:|---:|---:|---|---|---|\n")
@@ -175,8 +177,8 @@ func silentTable(label string, rounds int, order []string, timing map[string]str
 			orDash(fmtCounts(newLeader)), orDash(fmtCounts(victims)), back)
 	}
 	if len(order) == 2 {
-		fmt.Fprintf(&sum, "| rctl ÷ etcd | %s | %s | %s | | | |\n", ratio(float64(pct(rt, .5)), float64(pct(et, .5))),
-			ratio(float64(pct(rt, .99)), float64(pct(et, .99))), ratio(float64(pct(rt, 1)), float64(pct(et, 1))))
+		fmt.Fprintf(&sum, "| %s ÷ %s | %s | %s | %s | | | |\n", names[0], names[1], ratio(float64(pct(xt, .5)), float64(pct(yt, .5))),
+			ratio(float64(pct(xt, .99)), float64(pct(yt, .99))), ratio(float64(pct(xt, 1)), float64(pct(yt, 1))))
 	}
 	t.After = append(t.After, sum.String())
 

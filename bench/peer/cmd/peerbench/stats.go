@@ -45,10 +45,14 @@ func ratio(a, b float64) string {
 	return fmt.Sprintf("%.2f×", a/b)
 }
 
-// Table is one scenario's figures: a row per measure with rctl, etcd,
-// rctl ÷ etcd and the physical floor where one exists.
+// Table is one scenario's figures: a row per measure with the two
+// systems compared (Names: rctl and etcd, or rctl and rctl-base, …), the
+// first ÷ the second and the physical floor where one exists.
 type Table struct {
 	Title string
+	// Names are the systems of the two figure columns, in order; zero
+	// means rctl, etcd.
+	Names [2]string
 	Notes []string // printed under the title: what better means, load
 	Rows  [][5]string
 	// Key names the scenario (set by Bench.run); Raw keeps the figures
@@ -62,27 +66,42 @@ type Table struct {
 }
 
 // RawRow is one row's figures before formatting: durations in
-// nanoseconds or rates per second; 0 where a system did not run.
+// nanoseconds or rates per second; 0 where a system did not run. First
+// and Second are the columns of Table.Names[0] and [1].
 type RawRow struct {
-	Measure    string
-	Rate       bool // writes/s (higher is better), else a duration
-	RCTL, ETCD float64
+	Measure       string
+	Rate          bool // writes/s (higher is better), else a duration
+	First, Second float64
 }
 
-// DurRow adds a row of durations.
-func (t *Table) DurRow(measure string, rctl, etcd, floor time.Duration) {
+// names returns the table's two systems, rctl and etcd unless set.
+func (t *Table) names() [2]string {
+	if t.Names == ([2]string{}) {
+		return defaultPair
+	}
+	return t.Names
+}
+
+// pair picks the two columns' entries from a map by system name (zero
+// for a system not run), in column order.
+func pair[V any](m map[string]V, names [2]string) (V, V) {
+	return m[names[0]], m[names[1]]
+}
+
+// DurRow adds a row of durations: the first and the second system's.
+func (t *Table) DurRow(measure string, first, second, floor time.Duration) {
 	f := "—"
 	if floor > 0 {
 		f = fmtDur(floor)
 	}
-	t.Rows = append(t.Rows, [5]string{measure, fmtDur(rctl), fmtDur(etcd), ratio(float64(rctl), float64(etcd)), f})
-	t.Raw = append(t.Raw, RawRow{Measure: measure, RCTL: float64(rctl), ETCD: float64(etcd)})
+	t.Rows = append(t.Rows, [5]string{measure, fmtDur(first), fmtDur(second), ratio(float64(first), float64(second)), f})
+	t.Raw = append(t.Raw, RawRow{Measure: measure, First: float64(first), Second: float64(second)})
 }
 
 // RateRow adds a row of rates (per second).
-func (t *Table) RateRow(measure string, rctl, etcd float64) {
-	t.Rows = append(t.Rows, [5]string{measure, fmtPerSec(rctl), fmtPerSec(etcd), ratio(rctl, etcd), "—"})
-	t.Raw = append(t.Raw, RawRow{Measure: measure, Rate: true, RCTL: rctl, ETCD: etcd})
+func (t *Table) RateRow(measure string, first, second float64) {
+	t.Rows = append(t.Rows, [5]string{measure, fmtPerSec(first), fmtPerSec(second), ratio(first, second), "—"})
+	t.Raw = append(t.Raw, RawRow{Measure: measure, Rate: true, First: first, Second: second})
 }
 
 func fmtPerSec(r float64) string {
@@ -102,7 +121,8 @@ func (t *Table) Markdown() string {
 	if len(t.Notes) > 0 {
 		b.WriteString("\n")
 	}
-	b.WriteString("| measure | rctl | etcd | rctl ÷ etcd | floor |\n|---|---:|---:|---:|---:|\n")
+	n := t.names()
+	fmt.Fprintf(&b, "| measure | %[1]s | %[2]s | %[1]s ÷ %[2]s | floor |\n|---|---:|---:|---:|---:|\n", n[0], n[1])
 	for _, r := range t.Rows {
 		fmt.Fprintf(&b, "| %s |\n", strings.Join(r[:], " | "))
 	}
@@ -118,8 +138,8 @@ func (t *Table) Markdown() string {
 // costTable compares two runs of the same scenarios on one network, base
 // (plaintext) and other (TLS): for every row both runs measured, each
 // system's figure in both and other ÷ base. Durations: above 1× is the
-// cost; rates: below 1× is.
-func costTable(title string, notes []string, base, other []*Table) string {
+// cost; rates: below 1× is. names are the systems of the runs' columns.
+func costTable(title string, names [2]string, notes []string, base, other []*Table) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### %s\n\n", title)
 	for _, n := range notes {
@@ -128,7 +148,8 @@ func costTable(title string, notes []string, base, other []*Table) string {
 	if len(notes) > 0 {
 		b.WriteString("\n")
 	}
-	b.WriteString("| scenario | measure | rctl plain | rctl TLS | rctl TLS ÷ plain | etcd plain | etcd TLS | etcd TLS ÷ plain |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| scenario | measure | %[1]s plain | %[1]s TLS | %[1]s TLS ÷ plain | %[2]s plain | %[2]s TLS | %[2]s TLS ÷ plain |\n|---|---|---:|---:|---:|---:|---:|---:|\n",
+		names[0], names[1])
 	for _, bt := range base {
 		var ot *Table
 		for _, t := range other {
@@ -151,7 +172,7 @@ func costTable(title string, notes []string, base, other []*Table) string {
 					return fmtDur(time.Duration(v))
 				}
 				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", bt.Key, br.Measure,
-					f(br.RCTL), f(or.RCTL), ratio(or.RCTL, br.RCTL), f(br.ETCD), f(or.ETCD), ratio(or.ETCD, br.ETCD))
+					f(br.First), f(or.First), ratio(or.First, br.First), f(br.Second), f(or.Second), ratio(or.Second, br.Second))
 			}
 		}
 	}

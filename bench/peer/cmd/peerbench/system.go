@@ -4,14 +4,47 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
-// System is one of the two systems compared: rctl (rctl.go) or etcd
+// The systems --systems can name. rctl-base is rctl (the same code, the
+// same timing settings) started from another build, --rctl-base-bin: to
+// show a new build's scenarios beside an older one's.
+const (
+	sysRCTL     = "rctl"
+	sysRCTLBase = "rctl-base"
+	sysEtcd     = "etcd"
+)
+
+var knownSystems = []string{sysRCTL, sysEtcd, sysRCTLBase}
+
+// defaultPair is the comparison the benchmark was made for: the columns of
+// a table that names none (Table.Names zero).
+var defaultPair = [2]string{sysRCTL, sysEtcd}
+
+// isRCTL reports whether the system is an rctl build (rctl or rctl-base).
+func isRCTL(name string) bool { return name == sysRCTL || name == sysRCTLBase }
+
+// columns returns the tables' two columns for the systems run, in the
+// order run. One system alone keeps the pair it belongs to, so that the
+// other column shows —: rctl or etcd that of rctl vs etcd (as before
+// rctl-base existed), rctl-base rctl vs rctl-base.
+func columns(run []string) [2]string {
+	switch {
+	case len(run) == 2:
+		return [2]string{run[0], run[1]}
+	case len(run) == 1 && !slices.Contains(defaultPair[:], run[0]):
+		return [2]string{sysRCTL, run[0]}
+	}
+	return defaultPair
+}
+
+// System is one of the systems compared: an rctl build (rctl.go) or etcd
 // (etcd.go). Everything a scenario does goes through this interface and
-// Cluster, so both systems run exactly the same code.
+// Cluster, so every system runs exactly the same code.
 type System interface {
-	// Name is "rctl" or "etcd".
+	// Name is the system's --systems name: rctl, rctl-base or etcd.
 	Name() string
 	// Timing describes the timing settings in use, for the report.
 	Timing() string

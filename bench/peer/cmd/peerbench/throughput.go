@@ -16,8 +16,8 @@ func (b *Bench) ThroughputScenario() (*Table, error) {
 	if place != "" {
 		where = ", leader in " + b.cloudOf(place)
 	}
-	t := &Table{Title: fmt.Sprintf("Throughput: concurrent clients → leader (%s, 5 servers%s, %s per step)", b.label(), where, b.Plan.ThroughputDur),
-		Notes: []string{"Committed writes per second (higher is better) and each step's p99 latency (lower is better). One connection per client."}}
+	t := b.table(fmt.Sprintf("Throughput: concurrent clients → leader (%s, 5 servers%s, %s per step)", b.label(), where, b.Plan.ThroughputDur),
+		"Committed writes per second (higher is better) and each step's p99 latency (lower is better). One connection per client.")
 	type step struct {
 		rate float64
 		p99  time.Duration
@@ -56,9 +56,9 @@ func (b *Bench) ThroughputScenario() (*Table, error) {
 			}
 			return step{}
 		}
-		r, e := get("rctl"), get("etcd")
-		t.RateRow(clientsLabel(n)+", writes/s", r.rate, e.rate)
-		t.DurRow(clientsLabel(n)+", p99", r.p99, e.p99, 0)
+		x, y := get(b.names[0]), get(b.names[1])
+		t.RateRow(clientsLabel(n)+", writes/s", x.rate, y.rate)
+		t.DurRow(clientsLabel(n)+", p99", x.p99, y.p99, 0)
 	}
 	return t, nil
 }
