@@ -54,7 +54,10 @@
 // computes the same order of successors (voters of the preferred leader
 // cloud first, then the others, each group by id), and on silence the
 // confirming voters name the silent voter with the longest log. Later
-// successors stand one successionGap later each, if nothing moved on. warm.go keeps
+// successors stand one successionGap later each, if nothing moved on. A
+// first successor whose log may be behind (logBehind) or that holds too
+// few ready connections to collect its votes without dialling (coldVotes)
+// asks the second successor to stand at once instead. warm.go keeps
 // raft and RPC connections to every peer open, so the election and the
 // first commits do not pay for TLS handshakes.
 //

@@ -127,6 +127,12 @@ type guardView interface {
 	LeaderGone() bool
 	// Done is closed when the server shuts down; the guard then stops.
 	Done() <-chan struct{}
+	// Replicated is told of every accepted AppendEntries that comes from
+	// a leader's replication stream (it carries entries, a previous entry
+	// or a commit index; a bare heartbeat carries none), with the
+	// leader's commit index. It runs on the dispatch goroutine for every
+	// such request and must be cheap and never block.
+	Replicated(leaderCommit uint64)
 }
 
 // raftGuard is a raft.Transport (with raft's optional WithPreVote and
@@ -239,6 +245,10 @@ func (g *raftGuard) dispatch(rpc raft.RPC) {
 	}
 	r, term := g.checkRequest(rpc.Command)
 	if r == nil {
+		if req, ok := rpc.Command.(*raft.AppendEntriesRequest); ok &&
+			(len(req.Entries) > 0 || req.PrevLogEntry > 0 || req.LeaderCommitIndex > 0) {
+			g.view.Replicated(req.LeaderCommitIndex)
+		}
 		g.forward(rpc)
 		return
 	}

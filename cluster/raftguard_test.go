@@ -25,6 +25,8 @@ type guardFakeView struct {
 	goneCalls atomic.Int32
 	onGone    func() // if set, runs inside LeaderGone
 	done      chan struct{}
+	repl      atomic.Int32  // Replicated calls
+	replMax   atomic.Uint64 // the highest commit index Replicated was told
 }
 
 func newGuardFakeView(term uint64, leader string) *guardFakeView {
@@ -38,6 +40,12 @@ func (v *guardFakeView) CurrentTerm() uint64 { return v.term.Load() }
 func (v *guardFakeView) LeaderID() string    { return v.leader.Load().(string) }
 func (v *guardFakeView) Done() <-chan struct{} {
 	return v.done
+}
+func (v *guardFakeView) Replicated(commit uint64) {
+	v.repl.Add(1)
+	if commit > v.replMax.Load() {
+		v.replMax.Store(commit)
+	}
 }
 func (v *guardFakeView) LeaderGone() bool {
 	v.goneCalls.Add(1)
@@ -410,6 +418,35 @@ func TestRaftGuardHeartbeatFastPath(t *testing.T) {
 	h.g.SetHeartbeatHandler(nil)
 	h.expectAccepted(guardRequest("Heartbeat", 100), nil)
 	h.expectRefused(guardRequest("Heartbeat", math.MaxUint64-1), nil, refusedTermCeiling)
+}
+
+// TestRaftGuardTellsReplication: an accepted AppendEntries of a leader's
+// replication stream reaches Replicated with the leader's commit index
+// (succession's test whether this server's log may be behind, logBehind);
+// a bare heartbeat and a refused request do not.
+func TestRaftGuardTellsReplication(t *testing.T) {
+	h := newGuardHarness(t, newGuardFakeView(100, "leader"))
+	h.expectAccepted(guardRequest("Heartbeat", 100), nil)
+	if n := h.view.repl.Load(); n != 0 {
+		t.Fatalf("a heartbeat was counted as replication (%d calls)", n)
+	}
+	ae := guardRequest("AppendEntries", 100).(*raft.AppendEntriesRequest)
+	ae.LeaderCommitIndex = 42
+	h.expectAccepted(ae, nil)
+	if n, c := h.view.repl.Load(), h.view.replMax.Load(); n != 1 || c != 42 {
+		t.Fatalf("after one replication request: %d calls, commit %d; want 1 call with 42", n, c)
+	}
+	// An empty AppendEntries of the replication stream (no new entries,
+	// sent every CommitTimeout) still carries its previous entry.
+	empty := &raft.AppendEntriesRequest{RPCHeader: guardHeader("peer"), Term: 100, PrevLogEntry: 8, PrevLogTerm: 3, LeaderCommitIndex: 43}
+	h.expectAccepted(empty, nil)
+	if n, c := h.view.repl.Load(), h.view.replMax.Load(); n != 2 || c != 43 {
+		t.Fatalf("after an empty replication request: %d calls, commit %d; want 2 calls, 43", n, c)
+	}
+	h.expectRefused(guardRequest("AppendEntries", math.MaxUint64), nil, refusedTermCeiling)
+	if n := h.view.repl.Load(); n != 2 {
+		t.Fatalf("a refused AppendEntries was counted as replication (%d calls)", n)
+	}
 }
 
 func TestRaftGuardTimeoutNow(t *testing.T) {

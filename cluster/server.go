@@ -68,6 +68,8 @@ type Server struct {
 	configIndex        atomic.Uint64 // configindex.go: kept apart from the manifest
 	raftMoved          signal        // fired on raft's state and leader changes and vote requests (observe)
 	staleCandidateTerm atomic.Uint64 // succession.go: the last term whose candidate's log was behind ours
+	replicatedAt       atomic.Int64  // succession.go: unix nanos of the last replication AppendEntries (0: none since start)
+	replicatedCommit   atomic.Uint64 // succession.go: the highest leader commit index those carried
 	leaderMoved        signal        // fired at each leader change and when leadership is established (transfer.go)
 	logGrew            signal        // fired when entries reach raft's log (termopen.go)
 	notifyCh           chan bool

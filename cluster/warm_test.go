@@ -268,6 +268,32 @@ func TestPlaintextClusterKeepsRaftConnectionsWarm(t *testing.T) {
 	})
 }
 
+// TestRestartedServerWarmsAtOnce: a server dials its ready connections as
+// it starts, not a warmTick later (a successor restarted a moment before
+// the leader died paid cold dials across clouds for its votes).
+func TestRestartedServerWarmsAtOnce(t *testing.T) {
+	c := newTestCluster(t, 3)
+	l := c.waitLeader(10 * time.Second)
+	r := (l + 1) % 3
+	c.stop(r)
+	c.start(r)
+	started := time.Now()
+	s := c.servers[r]
+	succeedsWithin(t, 5*time.Second, func() error {
+		s.mux.warm.mu.Lock()
+		defer s.mux.warm.mu.Unlock()
+		if n := len(s.mux.warm.ready); n != 2 {
+			return fmt.Errorf("%s holds ready connections to %d peers, want 2", c.cfgs[r].NodeID, n)
+		}
+		return nil
+	})
+	// On loopback the dials take milliseconds; a pass that waited for
+	// the first tick would take warmTick.
+	if took := time.Since(started); took >= warmTick {
+		t.Fatalf("ready connections %s after the restart, want them before the first tick (%s)", took, warmTick)
+	}
+}
+
 func TestServersKeepRPCConnectionsToPeers(t *testing.T) {
 	c := newTestCluster(t, 3)
 	c.waitLeader(10 * time.Second)

@@ -160,6 +160,9 @@ func StartCluster(t testing.TB, cfg ClusterConfig) *Cluster {
 		sv.args = append([]string{"serve", "--node-id", sv.Name, "--data-dir", sv.DataDir,
 			"--bind", sv.Addr, "--peers", strings.Join(peers, ","),
 			"--timing", cfg.Timing, "--cloud", sv.Cloud, "--region", sv.Cloud + "-1"}, append(security, cfg.Args...)...)
+		if lvl := os.Getenv("RCTL_FAULT_LOG_LEVEL"); lvl != "" {
+			sv.args = append(sv.args, "--log-level", lvl)
+		}
 	}
 	for _, s := range cfg.Agents {
 		c.Agents = append(c.Agents, c.newAgent(s))

@@ -191,7 +191,8 @@
 // uses the node agent of `make agent-venv` or RCTL_AGENT_BIN.
 // RCTL_FAULT_ROUNDS sets the number of leader kills (default 10),
 // RCTL_FAULT_KEEP=1 keeps every server's data dir and log even when the test
-// passes. RCTL_FAULT_STABLE the fault-free run (default 3m), RCTL_FAULT_SCALE
+// passes, RCTL_FAULT_LOG_LEVEL (e.g. debug) sets the servers' --log-level
+// (default info). RCTL_FAULT_STABLE the fault-free run (default 3m), RCTL_FAULT_SCALE
 // stretches the loss and spike phases. The chaos session runs only when
 // asked:
 //
