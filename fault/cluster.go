@@ -408,6 +408,21 @@ func (c *Cluster) Client(node string, svs ...*Server) *Client {
 	return cl
 }
 
+// RPCClient returns the client the rctl CLI uses (rpc.Client: it sticks to
+// one server and moves on when that one fails) in the named client
+// namespace, with the workload's credentials, talking to svs in that
+// order. It is closed when the test ends.
+func (c *Cluster) RPCClient(node string, svs ...*Server) *rpc.Client {
+	c.T.Helper()
+	n := c.Net.Node(node)
+	if n == nil {
+		c.T.Fatalf("fault: no node %q", node)
+	}
+	cl := rpc.NewClientWith(c.Addrs(svs...), c.clientCredentials(n))
+	c.T.Cleanup(cl.Close)
+	return cl
+}
+
 // Status asks one server for its own status, over the observer's
 // undelayed, uncut link.
 func (c *Cluster) Status(ctx context.Context, sv *Server) (*rpc.StatusReply, error) {

@@ -275,8 +275,41 @@ type Client struct {
 func NewClient(addrs []string) *Client { return NewClientWith(addrs, Credentials{}) }
 
 // NewClientWith returns a client that presents cred to the servers.
+// Its connections give up on a server that leaves what the client sent
+// unacknowledged for ClientUserTimeout.
 func NewClientWith(addrs []string, cred Credentials) *Client {
-	return &Client{addrs: addrs, pool: NewPoolWith(cred)}
+	pool := NewPoolWith(cred)
+	pool.dial = withUserTimeout(pool.dial, ClientUserTimeout)
+	return &Client{addrs: addrs, pool: pool}
+}
+
+// ClientUserTimeout is how long a Client's connection may hold sent data
+// that the server's host has not acknowledged before the client drops it
+// (TCP_USER_TIMEOUT, Linux): the calls on it then fail as unavailable, and
+// the client moves to the next server. A host that went silent (its
+// network cut, a hypervisor fault) answers nothing, not even with a reset,
+// and its connections stay open: a long-lived client stuck to it waited
+// for each call's deadline and, since a deadline does not move the client
+// on, sent the next call there too. A server that is only slow is not
+// affected: its kernel acknowledges what arrives. One second is four
+// cross-cloud round trips (a lost segment's retransmissions included)
+// and less than a silent leader's replacement takes (≈1.4 s on wan), so
+// the client is at another server when the new leader is elected.
+const ClientUserTimeout = time.Second
+
+// withUserTimeout sets the user timeout d on the connections dial opens.
+func withUserTimeout(dial DialFunc, d time.Duration) DialFunc {
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		nc, err := dial(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		if err := setUserTimeout(nc, d); err != nil {
+			nc.Close()
+			return nil, &Error{Code: CodeUnavailable, Message: fmt.Sprintf("cannot set TCP_USER_TIMEOUT on the connection to %s: %v", addr, err)}
+		}
+		return nc, nil
+	}
 }
 
 // Close closes the client's connections.

@@ -554,8 +554,29 @@ func TestLeaderIsolated(t *testing.T) {
 		// may have committed without its reply reaching it yet).
 		waitAgentsLogged(t, c, "following leader "+leader.Name)
 	}
+	// A long-lived client (the CLI's rpc.Client) whose connection is to
+	// the leader: once the leader's host is silent, its next write must
+	// move to a live server (rpc.ClientUserTimeout) instead of waiting
+	// on the silent one for its whole deadline.
+	sticky := c.RPCClient("c-aws", append([]*fault.Server{leader}, fault.Without(c.Servers, leader)...)...)
+	if err := sticky.Call(ctxFor(t, 5*time.Second), rpc.MethodStatus, &rpc.StatusArgs{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if cur := sticky.Current(); cur != leader.Addr {
+		t.Fatalf("the long-lived client is at %s, want the leader %s", cur, leader.Addr)
+	}
 	nem.Isolate(leader)
 	t0 := time.Now()
+	type stickyResult struct {
+		at  time.Time
+		by  string
+		err error
+	}
+	stuck := make(chan stickyResult, 1)
+	go func() {
+		by, err := sticky.CallAddr(ctxFor(t, 15*time.Second), rpc.MethodTaskAdd, &rpc.TaskAddArgs{ID: "isolated-sticky", Type: "sleep"}, nil)
+		stuck <- stickyResult{time.Now(), by, err}
+	}()
 	followed := make(chan followResult, 1)
 	if len(c.Agents) > 0 {
 		go func() {
@@ -615,6 +636,15 @@ func TestLeaderIsolated(t *testing.T) {
 		if tl.Evidence != "quorum silent" || tl.Confirmed.IsZero() || tl.LastContact.IsZero() || tl.NewLeader != newLeader {
 			t.Errorf("a silent leader's failover should go through the quorum's confirmation to %s: %+v", newLeader, tl)
 		}
+	}
+	switch r := <-stuck; {
+	case r.err != nil:
+		t.Errorf("the long-lived client at the isolated leader: %v", r.err)
+	case r.by == leader.Addr:
+		t.Errorf("the long-lived client's write was acknowledged by the isolated leader %s", leader.Name)
+	default:
+		t.Logf("a long-lived client connected to %s: write acknowledged by %s after %s (%s after the election, %s after the first committed write)",
+			leader.Name, r.by, ms(r.at.Sub(t0)), ms(r.at.Sub(electedAt)), ms(r.at.Sub(wroteAt)))
 	}
 	cl := c.Client("c-aws", rest...)
 	for i := 0; i < 10; i++ {
