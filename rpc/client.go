@@ -291,11 +291,16 @@ func NewClientWith(addrs []string, cred Credentials) *Client {
 // and its connections stay open: a long-lived client stuck to it waited
 // for each call's deadline and, since a deadline does not move the client
 // on, sent the next call there too. A server that is only slow is not
-// affected: its kernel acknowledges what arrives. One second is four
-// cross-cloud round trips (a lost segment's retransmissions included)
-// and less than a silent leader's replacement takes (≈1.4 s on wan), so
-// the client is at another server when the new leader is elected.
-const ClientUserTimeout = time.Second
+// affected: its kernel acknowledges what arrives. The kernel checks the
+// timeout when a retransmission timer fires: one lost segment is
+// retransmitted (after ≈0.2 s within a cloud, ≈0.45 s across) and its
+// acknowledgement closes nothing; two lost in a row close the connection
+// and the call is retried on another server. Within a cloud a silent
+// server's connection closes ≈0.6 s after the call, before a silent
+// leader is replaced (≈0.9 s on wan), so the client is at a live server
+// when the new leader is elected (TestLeaderIsolated: its write lands with
+// the first write anyone gets through; with 1 s, ≈0.45 s later).
+const ClientUserTimeout = 500 * time.Millisecond
 
 // withUserTimeout sets the user timeout d on the connections dial opens.
 func withUserTimeout(dial DialFunc, d time.Duration) DialFunc {
