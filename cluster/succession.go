@@ -262,25 +262,20 @@ func (s *Server) LeaderGone() bool {
 // it either, so one cut-off follower cannot unseat a leader the others
 // still hear.
 func (s *Server) succeed(gone raft.ServerID, confirm bool) succession {
-	outcome := notTried
 	if !s.succMu.TryLock() {
 		return notTried // another attempt is under way
 	}
 	defer s.succMu.Unlock()
 	voters, clouds, ok := s.voters()
 	if !ok {
-		return outcome
+		return notTried
 	}
 	rank := s.successorRank(voters, clouds, gone)
 	if rank < 0 {
-		return outcome
+		return notTried
 	}
 	if !confirm {
-		why := s.logBehind()
-		if why == "" {
-			why = s.coldVotes(voters, gone)
-		}
-		if why != "" {
+		if why := s.notReady(voters, gone); why != "" {
 			// Voters holding entries this server lacks would refuse it
 			// their votes, and the next successor would stand only at its
 			// turn, successionGap later; vote requests without a ready
@@ -293,124 +288,159 @@ func (s *Server) succeed(gone raft.ServerID, confirm bool) succession {
 			s.log.Info("leader lost, but this server is not ready to win an election at once; leaving it to the next successor",
 				"event", "leader_gone", "leader_id", string(gone), "successor_rank", rank, "why", why)
 			if rank == 0 {
-				outcome = s.passTurn(voters, clouds, gone)
+				return s.passTurn(voters, clouds, gone)
 			}
-			return outcome
+			return notTried
 		}
 	}
-	wait := time.Duration(rank) * s.successionGap()
-	startTerm := s.raft.CurrentTerm()
+	t := s.newTurn(gone, confirm, rank)
 	if !confirm {
 		s.log.Info("leader's process is gone (its port refuses connections)", "event", "leader_gone",
-			"leader_id", string(gone), "successor_rank", rank, "stand_in", wait.String())
+			"leader_id", string(gone), "successor_rank", rank, "stand_in", time.Until(t.at).Round(time.Millisecond).String())
 	}
-	// Stand only if nothing moves on meanwhile: still a follower, no new
-	// leader heard of, and (for silence) still no word from the old one.
-	// A higher term means an earlier successor's election started:
-	// standing at once would only disrupt it. On silence the attempt ends
-	// there (watchLeader asks again shortly). On a gone process nothing
-	// asks again, so this successor gives that election electionGrace to
-	// produce a leader and stands if none appears: a first successor whose
-	// log is behind (restarted a moment before) is refused its votes and
-	// stays a candidate until its own timer, and the others used to wait
-	// for raft's timers too (kill -9 failovers of 2.1 s instead of 0.8).
-	// The grace is not given to a candidate whose log is behind this
-	// server's (staleCandidateTerm): this server refuses it its vote, and
-	// so does every voter holding the entries it lacks, which are a
-	// majority when they are committed; it would stay a candidate until
-	// raft's own timer.
-	turn := time.Now().Add(wait)
-	deadline := turn
-	var termRose time.Time
-	movedOn := func() bool {
-		_, cur := s.raft.LeaderWithID()
-		if s.raft.State() != raft.Follower || (cur != "" && cur != gone) {
+	if !t.await() {
+		return notTried
+	}
+	if !t.termRose.IsZero() {
+		s.log.Info("an earlier successor's election produced no leader; standing", "event", "leader_gone",
+			"leader_id", string(gone), "successor_rank", rank, "term", s.raft.CurrentTerm(),
+			"waited", time.Since(t.termRose).Round(time.Millisecond).String(),
+			"candidate_behind", s.staleCandidateTerm.Load() >= s.raft.CurrentTerm())
+	}
+	if !confirm {
+		return s.standFor(gone, peerState{id: s.cfg.NodeID, addr: s.cfg.Advertise}, rank, "port refused")
+	}
+	t0 := time.Now()
+	n, need, best, contested := s.quorumSilent(voters, s.successionOrder(voters, clouds, gone), gone, t.startTerm)
+	if contested || n < need {
+		// contested: a voter is at a newer term already, an election is
+		// under way (another successor stood a moment ago, e.g. at a cold
+		// start whose servers started apart).
+		return unconfirmed
+	}
+	// The silent voter with the longest log stands: it is the one the
+	// others will vote for (this one, unless it is behind).
+	s.log.Info("leader silent for a quorum of voters", "event", "leader_gone", "leader_id", string(gone),
+		"silent_voters", n, "quorum", need, "successor_rank", rank, "stands", best.id,
+		"last_contact", timeOrNone(s.raft.LastContact()), "noticed", timeOrNone(time.Unix(0, s.silenceNoticed.Load())),
+		"confirm_took", time.Since(t0).Round(time.Millisecond).String())
+	if t.movedOn() {
+		return unconfirmed
+	}
+	if out := s.standFor(gone, best, rank, "quorum silent"); out == stood {
+		return stood
+	}
+	return unconfirmed // the successor could not be asked
+}
+
+// notReady says why this server, first in line after a gone leader
+// process, should not stand itself, "" if it should: its log may be behind
+// (logBehind) or it could not ask enough voters without dialling
+// (coldVotes).
+func (s *Server) notReady(voters []raft.Server, gone raft.ServerID) string {
+	if why := s.logBehind(); why != "" {
+		return why
+	}
+	return s.coldVotes(voters, gone)
+}
+
+// turn is one successor's wait for its place in the order: it stands only
+// if nothing moves on meanwhile (still a follower, no new leader heard of,
+// and, for silence, still no word from the old one).
+//
+// A higher term means an earlier successor's election started: standing
+// at once would only disrupt it. On silence the attempt ends there
+// (watchLeader asks again shortly). On a gone process nothing asks again,
+// so this successor gives that election electionGrace to produce a leader
+// and stands if none appears: a first successor whose log is behind
+// (restarted a moment before) is refused its votes and stays a candidate
+// until its own timer, and the others used to wait for raft's timers too
+// (kill -9 failovers of 2.1 s instead of 0.8). The grace is not given to
+// a candidate whose log is behind this server's (staleCandidateTerm): this
+// server refuses it its vote, and so does every voter holding the entries
+// it lacks, which are a majority when they are committed; it would stay a
+// candidate until raft's own timer.
+type turn struct {
+	s         *Server
+	gone      raft.ServerID
+	confirm   bool
+	startTerm uint64
+	at        time.Time // this successor's place: rank × successionGap from now
+	deadline  time.Time // at, or later while an earlier successor's election runs
+	termRose  time.Time // when a higher term was first seen (zero: not yet)
+}
+
+func (s *Server) newTurn(gone raft.ServerID, confirm bool, rank int) *turn {
+	at := time.Now().Add(time.Duration(rank) * s.successionGap())
+	return &turn{s: s, gone: gone, confirm: confirm, startTerm: s.raft.CurrentTerm(), at: at, deadline: at}
+}
+
+// movedOn reports whether things moved on so that this successor must not
+// stand, and pushes the deadline back while an earlier successor's
+// election runs.
+func (t *turn) movedOn() bool {
+	r := t.s.raft
+	_, cur := r.LeaderWithID()
+	if r.State() != raft.Follower || (cur != "" && cur != t.gone) {
+		return true
+	}
+	if term := r.CurrentTerm(); term > t.startTerm {
+		if t.confirm {
 			return true
 		}
-		if term := s.raft.CurrentTerm(); term > startTerm {
-			if confirm {
-				return true
-			}
-			if termRose.IsZero() {
-				termRose = time.Now()
-			}
-			deadline = later(turn, termRose.Add(s.electionGrace()))
-			if s.staleCandidateTerm.Load() >= term {
-				deadline = turn
-			}
-			return false
+		if t.termRose.IsZero() {
+			t.termRose = time.Now()
 		}
-		return confirm && !s.leaderSilent()
+		t.deadline = later(t.at, t.termRose.Add(t.s.electionGrace()))
+		if t.s.staleCandidateTerm.Load() >= term {
+			t.deadline = t.at
+		}
+		return false
 	}
-	// Wait for raft to move (a state or leader change, a vote request:
-	// s.raftMoved) or the deadline, rechecking every successionRecheck in
-	// case raft dropped an observation. Contact resumed with the old
-	// leader has no event; it is checked at the deadline, before standing.
+	return t.confirm && !t.s.leaderSilent()
+}
+
+// await waits for raft to move (a state or leader change, a vote request:
+// raftMoved) or the deadline, rechecking every successionRecheck in case
+// raft dropped an observation; true when the turn came with nothing moved
+// on. Contact resumed with the old leader has no event; it is checked at
+// the deadline, before standing.
+func (t *turn) await() bool {
 	wake := time.NewTimer(0)
 	defer wake.Stop()
 	for {
-		moved := s.raftMoved.watch()
-		if movedOn() {
-			return outcome
+		moved := t.s.raftMoved.watch()
+		if t.movedOn() {
+			return false
 		}
-		left := time.Until(deadline)
+		left := time.Until(t.deadline)
 		if left <= 0 {
-			break
+			return true
 		}
 		wake.Reset(min(left, successionRecheck))
 		select {
-		case <-s.shutdownCh:
-			return outcome
+		case <-t.s.shutdownCh:
+			return false
 		case <-moved:
 		case <-wake.C:
 		}
 	}
-	if !termRose.IsZero() {
-		s.log.Info("an earlier successor's election produced no leader; standing", "event", "leader_gone",
-			"leader_id", string(gone), "successor_rank", rank, "term", s.raft.CurrentTerm(),
-			"waited", time.Since(termRose).Round(time.Millisecond).String(),
-			"candidate_behind", s.staleCandidateTerm.Load() >= s.raft.CurrentTerm())
-	}
-	stand := peerState{id: s.cfg.NodeID, addr: s.cfg.Advertise}
-	var confirmTook time.Duration
-	if confirm {
-		t0 := time.Now()
-		n, need, best, contested := s.quorumSilent(voters, s.successionOrder(voters, clouds, gone), gone, startTerm)
-		confirmTook = time.Since(t0)
-		if contested {
-			// A voter is at a newer term already: an election is under way (another successor stood a moment
-			// ago, e.g. at a cold start whose servers started apart).
-			return unconfirmed
-		}
-		if n < need {
-			return unconfirmed
-		}
-		// The silent voter with the longest log stands: it is the one
-		// the others will vote for (this one, unless it is behind).
-		stand = best
-		outcome = unconfirmed // until the successor is asked
-		s.log.Info("leader silent for a quorum of voters", "event", "leader_gone", "leader_id", string(gone),
-			"silent_voters", n, "quorum", need, "successor_rank", rank, "stands", stand.id,
-			"last_contact", timeOrNone(s.raft.LastContact()), "noticed", timeOrNone(time.Unix(0, s.silenceNoticed.Load())),
-			"confirm_took", confirmTook.Round(time.Millisecond).String())
-		if movedOn() {
-			return outcome
-		}
-	}
+}
+
+// standFor asks p (possibly this server) to stand for election in the
+// lost leader gone's place: stood, or unconfirmed if the request failed.
+func (s *Server) standFor(gone raft.ServerID, p peerState, rank int, evidence string) succession {
 	t0 := time.Now()
-	if err := s.timeoutNow(stand); err != nil {
-		s.log.Warn("asking a successor to stand failed", "successor", stand.id, "err", err)
-		return outcome
+	if err := s.timeoutNow(p); err != nil {
+		s.log.Warn("asking a successor to stand failed", "successor", p.id, "err", err)
+		return unconfirmed
 	}
-	standTook := time.Since(t0)
-	s.lastSuccessor.Store(stand.id)
+	s.lastSuccessor.Store(p.id)
 	s.metrics.succession()
-	outcome = stood
 	s.log.Info("successor stands for election in place of the lost leader", "event", "succession",
-		"leader_id", string(gone), "successor", stand.id, "successor_rank", rank,
-		"evidence", map[bool]string{false: "port refused", true: "quorum silent"}[confirm],
-		"stand_took", standTook.Round(time.Millisecond).String())
-	return outcome
+		"leader_id", string(gone), "successor", p.id, "successor_rank", rank,
+		"evidence", evidence, "stand_took", time.Since(t0).Round(time.Millisecond).String())
+	return stood
 }
 
 // Replicated records an AppendEntries of a leader's replication stream
@@ -497,18 +527,7 @@ func (s *Server) passTurn(voters []raft.Server, clouds []string, gone raft.Serve
 			next.addr = string(v.Address)
 		}
 	}
-	t0 := time.Now()
-	if err := s.timeoutNow(next); err != nil {
-		s.log.Warn("asking the next successor to stand failed", "successor", next.id, "err", err)
-		return unconfirmed
-	}
-	s.lastSuccessor.Store(next.id)
-	s.metrics.succession()
-	s.log.Info("successor stands for election in place of the lost leader", "event", "succession",
-		"leader_id", string(gone), "successor", next.id, "successor_rank", 1,
-		"evidence", "port refused; handed over by the first successor",
-		"stand_took", time.Since(t0).Round(time.Millisecond).String())
-	return stood
+	return s.standFor(gone, next, 1, "port refused; handed over by the first successor")
 }
 
 // timeoutNow sends raft's TimeoutNow to p (possibly this server): it
