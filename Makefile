@@ -156,17 +156,13 @@ bench-compare:
 
 # The failover scenarios (kill -9, SIGSTOP, host cut off) on the emulated
 # two-cloud network (needs root) with BASE's build as rctl-base beside this
-# tree's rctl (bench/peer). bin/rctl-base is built as bench-compare builds
-# it (git archive BASE, the working tree untouched), with BASE's commit
+# tree's rctl (bench/peer). bin/rctl-base is built by bench/build-base.sh
+# (git archive BASE, the working tree untouched), with BASE's commit
 # stamped in as its version for the report's header; the report goes to
 # bench/out/peer-compare-<base>.md, e.g. make bench-compare-peer BASE=HEAD~3
 bench-compare-peer: build
 	@test -n "$$BASE" || { echo "bench-compare-peer: BASE=<git rev> is missing" >&2; exit 2; }
-	set -e; git() { command git -c safe.directory='$(CURDIR)' "$$@"; }; \
-	base=$$(git rev-parse --short --verify --quiet "$$BASE^{commit}") || { echo "bench-compare-peer: BASE=$$BASE is no revision" >&2; exit 2; }; \
-	src=$$(mktemp -d); trap 'rm -rf "$$src"' EXIT; \
-	git archive --format=tar "$$base" | tar -x --no-same-owner -C "$$src"; \
-	(cd "$$src" && $(GO) build -ldflags "-X github.com/rctl-dev/rctl/cli.Version=$$base" -o '$(abspath bin/rctl-base)' .); \
+	set -e; base=$$(GO='$(GO)' bash bench/build-base.sh "$$BASE"); \
 	mkdir -p bench/out; rc=0; \
 	($(PEERBENCH) --rctl-base-bin '$(abspath bin/rctl-base)' --systems rctl,rctl-base --net wan \
 		--scenarios failover,freeze,silent --out ../out/peer-compare-$$base.md) || rc=$$?; \

@@ -2,8 +2,8 @@
 # make bench-compare BASE=<git rev> [BENCH=<regexp>]: the ./bench/ figures
 # of the build at BASE and of the working tree side by side, in one run.
 #
-#   1. builds BASE into bin/rctl-base (from `git archive BASE` in a temporary
-#      directory: the working tree and the index are not touched) and the
+#   1. builds BASE into bin/rctl-base (bench/build-base.sh: from `git
+#      archive BASE`, the working tree and the index untouched) and the
 #      working tree into bin/rctl (make build);
 #   2. compiles the working tree's ./bench/ test binary once and runs each
 #      benchmark matched by BENCH with -benchtime=1x, first with
@@ -104,12 +104,7 @@ mapfile -t benches < <(grep '^Benchmark' <<<"$list" || true)
 echo "bench-compare: building the working tree into bin/rctl"
 "$MAKE" --no-print-directory build GO="$GO"
 echo "bench-compare: building $base_short ($base_arg) into bin/rctl-base"
-mkdir -p "$tmp/src" bin
-git archive --format=tar "$base_sha" | tar -x --no-same-owner -C "$tmp/src"
-(cd "$tmp/src" && "$GO" build -o "$root/bin/rctl-base" .) || {
-	echo "bench-compare: building $base_short failed" >&2
-	exit 1
-}
+GO="$GO" bash bench/build-base.sh "$base_sha" >/dev/null || exit 1
 
 out_rel=bench/out/compare-$base_short-$dir_head
 out=$root/$out_rel

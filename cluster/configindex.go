@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"sync/atomic"
 	"io"
 	"time"
 
@@ -90,10 +91,13 @@ func (f raftFSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-func (s *Server) noteConfigIndex(index uint64) {
+func (s *Server) noteConfigIndex(index uint64) { storeMax(&s.configIndex, index) }
+
+// storeMax raises a to v unless it already holds as much.
+func storeMax(a *atomic.Uint64, v uint64) {
 	for {
-		cur := s.configIndex.Load()
-		if index <= cur || s.configIndex.CompareAndSwap(cur, index) {
+		cur := a.Load()
+		if v <= cur || a.CompareAndSwap(cur, v) {
 			return
 		}
 	}

@@ -448,12 +448,7 @@ func (s *Server) standFor(gone raft.ServerID, p peerState, rank int, evidence st
 // guardView, called by the raft guard for every accepted one.
 func (s *Server) Replicated(leaderCommit uint64) {
 	s.replicatedAt.Store(time.Now().UnixNano())
-	for {
-		cur := s.replicatedCommit.Load()
-		if leaderCommit <= cur || s.replicatedCommit.CompareAndSwap(cur, leaderCommit) {
-			return
-		}
-	}
+	storeMax(&s.replicatedCommit, leaderCommit)
 }
 
 // replicationLag is how much older than the leader's last word (a
@@ -784,11 +779,6 @@ func (s *Server) noteVoteRequest(req raft.RequestVoteRequest) {
 		return // compacted or truncated meanwhile: no verdict
 	}
 	if req.LastLogTerm < l.Term || (req.LastLogTerm == l.Term && req.LastLogIndex < last) {
-		for {
-			cur := s.staleCandidateTerm.Load()
-			if req.Term <= cur || s.staleCandidateTerm.CompareAndSwap(cur, req.Term) {
-				return
-			}
-		}
+		storeMax(&s.staleCandidateTerm, req.Term)
 	}
 }

@@ -92,13 +92,9 @@ func TestSuccessorStandsWhenLeaderExits(t *testing.T) {
 			return nil
 		})
 		gone := raft.ServerID(c.cfgs[l].NodeID)
-		var voters []raft.Server
-		for _, cfg := range c.cfgs {
-			voters = append(voters, raft.Server{ID: raft.ServerID(cfg.NodeID)})
-		}
-		order := successionOrder(voters, make([]string, len(voters)), "", gone)
-		want := order[0]
-		first := slices.IndexFunc(c.cfgs, func(cfg Config) bool { return cfg.NodeID == string(want) })
+		_, order := successorsOf(t, c, l)
+		first, second := order[0], order[1]
+		want, next := raft.ServerID(c.cfgs[first].NodeID), raft.ServerID(c.cfgs[second].NodeID)
 		c.servers[first].lastSuccessor.Store("")
 
 		stopped := time.Now()
@@ -110,7 +106,7 @@ func TestSuccessorStandsWhenLeaderExits(t *testing.T) {
 		// A first successor not ready to win (logBehind, coldVotes: on a
 		// loaded machine its last replication request can come late)
 		// names the second one instead.
-		if named, _ := c.servers[first].lastSuccessor.Load().(string); got == order[1] && named == string(order[1]) {
+		if named, _ := c.servers[first].lastSuccessor.Load().(string); got == next && named == string(next) {
 			t.Logf("the first successor %s passed its turn to %s", want, got)
 		} else if got != want {
 			t.Fatalf("after %s left, %s was elected; want the first successor %s", gone, got, want)

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -102,7 +103,7 @@ func (p *warmPool) take(addr string) net.Conn {
 		w := ws[len(ws)-1] // the newest
 		p.ready[addr] = ws[:len(ws)-1]
 		p.mu.Unlock()
-		if time.Since(w.at) > p.age+warmOverlap || !connAlive(w.c) {
+		if !p.usable(w) || !connAlive(w.c) {
 			w.c.Close()
 			continue
 		}
@@ -116,13 +117,13 @@ func (p *warmPool) take(addr string) net.Conn {
 func (p *warmPool) has(addr string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, w := range p.ready[addr] {
-		if time.Since(w.at) <= p.age+warmOverlap {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(p.ready[addr], p.usable)
 }
+
+// usable reports whether a ready connection is young enough to hand out:
+// past its age, it stays only for warmOverlap while its replacement is
+// dialled.
+func (p *warmPool) usable(w warmConn) bool { return time.Since(w.at) <= p.age+warmOverlap }
 
 // hasAll reports whether a ready connection is held to every address.
 func (p *warmPool) hasAll(addrs []string) bool {
