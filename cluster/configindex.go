@@ -1,8 +1,8 @@
 package cluster
 
 import (
-	"sync/atomic"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
